@@ -1,0 +1,7 @@
+"""``python -m sweepspec``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

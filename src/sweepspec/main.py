@@ -1,0 +1,91 @@
+"""The console script's entry point: one error policy, and a click-free path for validate.
+
+Exit codes: 0 success, 1 invalid input or failed checks, 2 usage error, 130 interrupted,
+3 an unexpected error (a bug: the message says where the details are).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def _fast_validate(argv: list[str]) -> int | None:
+    """``validate`` without importing click (a sixth of its run time), for pre-commit.
+
+    Only the plain forms are taken here: ``validate [--strict] [--format text|json] FILE...``.
+    Anything else (``--help``, a typo, an option after ``--``) returns None and goes to click,
+    which stays the one definition of the interface.
+    """
+    if not argv or argv[0] != "validate":
+        return None
+    strict, fmt, files = False, "text", []
+    rest = iter(argv[1:])
+    for arg in rest:
+        if arg == "--strict":
+            strict = True
+        elif arg == "--format" or arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1] if "=" in arg else next(rest, "")
+            if fmt not in ("text", "json"):
+                return None
+        elif arg.startswith("-"):
+            return None
+        else:
+            files.append(arg)
+    if not files:
+        return None
+    import os
+
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from .commands.validate import validate
+
+    return validate(files, strict=strict, fmt=fmt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (testable as a function)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        fast = _fast_validate(args)
+        if fast is not None:
+            return fast
+        from .cli import cli
+
+        rv = cli.main(args=args, prog_name="sweepspec", standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
+    except Exception as exc:
+        return _handle(exc)
+    return rv if isinstance(rv, int) else 0
+
+
+def _handle(exc: Exception) -> int:
+    """Expected errors exit with one clear line; anything else is a bug (exit 3)."""
+    import click
+
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        click.echo("Aborted.", err=True)
+        return 130
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="sweepspec-crash-", suffix=".log",
+                                     delete=False) as fh:
+        traceback.print_exception(exc, file=fh)
+    sys.stderr.write(f"sweepspec: internal error: {type(exc).__name__}: {exc}\n"
+                     f"This is a bug in sweepspec; the details are in {fh.name}\n")
+    return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

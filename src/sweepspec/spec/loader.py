@@ -1,0 +1,240 @@
+"""YAML loading that remembers where every node came from.
+
+PyYAML's ``safe_load`` loses positions, keeps the last of two duplicate keys without a word,
+and reads ``1e-5`` as a string (YAML 1.1 wants a dot and a signed exponent). We compose the
+node tree with PyYAML (libyaml when present) and build the Python data ourselves, so that:
+
+- every key and value has its ``line:col`` (1-based), addressed by its path;
+- a duplicate key is an error finding, pointing at the second one;
+- a plain scalar that YAML 1.2 reads as a float (``1e-5``, ``1.0e5``) becomes that float, with
+  a warning, because W&B (PyYAML) would see a string there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .findings import Finding, Level, Path
+
+try:  # libyaml is several times faster; positions are the same
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAX_NODES = 200_000  # aliases can expand a small file into a huge tree ("billion laughs")
+
+_scalar_constructor = yaml.SafeLoader("")
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int
+    col: int
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: its data, the position of each node, and the loader's findings."""
+
+    file: str
+    data: Any
+    value_marks: dict[Path, Mark] = field(default_factory=dict)
+    key_marks: dict[Path, Mark] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def mark(self, path: Path, *, key: bool = False) -> Mark:
+        """The position of ``path``: its key when ``key`` is set, else its value.
+
+        Falls back to the closest ancestor that has a position (a missing key is reported at
+        the mapping that should hold it).
+        """
+        table = self.key_marks if key else self.value_marks
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.value_marks:
+                return self.value_marks[probe]
+            probe = probe[:-1]
+        return self.value_marks.get((), Mark(1, 1))
+
+    def finding(self, level: Level, path: Path, message: str, *, rule: str = "schema",
+                key: bool = False) -> Finding:
+        m = self.mark(path, key=key)
+        return Finding(self.file, m.line, m.col, level, tuple(path), message, rule)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.level == "error" for f in self.findings)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Builder:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.count = 0
+        self.active: set[int] = set()
+
+    def _mark(self, node: yaml.Node) -> Mark:
+        return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _add(self, level: Level, node: yaml.Node, path: Path, message: str, rule: str) -> None:
+        m = self._mark(node)
+        self.doc.findings.append(Finding(self.doc.file, m.line, m.col, level, path, message, rule))
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise _TooLarge
+        self.doc.value_marks.setdefault(path, self._mark(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if id(node) in self.active:
+            self._add("error", node, path, "an alias refers to the node that contains it; "
+                      "a spec cannot be recursive", "yaml")
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        first_seen: dict[Any, Mark] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self._merge(value_node, path))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._add("error", key_node, path, "a key must be a plain value, not a list "
+                          "or mapping", "yaml")
+                continue
+            key = self._scalar(key_node, path, warn=False)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                key = str(key)
+            if key in first_seen:
+                first = first_seen[key]
+                self._add("error", key_node, path + (key,),
+                          f"duplicate key {key!r} (first at line {first.line}); PyYAML and W&B "
+                          "would silently keep only the last one", "duplicate-key")
+            first_seen[key] = self._mark(key_node)
+            self.doc.key_marks[path + (key,)] = self._mark(key_node)
+            self.doc.value_marks[path + (key,)] = self._mark(value_node)
+            result[key] = self.build(value_node, path + (key,))
+        for key, value in merged.items():
+            result.setdefault(key, value)
+        return result
+
+    def _merge(self, node: yaml.Node, path: Path) -> dict[Any, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[Any, Any] = {}
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self._add("error", source, path, "'<<' merges mappings only", "yaml")
+                continue
+            for key, value in self._mapping(source, path).items():
+                merged.setdefault(key, value)
+        return merged
+
+    def _scalar(self, node: yaml.ScalarNode, path: Path, *, warn: bool = True) -> Any:
+        tag = node.tag
+        if tag == _STR_TAG:
+            text = node.value
+            if node.style in (None, "") and _YAML12_FLOAT.match(text):
+                value = float(text)
+                if warn:
+                    self._add("warning", node, path,
+                              f"{text!r} is a string to PyYAML (YAML 1.1), so W&B would refuse "
+                              f"it; sweepspec reads it as the number {value!r}. Write "
+                              f"{_yaml11_float(value)} so that every tool reads it the same",
+                              "yaml12-float")
+                return value
+            return text
+        constructor = yaml.SafeLoader.yaml_constructors.get(tag)
+        if constructor is None or not tag.startswith("tag:yaml.org,2002:"):
+            self._add("error", node, path, f"unsupported YAML tag {tag!r}; a spec holds plain "
+                      "values only", "yaml")
+            return node.value
+        try:
+            return constructor(_scalar_constructor, node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            self._add("error", node, path, f"cannot read {node.value!r} as {tag.rsplit(':', 1)[-1]}:"
+                      f" {exc}", "yaml")
+            return node.value
+
+
+def _yaml11_float(value: float) -> str:
+    """A spelling of ``value`` that PyYAML reads as a float: ``1.0e-05``."""
+    text = repr(value)
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def loads(text: str, file: str = "<string>") -> Document:
+    """Parse YAML ``text``; problems become findings on the returned document."""
+    doc = Document(file=file, data=None)
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        doc.findings.append(Finding(file, line, col, "error", (),
+                                    f"not valid YAML: {problem}", "yaml"))
+        return doc
+    except yaml.YAMLError as exc:
+        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {exc}", "yaml"))
+        return doc
+    if node is None:
+        doc.findings.append(Finding(file, 1, 1, "error", (), "the file is empty; a spec is a "
+                                    "mapping with at least 'method' and 'parameters'", "yaml"))
+        return doc
+    try:
+        doc.data = _Builder(doc).build(node, ())
+    except _TooLarge:
+        doc.data = None
+        doc.findings.append(Finding(file, 1, 1, "error", (), f"the document expands to more than "
+                                    f"{_MAX_NODES} nodes (aliases?); refusing to read it",
+                                    "yaml"))
+    except RecursionError:
+        doc.data = None
+        doc.findings.append(Finding(file, 1, 1, "error", (), "the document is nested too deeply "
+                                    "to read", "yaml"))
+    return doc
+
+
+def load(path: str) -> Document:
+    """Read and parse the file at ``path``; unreadable files become an error finding."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        doc = Document(file=path, data=None)
+        doc.findings.append(Finding(path, 1, 1, "error", (),
+                                    f"cannot read the file: {exc.strerror or exc}", "io"))
+        return doc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        doc = Document(file=path, data=None)
+        doc.findings.append(Finding(path, 1, 1, "error", (),
+                                    f"not UTF-8 text (byte {exc.start}); a spec must be UTF-8",
+                                    "io"))
+        return doc
+    return loads(text, path)

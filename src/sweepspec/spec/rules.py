@@ -1,0 +1,391 @@
+"""Checks beyond the shape of each key: W&B's cross-key rules, and lint for W&B's traps.
+
+Every rule is a function ``(spec, doc) -> Iterator[Finding]`` registered in ``RULES``; its
+docstring is its documentation (``docs/lint-rules.md`` is generated from them and a test keeps
+it in sync). Errors are what W&B refuses, or what goes wrong at run time without a word;
+warnings are traps where W&B does something other than what the file seems to say.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import models
+from .findings import Finding, Path
+from .loader import Document
+from .messages import did_you_mean
+
+Rule = Callable[[models.Spec, Document], Iterator[Finding]]
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES[name] = fn
+        return fn
+
+    return register
+
+
+def _params(spec: models.Spec) -> Iterator[tuple[Path, Any]]:
+    """Every parameter with its path in the file, nested ones included."""
+
+    def walk(params: dict[str, Any], prefix: Path) -> Iterator[tuple[Path, Any]]:
+        for name, param in params.items():
+            path = prefix + (name,)
+            yield path, param
+            if isinstance(param, models.NestedParam):
+                yield from walk(param.parameters, path + ("parameters",))
+
+    yield from walk(spec.parameters or {}, ("parameters",))
+
+
+# ----------------------------------------------------------------------------- W&B's rules
+
+
+@rule("parameters-required")
+def parameters_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """``parameters`` is required unless ``scheduler.search_space`` is set (W&B).
+
+    Example::
+
+        method: random      # error: 'parameters' is required
+    """
+    if spec.parameters is None and not (spec.scheduler and spec.scheduler.search_space):
+        yield doc.finding("error", (), "'parameters' is required unless "
+                          "'scheduler.search_space' is set", rule="parameters-required")
+
+
+@rule("metric-or-metrics")
+def metric_or_metrics(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """``metric`` (one objective) and ``metrics`` (several) cannot both be set (W&B).
+
+    Example::
+
+        metric: {name: loss}
+        metrics: [{name: loss}, {name: latency}]   # error
+    """
+    if spec.metric is not None and spec.metrics is not None:
+        yield doc.finding("error", ("metrics",), "'metric' and 'metrics' cannot both be set: use "
+                          "'metric' for one objective, 'metrics' for several",
+                          rule="metric-or-metrics", key=True)
+
+
+@rule("scheduler")
+def scheduler_rules(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B's ``scheduler`` rules: no local ``controller`` and no ``early_terminate`` with it;
+    ``engine: wandb`` needs grid, random or bayes; ``optuna`` and ``ax`` need ``method: custom``.
+
+    Example::
+
+        method: bayes
+        scheduler: {engine: optuna}   # error: needs 'method: custom'
+    """
+    if spec.scheduler is None:
+        return
+    if spec.controller is not None and spec.controller.type == "local":
+        yield doc.finding("error", ("controller",), "'controller: {type: local}' cannot be used "
+                          "together with 'scheduler'", rule="scheduler", key=True)
+    if spec.early_terminate is not None:
+        yield doc.finding("error", ("early_terminate",), "'early_terminate' cannot be used "
+                          "together with 'scheduler': the scheduler must stop runs itself",
+                          rule="scheduler", key=True)
+    allowed = {"wandb": ("grid", "random", "bayes"), "optuna": ("custom",), "ax": ("custom",)}
+    methods = allowed[spec.scheduler.engine]
+    if spec.method not in methods:
+        yield doc.finding("error", ("method",), f"'scheduler.engine: {spec.scheduler.engine}' "
+                          f"needs method {' or '.join(methods)}, but got {spec.method!r}",
+                          rule="scheduler")
+
+
+@rule("hyperband-form")
+def hyperband_form(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B's hyperband needs ``min_iter``, or ``max_iter`` together with ``s``. With
+    ``max_iter`` and no ``s``, W&B's validator passes when ``min_iter`` is there too, and then
+    the sweep crashes at the first stop check (``KeyError: 's'``): an error here.
+
+    Example::
+
+        early_terminate: {type: hyperband, max_iter: 27}   # error: 's' is required
+    """
+    et = spec.early_terminate
+    if not isinstance(et, models.HyperbandStopping):
+        return
+    where = ("early_terminate",)
+    if et.max_iter is not None and et.s is None:
+        yield doc.finding("error", where, "hyperband with 'max_iter' needs 's' (the number of "
+                          "bands below max_iter): W&B reads 's' whenever 'max_iter' is set, "
+                          "even next to 'min_iter'", rule="hyperband-form")
+    elif et.max_iter is None and et.min_iter is None:
+        yield doc.finding("error", where, "hyperband needs 'min_iter', or 'max_iter' and 's'",
+                          rule="hyperband-form")
+    if et.s is not None and not float(et.s).is_integer():
+        yield doc.finding("error", where + ("s",), f"'s' must be a whole number, but got {et.s}: "
+                          "W&B passes it to range() and crashes", rule="hyperband-form")
+    elif isinstance(et.s, float):
+        yield doc.finding("warning", where + ("s",), f"write 's: {int(et.s)}': W&B crashes on "
+                          f"the float {et.s} (it is passed to range())", rule="hyperband-form")
+
+
+# ----------------------------------------------------------------------------- sweepspec rules
+
+
+@rule("function-or-program")
+def function_or_program(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """A trial is a Python ``function`` or a ``program``/``command``, not both.
+
+    Example::
+
+        function: train:objective
+        program: train.py          # error
+    """
+    if spec.function is not None and (spec.program is not None or spec.command is not None):
+        other = "program" if spec.program is not None else "command"
+        yield doc.finding("error", (other,), f"'function' and '{other}' cannot both be set: a "
+                          "trial is either a Python function or a command",
+                          rule="function-or-program", key=True)
+
+
+@rule("condition")
+def condition(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """A conditional parameter (``when:``) names another parameter of the same level, and a
+    value that parameter can take.
+
+    Example::
+
+        parameters:
+          optimizer: {values: [adam, sgd]}
+          momentum: {min: 0.0, max: 0.99, when: {optimizer: sdg}}   # error: not a value
+    """
+    for path, param in _params(spec):
+        if not param.when:
+            continue
+        siblings = _siblings(spec, path)
+        for other, wanted in param.when.items():
+            where = path + ("when", other)
+            if other == path[-1] or other not in siblings:
+                names = [n for n in siblings if n != path[-1]]
+                yield doc.finding("error", where, f"'when' names {other!r}, which is not a "
+                                  f"parameter beside {path[-1]!r}{did_you_mean(other, names)}",
+                                  rule="condition", key=True)
+                continue
+            choices = _choices(siblings[other])
+            for value in wanted if isinstance(wanted, list) else [wanted]:
+                if choices is not None and value not in choices:
+                    yield doc.finding("error", where, f"{other!r} never takes the value "
+                                      f"{value!r}; it takes one of {choices!r}", rule="condition")
+
+
+def _siblings(spec: models.Spec, path: Path) -> dict[str, Any]:
+    params: dict[str, Any] = spec.parameters or {}
+    for part in path[1:-1]:
+        if part != "parameters":
+            params = params[part].parameters
+    return params
+
+
+def _choices(param: Any) -> list[Any] | None:
+    if isinstance(param, (models.CategoricalParam, models.CategoricalWProbabilitiesParam)):
+        return list(param.values)
+    if isinstance(param, models.ConstantParam):
+        return [param.value]
+    if isinstance(param, models.IntUniformParam) and param.max - param.min <= 1000:
+        return list(range(param.min, param.max + 1))
+    return None
+
+
+@rule("metric-required")
+def metric_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """``bayes`` and every early termination compare runs on a metric: without ``metric`` the
+    sweep fails at run time.
+
+    Example::
+
+        method: bayes        # error: 'metric' is required for method 'bayes'
+        parameters: {lr: {min: 0.0001, max: 0.1}}
+    """
+    if spec.objectives:
+        return
+    if spec.method == "bayes":
+        yield doc.finding("error", ("method",), "'metric' is required for method 'bayes': the "
+                          "search models the metric", rule="metric-required")
+    if spec.early_terminate is not None:
+        yield doc.finding("error", ("early_terminate",), "'metric' is required for "
+                          "early termination: runs are stopped on the metric",
+                          rule="metric-required", key=True)
+
+
+# ----------------------------------------------------------------------------- lint: W&B traps
+
+_LOG_FORMS = {"log_uniform": "log_uniform_values", "inv_log_uniform": "inv_log_uniform_values",
+              "q_log_uniform": "q_log_uniform_values"}
+
+
+@rule("log-uniform-values")
+def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B's most common trap: ``log_uniform`` takes natural-log *exponents*. Bounds between 0
+    and 1 look like the values the author meant.
+
+    Example::
+
+        lr: {distribution: log_uniform, min: 0.000001, max: 0.001}
+        # warning: samples e^0.000001..e^0.001, i.e. 1.000001..1.0010005
+    """
+    for path, param in _params(spec):
+        dist = getattr(param, "distribution", None)
+        if dist in _LOG_FORMS and 0 < param.min < param.max <= 1:
+            lo, hi = sorted((math.exp(param.min), math.exp(param.max)))
+            if dist == "inv_log_uniform":
+                lo, hi = math.exp(-param.max), math.exp(-param.min)
+            yield doc.finding(
+                "warning", path + ("distribution",),
+                f"{dist} takes natural-log exponents: min={param.min:g}, max={param.max:g} "
+                f"samples between {lo:.7g} and {hi:.7g}. For values between {param.min:g} and "
+                f"{param.max:g} write 'distribution: {_LOG_FORMS[dist]}'",
+                rule="log-uniform-values")
+
+
+_GRID_OK = ("categorical", "constant", "int_uniform", "q_uniform")
+
+
+@rule("grid-continuous")
+def grid_continuous(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B's grid search enumerates only ``values``, ``value``, ``int_uniform`` and
+    ``q_uniform``; its local grid raises on anything else.
+
+    Example::
+
+        method: grid
+        parameters:
+          lr: {min: 0.001, max: 0.1}   # warning: W&B cannot grid over 'uniform'
+    """
+    if spec.method != "grid":
+        return
+    for path, param in _params(spec):
+        dist = getattr(param, "distribution", None)
+        if dist is not None and dist not in _GRID_OK:
+            yield doc.finding("warning", path, f"W&B's grid search cannot enumerate {dist!r}; "
+                              "give 'values', or use int_uniform or q_uniform",
+                              rule="grid-continuous")
+
+
+_WHOLE_TOKEN_MACROS = ("env", "interpreter", "program", "args", "args_no_hyphens",
+                       "args_no_boolean_flags", "args_no_equals", "args_json", "args_json_file",
+                       "args_append_hydra", "args_override_hydra")
+_MACRO = re.compile(r"\$\{([^}]*)\}")
+_ENVVAR = re.compile(r"^envvar:[A-Z0-9_]*$")
+
+
+@rule("command-macros")
+def command_macros(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B's agent expands an unknown macro to nothing and leaves a macro inside a longer item
+    as literal text; ``${envvar:NAME}`` works anywhere but only for ``[A-Z0-9_]`` names.
+
+    Example::
+
+        command: [${env}, ${interpeter}, ${program}, ${args}]
+        # error: unknown macro '${interpeter}'; did you mean '${interpreter}'?
+    """
+    for i, item in enumerate(spec.command or []):
+        path: Path = ("command", i)
+        if not isinstance(item, str):
+            continue
+        for match in _MACRO.finditer(item):
+            name = match.group(1)
+            if _ENVVAR.match(name):
+                continue
+            if name.startswith("envvar:"):
+                yield doc.finding("error", path, f"'${{{name}}}' is not expanded: W&B's "
+                                  "'${envvar:NAME}' takes upper-case letters, digits and '_'",
+                                  rule="command-macros")
+            elif name not in _WHOLE_TOKEN_MACROS:
+                hint = did_you_mean(name, _WHOLE_TOKEN_MACROS + ("envvar:NAME",))
+                hint = hint.replace("'", "'${", 1).replace("'?", "}'?") if hint else (
+                    "; known: " + ", ".join(f"${{{m}}}" for m in _WHOLE_TOKEN_MACROS))
+                yield doc.finding("error", path, f"unknown macro '${{{name}}}'{hint}",
+                                  rule="command-macros")
+            elif item != match.group(0):
+                yield doc.finding("warning", path, f"'${{{name}}}' is expanded only when it is "
+                                  f"a whole item of 'command'; {item!r} is passed as written",
+                                  rule="command-macros")
+
+
+@rule("command-without-args")
+def command_without_args(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """A ``command`` without any ``${args...}`` macro passes no parameter on the command line;
+    the program must read them from ``wandb.config``.
+
+    Example::
+
+        command: [python, train.py]   # warning
+    """
+    if not spec.command or not spec.parameters:
+        return
+    if any(isinstance(c, str) and c.startswith("${args") for c in spec.command):
+        return
+    yield doc.finding("warning", ("command",), "no '${args...}' macro: the program gets no "
+                      "parameters on its command line and must read them from wandb.config",
+                      rule="command-without-args", key=True)
+
+
+@rule("q-range")
+def q_range(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B rounds ``q_uniform`` to multiples of ``q`` counted from 0: when ``min`` and ``max``
+    are not multiples of ``q``, values fall outside ``[min, max]`` and differ from Optuna's
+    ``step`` grid (counted from ``min``).
+
+    Example::
+
+        batch: {distribution: q_uniform, min: 1, max: 10, q: 3}   # warning: can give 0
+    """
+    for path, param in _params(spec):
+        if getattr(param, "distribution", None) not in ("q_uniform", "q_log_uniform_values"):
+            continue
+        bad = [name for name in ("min", "max") if not _multiple(getattr(param, name), param.q)]
+        if bad:
+            lo = round(param.min / param.q) * param.q
+            hi = round(param.max / param.q) * param.q
+            yield doc.finding("warning", path + ("q",), f"min and max should be multiples of "
+                              f"q={param.q:g}: W&B rounds to multiples of q from 0, so values "
+                              f"run from {lo:g} to {hi:g}, not {param.min:g} to {param.max:g}",
+                              rule="q-range")
+
+
+def _multiple(value: float, q: float) -> bool:
+    ratio = value / q
+    return math.isclose(ratio, round(ratio), rel_tol=0, abs_tol=1e-9)
+
+
+@rule("categorical-optuna")
+def categorical_optuna(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """Optuna stores only None, bool, int, float and str choices; lists and mappings (which W&B
+    allows) run on Optuna through their index.
+
+    Example::
+
+        layers: {values: [[64, 64], [128]]}   # warning
+    """
+    for path, param in _params(spec):
+        values = getattr(param, "values", None)
+        if values is None and isinstance(param, models.ConstantParam):
+            values = [param.value]
+        odd = [v for v in values or [] if not isinstance(v, (type(None), bool, int, float, str))]
+        if odd:
+            yield doc.finding("warning", path, f"Optuna cannot store {_show_type(odd[0])} "
+                              "values natively; on Optuna this parameter is chosen by index and "
+                              "the real value is passed to the trial", rule="categorical-optuna")
+
+
+def _show_type(value: Any) -> str:
+    return "list" if isinstance(value, list) else "mapping" if isinstance(value, dict) else \
+        type(value).__name__
+
+
+def run_rules(spec: models.Spec, doc: Document) -> list[Finding]:
+    out: list[Finding] = []
+    for fn in RULES.values():
+        out.extend(fn(spec, doc))
+    return out
