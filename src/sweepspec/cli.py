@@ -25,12 +25,17 @@ def cli() -> None:
     """Write a hyperparameter sweep once; validate, compile, run and compare it."""
 
 
+def _exit(code: int) -> None:
+    """click ignores a command's return value in standalone mode: exit through the context."""
+    click.get_current_context().exit(code)
+
+
 @cli.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: one array of findings on stdout.")
-def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> int:
+def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> None:
     """Check spec FILES; one line per finding on stderr: FILE:LINE:COL: LEVEL: MESSAGE.
 
     Exit 0 when every file is valid (warnings allowed unless --strict), 1 otherwise. Never
@@ -43,16 +48,39 @@ def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .commands.validate import validate
 
-    return validate(list(files), strict=strict, fmt=fmt)
+    _exit(validate(list(files), strict=strict, fmt=fmt))
 
 
 @cli.command("schema")
-def schema_command() -> int:
+def schema_command() -> None:
     """Print the JSON Schema of the spec (for editors: yaml-language-server)."""
     from .schema import spec_schema
 
     click.echo(json.dumps(spec_schema(), indent=2))
-    return 0
+
+
+@cli.command("compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--engine", type=click.Choice(["wandb", "optuna"]), default=None,
+              help="Target engine (default: the spec's 'engine', else optuna).")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "python"]), default=None,
+              help="wandb: yaml (default) or json; optuna: json (default), yaml, or python "
+              "(a standalone Optuna script).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the artifact to this file instead of stdout.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1, write nothing) when the engine cannot express part of the "
+              "spec.")
+def compile_command(file: str, engine: str | None, fmt: str | None, output: str | None,
+                    strict: bool) -> None:
+    """Compile spec FILE to a W&B sweep config or an Optuna study.
+
+    What the engine cannot express is named on stderr, one line each
+    (FILE: warning: unsupported on ENGINE: FEATURE: MESSAGE), and recorded in the artifact.
+    """
+    from .commands.compile import compile_spec
+
+    _exit(compile_spec(file, engine=engine, fmt=fmt, output=output, strict=strict))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,8 @@ class Finding:
 
     def format(self) -> str:
         where = f"{format_path(self.path)}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.col}: {self.level}: {where}{self.message}"
+        message = " ".join(self.message.split())  # one finding, one line
+        return f"{self.file}:{self.line}:{self.col}: {self.level}: {where}{message}"
 
     def to_json(self) -> dict[str, object]:
         return {

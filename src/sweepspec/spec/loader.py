@@ -158,9 +158,9 @@ class _Builder:
                 value = float(text)
                 if warn:
                     self._add("warning", node, path,
-                              f"{text!r} is a string to PyYAML (YAML 1.1), so W&B would refuse "
-                              f"it; sweepspec reads it as the number {value!r}. Write "
-                              f"{_yaml11_float(value)} so that every tool reads it the same",
+                              f"{text!r} is a string to PyYAML (YAML 1.1) and so to W&B; "
+                              f"sweepspec reads it as the number {value!r} (YAML 1.2). Write "
+                              f"{_yaml11_float(value)} so that every tool reads the same number",
                               "yaml12-float")
                 return value
             return text
@@ -198,8 +198,18 @@ def loads(text: str, file: str = "<string>") -> Document:
         doc.findings.append(Finding(file, line, col, "error", (),
                                     f"not valid YAML: {problem}", "yaml"))
         return doc
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        doc.findings.append(Finding(file, line, col, "error", (), f"not valid YAML: the "
+                                    f"character {char!r} is not allowed in a YAML file",
+                                    "yaml"))
+        return doc
     except yaml.YAMLError as exc:
-        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {exc}", "yaml"))
+        message = " ".join(str(exc).split())
+        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {message}",
+                                    "yaml"))
         return doc
     if node is None:
         doc.findings.append(Finding(file, 1, 1, "error", (), "the file is empty; a spec is a "

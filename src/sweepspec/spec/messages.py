@@ -27,7 +27,14 @@ _KEY_HINTS = {
     "sigma": "'sigma' needs 'distribution: normal' or 'log_normal'",
     "a": "'a' needs 'distribution: beta'",
     "b": "'b' needs 'distribution: beta'",
+    "values": "'values' lists choices: write 'distribution: categorical' or leave "
+              "'distribution' out",
+    "value": "'value' is a constant: write 'distribution: constant' or leave 'distribution' out",
+    "min": "'min' needs a distribution with bounds, e.g. 'uniform'",
+    "max": "'max' needs a distribution with bounds, e.g. 'uniform'",
 }
+_PARAM_KEYS = ("distribution", "values", "value", "probabilities", "min", "max", "q", "mu",
+               "sigma", "a", "b", "parameters", "when")
 
 
 def did_you_mean(word: Any, choices: typing.Iterable[str]) -> str:
@@ -143,9 +150,16 @@ def _message(err: dict[str, Any], data: Any, path: Path) -> tuple[str, Path, boo
     if kind == "missing":
         return f"{loc[-1]!r} is required", path[:-1] if path and path[-1] == loc[-1] else path, False
     if kind == "distribution":
+        unknown = [k for k in given if k not in _PARAM_KEYS] if isinstance(given, dict) else []
+        if unknown and "distribution" not in given:
+            return (f"cannot infer the distribution: unknown key {unknown[0]!r}"
+                    f"{did_you_mean(unknown[0], _PARAM_KEYS)}", path + (unknown[0],), True)
         return _distribution_message(given), path, False
     if kind == "stopping_type":
-        kind_given = given.get("type") if isinstance(given, dict) else None
+        if not isinstance(given, dict):
+            return (f"must be a mapping such as {{type: hyperband, min_iter: 3}}, but got "
+                    f"{_show(given)}", path, False)
+        kind_given = given.get("type")
         if kind_given is None:
             return ("'type' is required: one of " + ", ".join(map(repr, models.STOPPING_MODELS)),
                     path, False)

@@ -103,9 +103,9 @@ def scheduler_rules(spec: models.Spec, doc: Document) -> Iterator[Finding]:
 
 @rule("hyperband-form")
 def hyperband_form(spec: models.Spec, doc: Document) -> Iterator[Finding]:
-    """W&B's hyperband needs ``min_iter``, or ``max_iter`` together with ``s``. With
-    ``max_iter`` and no ``s``, W&B's validator passes when ``min_iter`` is there too, and then
-    the sweep crashes at the first stop check (``KeyError: 's'``): an error here.
+    """W&B's hyperband needs ``min_iter``, or ``max_iter`` together with ``s`` (an error
+    otherwise, as in W&B). With ``max_iter`` and no ``s`` next to ``min_iter``, W&B's validator
+    passes and the sweep crashes at the first stop check (``KeyError: 's'``): a warning.
 
     Example::
 
@@ -116,7 +116,8 @@ def hyperband_form(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         return
     where = ("early_terminate",)
     if et.max_iter is not None and et.s is None:
-        yield doc.finding("error", where, "hyperband with 'max_iter' needs 's' (the number of "
+        level = "warning" if et.min_iter is not None else "error"
+        yield doc.finding(level, where, "hyperband with 'max_iter' needs 's' (the number of "
                           "bands below max_iter): W&B reads 's' whenever 'max_iter' is set, "
                           "even next to 'min_iter'", rule="hyperband-form")
     elif et.max_iter is None and et.min_iter is None:
@@ -199,22 +200,27 @@ def _choices(param: Any) -> list[Any] | None:
 
 @rule("metric-required")
 def metric_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
-    """``bayes`` and every early termination compare runs on a metric: without ``metric`` the
-    sweep fails at run time.
+    """``bayes`` and every early termination compare runs on a metric. W&B's validator lets a
+    file without ``metric`` through and the sweep then fails at its first run
+    (``ValueError: Bayesian search requires "metric" section``): a warning, since W&B accepts
+    the file; an error for sweepspec's own early-termination types.
 
     Example::
 
-        method: bayes        # error: 'metric' is required for method 'bayes'
+        method: bayes        # warning: 'metric' is required for method 'bayes'
         parameters: {lr: {min: 0.0001, max: 0.1}}
     """
     if spec.objectives:
         return
     if spec.method == "bayes":
-        yield doc.finding("error", ("method",), "'metric' is required for method 'bayes': the "
-                          "search models the metric", rule="metric-required")
-    if spec.early_terminate is not None:
-        yield doc.finding("error", ("early_terminate",), "'metric' is required for "
-                          "early termination: runs are stopped on the metric",
+        yield doc.finding("warning", ("method",), "'metric' is required for method 'bayes': "
+                          "W&B accepts the file, then stops with 'Bayesian search requires "
+                          "\"metric\" section' at the first run", rule="metric-required")
+    et = spec.early_terminate
+    if et is not None:
+        level = "warning" if isinstance(et, models.HyperbandStopping) else "error"
+        yield doc.finding(level, ("early_terminate",), f"'metric' is required for early "
+                          f"termination ({et.type}): runs are stopped on the metric",
                           rule="metric-required", key=True)
 
 
@@ -269,7 +275,7 @@ def grid_continuous(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         if dist is not None and dist not in _GRID_OK:
             yield doc.finding("warning", path, f"W&B's grid search cannot enumerate {dist!r}; "
                               "give 'values', or use int_uniform or q_uniform",
-                              rule="grid-continuous")
+                              rule="grid-continuous", key=True)
 
 
 _WHOLE_TOKEN_MACROS = ("env", "interpreter", "program", "args", "args_no_hyphens",
@@ -376,7 +382,8 @@ def categorical_optuna(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         if odd:
             yield doc.finding("warning", path, f"Optuna cannot store {_show_type(odd[0])} "
                               "values natively; on Optuna this parameter is chosen by index and "
-                              "the real value is passed to the trial", rule="categorical-optuna")
+                              "the real value is passed to the trial", rule="categorical-optuna",
+                              key=True)
 
 
 def _show_type(value: Any) -> str:
@@ -389,3 +396,22 @@ def run_rules(spec: models.Spec, doc: Document) -> list[Finding]:
     for fn in RULES.values():
         out.extend(fn(spec, doc))
     return out
+
+
+def markdown() -> str:
+    """``docs/lint-rules.md``: every rule with its documentation and example."""
+    import inspect
+
+    out = ["# sweepspec validate: the rules\n",
+           "Beyond the shape of each key (W&B's schema, exactly), `sweepspec validate` runs these "
+           "checks. Errors exit 1; warnings are printed and exit 0 unless `--strict`. This page "
+           "is generated from `src/sweepspec/spec/rules.py` (a test keeps it in sync).\n",
+           "Two more come from the YAML loader: `duplicate-key` (error: PyYAML keeps the last "
+           "value silently) and `yaml12-float` (warning: `1e-5` is a string to PyYAML, so "
+           "sweepspec reads it as the number and says so).\n"]
+    for name, fn in RULES.items():
+        text = inspect.cleandoc(fn.__doc__ or "").replace("``", "`")
+        prose, _, example = text.partition("Example::")
+        code = "\n".join(line[4:] for line in example.strip("\n").splitlines())
+        out.append(f"## `{name}`\n\n{prose.strip()}\n\n```yaml\n{code}\n```\n")
+    return "\n".join(out)

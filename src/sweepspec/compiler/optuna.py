@@ -1,0 +1,578 @@
+"""Compile a spec to an Optuna study: directions, sampler, pruner, distributions, budget.
+
+Decisions (the README section "How the engines differ" is generated from
+:mod:`sweepspec.compiler.table`):
+
+* ``method: grid`` -> ``GridSampler`` over exactly W&B's grid (``int_uniform`` as
+  ``range(min, max + 1)``, ``q_uniform`` as ``np.arange(min, max, q)``, repeated values once).
+  ``random`` -> ``RandomSampler``, exact for every distribution. ``bayes`` -> ``TPESampler()``
+  with Optuna 5's defaults (multivariate for one objective, ``constant_liar=True``,
+  10 random start-up trials). W&B's bayes is a Gaussian process; Optuna's twin, ``GPSampler``,
+  needs torch, which sweepspec does not install, and TPE is Optuna's default and handles
+  conditional spaces. ``optuna: {sampler: gp}`` asks for the GP. Several ``metrics`` ->
+  ``NSGAIISampler`` unless the method is grid or random.
+* No ``early_terminate`` -> ``NopPruner`` (never Optuna's default ``MedianPruner``). W&B's
+  ``hyperband`` is one successive-halving bracket -> ``SuccessiveHalvingPruner(min_resource=
+  first band, reduction_factor=round(eta), min_early_stopping_rate=0)``, with
+  ``prune_on="count"``: the step reported to Optuna is the 1-based count of objective values
+  reported so far, which is W&B's iteration. Bands that Optuna's rungs cannot reproduce are
+  named as unsupported. ``brackets > 1`` -> ``HyperbandPruner``.
+* ``metric.target`` is recorded (``targets``); the runner stops the study when it is reached.
+* Distributions come from :mod:`sweepspec.compiler.distributions`: native where Optuna has the
+  same distribution, else a quantile ``u ~ U(0, 1)`` mapped through W&B's inverse CDF.
+  Constants are not search dimensions: :meth:`OptunaPlan.suggest` passes them as they are.
+* ``when:`` conditions are define-by-run: a parameter is suggested only when its controlling
+  parameters are active and have one of the given values.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+
+from ..spec.models import HyperbandStopping, NestedParam, PatientStopping, Spec
+from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
+from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
+from .table import SAMPLERS
+
+__all__ = ["HASH_ATTR", "PARAMS_ATTR", "OptunaPlan", "compile_optuna", "wandb_bands"]
+
+PARAMS_ATTR = "sweepspec.params"
+"""Trial user attribute holding the real (flat, dotted) parameter values."""
+HASH_ATTR = "sweepspec.search_space_hash"
+"""Study user attribute holding :meth:`OptunaPlan.search_space_hash`."""
+
+_PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
+            "successive_halving": "SuccessiveHalvingPruner", "threshold": "ThresholdPruner",
+            "patient": "PatientPruner", "wilcoxon": "WilcoxonPruner"}
+_NOP: dict[str, Any] = {"name": "NopPruner", "kwargs": {}}
+
+
+def _nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"opt.lr": 1}`` -> ``{"opt": {"lr": 1}}``, splitting at every dot."""
+    return _nest_paths({name: tuple(name.split(".")) for name in flat}, flat)
+
+
+def _nest_paths(paths: dict[str, tuple[str, ...]], flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = paths.get(name, (name,))
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+class _NestMethod:
+    """``OptunaPlan.nest(flat)`` splits at every dot; ``plan.nest(flat)`` follows the spec, so
+    a top-level W&B name that contains a dot (``trainer.epochs``) stays one key."""
+
+    def __get__(self, obj: OptunaPlan | None, objtype: type | None = None) -> Callable[
+            [dict[str, Any]], dict[str, Any]]:
+        if obj is None:
+            return _nest_dotted
+        return lambda flat: _nest_paths(obj.paths, flat)
+
+
+@dataclass
+class OptunaPlan:
+    """A spec compiled for Optuna; builds the real sampler, pruner and study.
+
+    Attributes:
+        directions: one per objective; ``["minimize"]`` without a metric (the number the
+            trial returns is minimised).
+        metric_names: the objective metrics in order; ``[]`` without a metric.
+        params: dotted flat name -> :class:`OptunaParam`, constants included.
+        conditions: dotted name -> {dotted controlling name: allowed real values}.
+        n_trials: ``run_cap``, else ``budget.trials``; None when unbounded.
+        prune_on: ``"count"``: the step reported to Optuna is the 1-based count of objective
+            values reported so far (W&B hyperband's iteration); ``"step"``: the trial's step.
+        unsupported: what Optuna cannot express (empty under ``strict``).
+        sampler, pruner: ``{"name": <Optuna class>, "kwargs": {...}}``.
+        constants: dotted name -> value; passed to the trial, never suggested.
+        targets: ``metric.target`` per objective (None when unset): the runner stops the
+            study when one is reached.
+        paths: dotted name -> its path of keys (for :meth:`nest`).
+        order: suggestion order: file order, controlling parameters first.
+    """
+
+    spec: Spec
+    directions: list[str]
+    metric_names: list[str]
+    params: dict[str, OptunaParam]
+    conditions: dict[str, dict[str, list[Any]]]
+    n_trials: int | None
+    prune_on: Literal["count", "step"]
+    unsupported: list[Unsupported]
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "TPESampler",
+                                                             "kwargs": {}})
+    pruner: dict[str, Any] = field(default_factory=lambda: dict(_NOP))
+    constants: dict[str, Any] = field(default_factory=dict)
+    targets: list[float | None] = field(default_factory=list)
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    nest = _NestMethod()
+
+    # ---- the artifact
+
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """What Optuna samples: every parameter but the constants, in file order."""
+        return {n: p.distribution for n, p in self.params.items() if n not in self.constants}
+
+    def to_json(self) -> dict[str, Any]:
+        """SPEC section 6: the study as one JSON object."""
+        return {
+            "directions": list(self.directions),
+            "metric_names": list(self.metric_names),
+            "targets": list(self.targets),
+            "sampler": copy.deepcopy(self.sampler),
+            "pruner": copy.deepcopy(self.pruner),
+            "prune_on": self.prune_on,
+            "n_trials": self.n_trials,
+            "budget": self._budget(),
+            "distributions": {n: json.loads(distribution_to_json(d))
+                              for n, d in self.distributions.items()},
+            "reparametrised": {n: p.reparam for n, p in self.params.items()
+                               if p.reparam is not None and n not in self.constants},
+            "constants": dict(self.constants),
+            "conditions": copy.deepcopy(self.conditions),
+            "notes": {n: p.note for n, p in self.params.items()
+                      if p.note is not None and n not in self.constants},
+            "unsupported": [u.to_json() for u in self.unsupported],
+        }
+
+    def _budget(self) -> dict[str, Any]:
+        budget = self.spec.budget
+        out: dict[str, Any] = {"n_trials": self.n_trials}
+        if budget is not None:
+            out.update(budget.model_dump(exclude={"trials"}, mode="json"))
+        if self.spec.seeds is not None:
+            out["seeds"] = self.spec.seeds.model_dump(mode="json")
+        return out
+
+    def search_space_hash(self) -> str:
+        """A stable hash of what is sampled (distributions, reparametrisations, conditions,
+        constants): a resumed study must have been created from the same one."""
+        space = {k: v for k, v in self.to_json().items()
+                 if k in ("distributions", "reparametrised", "conditions", "constants")}
+        text = json.dumps(space, sort_keys=True, default=repr, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_python(self, spec_dir: str, script_path: str | None = None,
+                  source: str = "the spec") -> str:
+        """A standalone Optuna script (``--format python``) that runs this study without
+        sweepspec: it calls the spec's ``function`` or runs its ``program``/``command``.
+
+        ``spec_dir`` is the spec's folder (``function`` and ``program`` resolve there); with
+        ``script_path`` the script finds it relative to itself, else by absolute path.
+        """
+        spec = self.spec
+        if spec.function is None and spec.program is None and spec.command is None:
+            raise CompileError("--format python needs the trial: give 'function', or "
+                               "'program'/'command'")
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.PackageLoader("sweepspec", "templates"),
+                                 keep_trailing_newline=True, autoescape=False)
+        relative = (os.path.relpath(os.path.abspath(spec_dir),
+                                    os.path.dirname(os.path.abspath(script_path)))
+                    if script_path else None)
+        return env.get_template("optuna_script.py.j2").render(
+            source=source, script_name=os.path.basename(script_path or "study.py"),
+            trial_kind="a Python function" if spec.function else "a command",
+            ppf_source=_ppf_source(), plan_json=json.dumps(self._script_plan(), indent=4),
+            spec_dir=os.path.abspath(spec_dir), spec_dir_relative=relative)
+
+    def _script_plan(self) -> dict[str, Any]:
+        section = self.spec.optuna
+        return {
+            **self.to_json(),
+            "order": list(self.order),
+            "names": list(self.params),
+            "paths": {name: list(path) for name, path in self.paths.items()},
+            "trial": {"function": self.spec.function, "program": self.spec.program,
+                      "command": self.spec.command},
+            "study": {"name": (section.study_name if section else None) or self.spec.name,
+                      "storage": section.storage if section else None},
+            "search_space_hash": self.search_space_hash(),
+        }
+
+    # ---- the real Optuna objects
+
+    def create_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        kwargs = copy.deepcopy(self.sampler["kwargs"])
+        if seed is not None:
+            kwargs["seed"] = seed
+        sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers,
+                                                        self.sampler["name"])(**kwargs)
+        return sampler
+
+    def create_pruner(self) -> optuna.pruners.BasePruner:
+        return _build_pruner(self.pruner)
+
+    def create_study(self, storage: str | optuna.storages.BaseStorage | None = None,
+                     study_name: str | None = None, load_if_exists: bool = True,
+                     seed: int | None = None) -> optuna.Study:
+        """A real study with this plan's sampler, pruner and directions.
+
+        ``storage`` and ``study_name`` default to the spec's ``optuna`` section (then
+        ``name``). An existing study created from another search space raises
+        :class:`~.base.SearchSpaceChangedError`.
+        """
+        section = self.spec.optuna
+        storage = storage if storage is not None else (section.storage if section else None)
+        study_name = study_name or (section.study_name if section else None) or self.spec.name
+        study = optuna.create_study(storage=storage, sampler=self.create_sampler(seed),
+                                    pruner=self.create_pruner(), study_name=study_name,
+                                    directions=self.directions, load_if_exists=load_if_exists)
+        self._stamp(study)
+        return study
+
+    def _stamp(self, study: optuna.Study) -> None:
+        expected = self.search_space_hash()
+        found = study.user_attrs.get(HASH_ATTR)
+        if found is None:
+            study.set_user_attr(HASH_ATTR, expected)
+        elif found != expected:
+            raise SearchSpaceChangedError(
+                f"study {study.study_name!r} was created from a different search space "
+                f"(hash {found[:12]}, the spec now gives {expected[:12]}); start a fresh "
+                "study (another study_name or storage) to sample the new space")
+
+    # ---- define-by-run
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Suggest every active parameter; return ``{dotted name: real value}`` in file order,
+        and record it as the trial's user attribute ``sweepspec.params``."""
+        values: dict[str, Any] = {}
+        for name in self.order:
+            if not self._active(name, values):
+                continue
+            if name in self.constants:
+                values[name] = self.constants[name]
+            else:
+                param = self.params[name]
+                values[name] = param.to_value(_suggest(trial, name, param.distribution))
+        real = {name: values[name] for name in self.params if name in values}
+        trial.set_user_attr(PARAMS_ATTR, real)
+        return real
+
+    def _active(self, name: str, values: dict[str, Any]) -> bool:
+        for other, allowed in self.conditions.get(name, {}).items():
+            if other not in values or not any(_same(values[other], a) for a in allowed):
+                return False
+        return True
+
+    def real_params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """The real values of a finished trial (what ``best_params`` would show for a native
+        space): the recorded user attribute, else decoded from ``trial.params``."""
+        if PARAMS_ATTR in trial.user_attrs:
+            return dict(trial.user_attrs[PARAMS_ATTR])
+        decoded = {n: self.params[n].to_value(v) for n, v in trial.params.items()
+                   if n in self.params}
+        decoded.update({n: v for n, v in self.constants.items() if self._active(n, decoded)})
+        return {n: decoded[n] for n in self.params if n in decoded}
+
+
+def _ppf_source() -> str:
+    """The source of :mod:`._ppf` (standard library only) for the standalone script."""
+    source = (Path(__file__).parent / "_ppf.py").read_text(encoding="utf-8")
+    return source.replace("from __future__ import annotations\n", "").strip()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with ``True`` never equal to ``1`` (YAML's ``true`` is not the number 1)."""
+    return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"cannot suggest {type(dist).__name__} for {name!r}")
+
+
+def _build_pruner(cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
+    kwargs = dict(cfg["kwargs"])
+    if cfg["name"] == "PatientPruner":
+        wrapped = kwargs.get("wrapped_pruner")
+        kwargs["wrapped_pruner"] = _build_pruner(wrapped) if wrapped is not None else None
+    pruner: optuna.pruners.BasePruner = getattr(optuna.pruners, cfg["name"])(**kwargs)
+    return pruner
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def compile_optuna(spec: Spec, *, strict: bool = False) -> OptunaPlan:
+    """The Optuna study for ``spec``.
+
+    Raises :class:`~.base.UnsupportedError` under ``strict`` when Optuna cannot express part
+    of the spec, and :class:`~.base.CompileError` when it cannot be compiled at all.
+    """
+    policy = Policy("optuna", strict)
+    if spec.parameters is None:
+        raise CompileError("'parameters' is required to compile for Optuna: the search space "
+                           "of a W&B custom scheduler ('scheduler.search_space') is code")
+    flat = spec.flat_parameters()
+    sampler_name = _sampler_name(spec)
+    params = {name: _param(name, p, sampler_name == "GridSampler") for name, p in flat.items()}
+    constants = {n: p.value for n, p in flat.items() if p.distribution == "constant"}
+    conditions = _conditions(spec.parameters, "")
+    order = _order(list(flat), conditions)
+    pruner, prune_on = _pruner(spec, policy)
+    if spec.scheduler is not None:
+        policy.unsupported("scheduler", f"W&B's custom scheduler (engine: "
+                           f"{spec.scheduler.engine}) is not used; {sampler_name} samples",
+                           "scheduler")
+    objectives = spec.objectives
+    return OptunaPlan(
+        spec=spec,
+        directions=[m.goal for m in objectives] or ["minimize"],
+        metric_names=[m.name for m in objectives],
+        params=params,
+        conditions=conditions,
+        n_trials=spec.run_cap or (spec.budget.trials if spec.budget else None),
+        prune_on=prune_on,
+        unsupported=policy.finish(),
+        sampler=_sampler(spec, sampler_name, params, constants),
+        pruner=pruner,
+        constants=constants,
+        targets=[m.target for m in objectives],
+        paths=_paths(spec.parameters, ()),
+        order=order,
+        notes=policy.notes,
+    )
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _param(name: str, param: Any, grid: bool) -> OptunaParam:
+    cfg = param.model_dump(exclude={"when"})
+    try:
+        return _compile_param(name, cfg, grid)
+    except (ValueError, OverflowError) as exc:
+        raise CompileError(f"parameters.{name}: Optuna cannot take this {cfg['distribution']}: "
+                           f"{exc}") from exc
+
+
+def _compile_param(name: str, cfg: dict[str, Any], grid: bool) -> OptunaParam:
+    if not grid or cfg["distribution"] == "int_uniform":
+        return to_optuna(cfg)
+    if cfg["distribution"] not in GRID_DISTRIBUTIONS:
+        raise CompileError(f"parameters.{name}: grid search cannot enumerate "
+                           f"{cfg['distribution']!r} (W&B's grid raises on it too); give "
+                           "'values', or use int_uniform or q_uniform")
+    return to_optuna({"distribution": "categorical", "values": wandb_grid_values(cfg)})
+
+
+def _conditions(params: dict[str, Any], prefix: str,
+                inherited: dict[str, list[Any]] | None = None) -> dict[str, dict[str, list[Any]]]:
+    """Dotted name -> {dotted controlling name: allowed values}; a nested group's ``when``
+    applies to every parameter inside it."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name, param in params.items():
+        own = dict(inherited or {})
+        for other, wanted in (param.when or {}).items():
+            own[f"{prefix}{other}"] = list(wanted) if isinstance(wanted, list) else [wanted]
+        if isinstance(param, NestedParam):
+            out.update(_conditions(param.parameters, f"{prefix}{name}.", own))
+        elif own:
+            out[f"{prefix}{name}"] = own
+    return out
+
+
+def _paths(params: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for name, param in params.items():
+        if isinstance(param, NestedParam):
+            out.update(_paths(param.parameters, prefix + (name,)))
+        else:
+            out[".".join(prefix + (name,))] = prefix + (name,)
+    return out
+
+
+def _order(names: list[str], conditions: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """File order, except that a controlling parameter comes before those it controls."""
+    done: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in chain:
+            cycle = " -> ".join(chain[chain.index(name):] + (name,))
+            raise CompileError(f"the 'when' conditions form a cycle: {cycle}")
+        for other in conditions.get(name, {}):
+            if other in names:
+                visit(other, chain + (name,))
+        done.append(name)
+
+    for name in names:
+        visit(name, ())
+    return done
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def _sampler_name(spec: Spec) -> str:
+    if spec.optuna is not None and spec.optuna.sampler is not None:
+        return SAMPLERS[spec.optuna.sampler.name]
+    if spec.method == "grid":
+        return "GridSampler"
+    if spec.method == "random":
+        return "RandomSampler"
+    return "NSGAIISampler" if len(spec.objectives) > 1 else "TPESampler"
+
+
+def _sampler(spec: Spec, name: str, params: dict[str, OptunaParam],
+             constants: dict[str, Any]) -> dict[str, Any]:
+    options = spec.optuna.sampler.options if spec.optuna and spec.optuna.sampler else {}
+    kwargs = copy.deepcopy(options)
+    if name == "GridSampler":
+        kwargs["search_space"] = {n: _grid_values(p.distribution)
+                                  for n, p in params.items() if n not in constants}
+    return {"name": name, "kwargs": kwargs}
+
+
+def _grid_values(dist: BaseDistribution) -> list[Any]:
+    if isinstance(dist, IntDistribution):
+        return list(range(dist.low, dist.high + 1, dist.step))
+    assert isinstance(dist, CategoricalDistribution)
+    return list(dist.choices)
+
+
+# --------------------------------------------------------------------------- pruner
+
+
+def _pruner(spec: Spec, policy: Policy) -> tuple[dict[str, Any], Literal["count", "step"]]:
+    et = spec.early_terminate
+    if et is None:
+        return dict(_NOP), "step"
+    if len(spec.objectives) > 1:
+        policy.unsupported("early_terminate", f"Optuna's pruners take one objective, and this "
+                           f"spec has {len(spec.objectives)} metrics; no trial is stopped early "
+                           "(NopPruner)", "multi-objective-pruning")
+        return dict(_NOP), "step"
+    if not spec.objectives:
+        policy.unsupported("early_terminate", f"{et.type} compares runs on 'metric', which the "
+                           "spec does not give (W&B stops the sweep with an error); no trial "
+                           "is stopped early (NopPruner)", "pruning-without-metric")
+        return dict(_NOP), "step"
+    return _stopping(et, policy)
+
+
+def _stopping(et: Any, policy: Policy) -> tuple[dict[str, Any], Literal["count", "step"]]:
+    if isinstance(et, HyperbandStopping):
+        return _hyperband(et, policy), "count"
+    if isinstance(et, PatientStopping):
+        wrapped, prune_on = _stopping(et.wrapped, policy) if et.wrapped else (None, "step")
+        kwargs = {"wrapped_pruner": wrapped, "patience": et.patience, "min_delta": et.min_delta}
+        return {"name": "PatientPruner", "kwargs": kwargs}, prune_on
+    kwargs = et.model_dump(exclude={"type"})
+    return {"name": _PRUNERS[et.type], "kwargs": kwargs}, "step"
+
+
+def wandb_bands(et: HyperbandStopping) -> list[int]:
+    """The iterations at which W&B's hyperband stops runs (``hyperband_stopping.py``): from
+    ``max_iter`` (which wins when both are given) down by ``eta``, or ``min_iter`` up."""
+    bands: list[int] = []
+    if et.max_iter is not None and et.s is not None:
+        band: float = et.max_iter
+        for _ in range(int(et.s)):
+            band /= et.eta
+            if band < 1:
+                break
+            bands.append(int(band))
+        return sorted(bands)
+    band = et.min_iter or 1
+    for _ in range(100):
+        bands.append(int(band))
+        band *= et.eta
+    return bands
+
+
+def _hyperband(et: HyperbandStopping, policy: Policy) -> dict[str, Any]:
+    bands = wandb_bands(et)
+    if not bands:
+        raise CompileError(f"early_terminate: hyperband with max_iter={et.max_iter}, s={et.s}, "
+                           f"eta={et.eta} has no band (W&B stops with 'Bands must be an array "
+                           "of length at least 1'); increase max_iter or s, or lower eta")
+    rf = max(2, round(et.eta))
+    if not et.strict:
+        policy.unsupported("early_terminate.strict", "W&B's non-strict hyperband compares the "
+                           "best value so far; Optuna compares the value at the rung",
+                           "hyperband-strict")
+    if et.brackets > 1:
+        return _multi_bracket(et, bands[0], rf, policy)
+    _check_bands(et, bands, rf, policy)
+    kwargs = {"min_resource": bands[0], "reduction_factor": rf, "min_early_stopping_rate": 0}
+    return {"name": "SuccessiveHalvingPruner", "kwargs": kwargs}
+
+
+def _check_bands(et: HyperbandStopping, bands: list[int], rf: int, policy: Policy) -> None:
+    if et.max_iter is not None and et.s is not None:
+        limit = et.max_iter
+        form = f"max_iter={et.max_iter}, s={et.s}, eta={et.eta}"
+    else:
+        limit, bands = bands[5], bands[:5]
+        form = f"min_iter={et.min_iter}, eta={et.eta}"
+    rungs = _rungs(bands[0], rf, limit)
+    differences = []
+    if rungs != bands:
+        more = "" if et.max_iter is not None else ", ..."
+        differences.append(f"W&B's hyperband ({form}) stops runs at iterations {bands}{more}; "
+                           f"SuccessiveHalvingPruner(min_resource={bands[0]}, "
+                           f"reduction_factor={rf}) checks at {rungs}{more}")
+    if rf != et.eta:
+        differences.append(f"eta={et.eta} is not an integer: Optuna keeps the best 1/{rf} of "
+                           f"the trials at a rung, W&B the best 1/{et.eta}")
+    if differences:
+        policy.unsupported("early_terminate", "; ".join(differences), "hyperband-bands")
+
+
+def _rungs(first: int, rf: int, limit: int) -> list[int]:
+    """SuccessiveHalvingPruner's rungs below ``limit``: ``first * rf^k``."""
+    rungs, rung = [], first
+    while rung < limit:
+        rungs.append(rung)
+        rung *= rf
+    return rungs
+
+
+def _multi_bracket(et: HyperbandStopping, first: int, rf: int, policy: Policy) -> dict[str, Any]:
+    max_resource = et.max_iter if et.max_iter is not None else first * rf ** (et.brackets - 1)
+    # HyperbandPruner's own formula for its number of brackets
+    n = math.floor(math.log(max_resource / first, rf)) + 1
+    if n != et.brackets:
+        policy.unsupported("early_terminate.brackets", f"HyperbandPruner(min_resource={first}, "
+                           f"max_resource={max_resource}, reduction_factor={rf}) makes {n} "
+                           f"brackets, not {et.brackets}", "hyperband-brackets")
+    if rf != et.eta:
+        policy.unsupported("early_terminate.eta", f"eta={et.eta} is not an integer: "
+                           f"HyperbandPruner uses reduction_factor={rf}", "hyperband-bands")
+    kwargs = {"min_resource": first, "max_resource": max_resource, "reduction_factor": rf}
+    return {"name": "HyperbandPruner", "kwargs": kwargs}

@@ -1,0 +1,163 @@
+"""``compile --engine optuna --format python``: a standalone script that runs a small sweep on
+its own, with sweepspec made impossible to import."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweepspec.compiler.base import CompileError
+from sweepspec.compiler.optuna import compile_optuna
+from sweepspec.main import main
+from sweepspec.spec import check_text
+
+TRAIN_FUNCTION = '''
+def objective(trial):
+    p = trial.params
+    loss = 0.0
+    for step in range(1, 10):
+        loss = abs(p["opt"]["lr"] - 0.01) * 10 + p["noise"] ** 2 + 1.0 / step
+        if p["kind"] == "b":
+            loss += sum(p["layout"]) / 1000
+        trial.report({"loss": loss}, step)
+        if trial.should_stop():
+            break
+    return {"loss": loss, "seed": trial.seed}
+'''
+
+FUNCTION_SPEC = """
+method: random
+function: train:objective
+metric: {name: loss}
+early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+run_cap: 12
+parameters:
+  opt:
+    parameters:
+      lr: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-1}
+  noise: {distribution: normal, mu: 0, sigma: 0.1}
+  kind: {values: [a, b]}
+  layout: {values: [[1, 2], [3]], when: {kind: b}}
+  c: {value: 3}
+"""
+
+TRAIN_PROGRAM = '''
+import argparse, json, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--depth", type=int)
+args = parser.parse_args()
+for step in range(3):
+    print(json.dumps({"val_loss": args.lr * args.depth / (step + 1), "_step": step}))
+print("seed", os.environ["SWEEPSPEC_SEED"])
+'''
+
+PROGRAM_SPEC = """
+method: grid
+program: train.py
+metric: {name: val_loss}
+parameters:
+  lr: {values: [0.1, 0.2]}
+  depth: {min: 1, max: 2}
+"""
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import sweepspec`` fails."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sweepspec.py").write_text("raise ImportError('sweepspec must not be needed')\n")
+    return {**os.environ, "PYTHONPATH": str(block)}
+
+
+def _script(write_spec: Callable[..., Path], spec: str, module: str, code: str,
+            tmp_path: Path) -> Path:
+    path = write_spec(spec)
+    (tmp_path / module).write_text(code)
+    out = tmp_path / "out" / "study.py"
+    out.parent.mkdir()
+    assert main(["compile", str(path), "--engine", "optuna", "--format", "python",
+                 "-o", str(out)]) == 0
+    return out
+
+
+def _run(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                          text=True, env=env, cwd=script.parent, timeout=120)
+
+
+def test_function_sweep_runs_without_sweepspec(write_spec: Callable[..., Path],
+                                               tmp_path: Path, blocked: dict[str, str]) -> None:
+    script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    done = _run(script, blocked, "--seed", "1", "--storage", storage, "--study-name", "s")
+    assert done.returncode == 0, done.stderr
+    best = json.loads(done.stdout.splitlines()[-1])
+    assert best[0]["params"]["c"] == 3
+    assert 1e-4 <= best[0]["params"]["opt.lr"] <= 1e-1
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 12
+    states = {t.state for t in study.trials}
+    assert optuna.trial.TrialState.PRUNED in states
+    plan = compile_optuna(check_text(FUNCTION_SPEC).spec)  # type: ignore[arg-type]
+    assert study.user_attrs["sweepspec.search_space_hash"] == plan.search_space_hash()
+    for trial in study.trials:
+        real = trial.user_attrs["sweepspec.params"]
+        assert ("layout" in real) == (real["kind"] == "b")
+        assert real == plan.real_params(trial)
+
+
+def test_same_seed_same_trials_as_the_compiled_study(write_spec: Callable[..., Path],
+                                                     tmp_path: Path,
+                                                     blocked: dict[str, str]) -> None:
+    spec = FUNCTION_SPEC.replace("early_terminate: {type: hyperband, min_iter: 1, eta: 3}\n", "")
+    script = _script(write_spec, spec, "train.py", TRAIN_FUNCTION, tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert _run(script, blocked, "--seed", "4", "--storage", storage,
+                "--study-name", "s").returncode == 0
+    from_script = optuna.load_study(study_name="s", storage=storage)
+    plan = compile_optuna(check_text(spec).spec)  # type: ignore[arg-type]
+    study = plan.create_study(seed=4)
+    study.optimize(lambda t: plan.suggest(t)["opt.lr"], n_trials=12)
+    assert [t.params for t in from_script.trials] == [t.params for t in study.trials]
+
+
+def test_program_sweep_runs_the_command_and_reads_json_lines(
+        write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]) -> None:
+    script = _script(write_spec, PROGRAM_SPEC, "train.py", TRAIN_PROGRAM, tmp_path)
+    done = _run(script, blocked, "--trials", "4")
+    assert done.returncode == 0, done.stderr
+    best = json.loads(done.stdout.splitlines()[-1])
+    assert best == [{"number": best[0]["number"], "values": [pytest.approx(0.1 / 3)],
+                     "params": {"lr": 0.1, "depth": 1}}]
+    assert "seed 0" in done.stdout
+
+
+def test_script_inlines_wandbs_inverse_cdfs_and_imports_no_sweepspec(
+        write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
+    tree = ast.parse(script.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom)}
+    assert "sweepspec" not in imported
+    text = script.read_text()
+    assert "\ndef ppf(reparam" in text and "\ndef decode(reparam" in text
+
+
+def test_python_needs_a_trial() -> None:
+    plan = compile_optuna(check_text("method: random\nparameters:\n  a: {values: [1]}\n")
+                          .spec)  # type: ignore[arg-type]
+    with pytest.raises(CompileError, match=r"^--format python needs the trial: give "
+                       r"'function', or 'program'/'command'$"):
+        plan.to_python(".")

@@ -1,0 +1,188 @@
+"""Each rule of sweepspec.spec.rules on its documented example, with the exact message."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from sweepspec.spec import check_text
+from sweepspec.spec.rules import RULES
+
+
+def lines(text: str) -> list[str]:
+    checked = check_text(textwrap.dedent(text).lstrip("\n"), "s.yaml")
+    return [f.format() for f in checked.findings]
+
+
+def test_parameters_required() -> None:
+    assert lines("method: random\n") == [
+        "s.yaml:1:1: error: 'parameters' is required unless 'scheduler.search_space' is set"]
+
+
+def test_metric_or_metrics() -> None:
+    assert lines("""
+        method: random
+        metric: {name: loss}
+        metrics: [{name: loss}, {name: latency}]
+        parameters: {x: {values: [1]}}
+    """) == ["s.yaml:3:1: error: metrics: 'metric' and 'metrics' cannot both be set: use "
+             "'metric' for one objective, 'metrics' for several"]
+
+
+def test_scheduler() -> None:
+    assert lines("""
+        method: bayes
+        metric: {name: loss}
+        scheduler: {engine: optuna}
+        parameters: {x: {values: [1]}}
+    """) == ["s.yaml:1:9: error: method: 'scheduler.engine: optuna' needs method custom, but "
+             "got 'bayes'"]
+
+
+def test_hyperband_form() -> None:
+    assert lines("""
+        method: random
+        metric: {name: loss}
+        parameters: {x: {values: [1]}}
+        early_terminate: {type: hyperband, max_iter: 27}
+    """) == ["s.yaml:4:18: error: early_terminate: hyperband with 'max_iter' needs 's' (the "
+             "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
+             "next to 'min_iter'"]
+    assert lines("""
+        method: random
+        metric: {name: loss}
+        parameters: {x: {values: [1]}}
+        early_terminate: {type: hyperband, max_iter: 27, min_iter: 1, s: 2.0}
+    """) == [
+        "s.yaml:4:66: warning: early_terminate.s: write 's: 2': W&B crashes on the float 2.0 "
+        "(it is passed to range())"]
+    assert lines("""
+        method: random
+        metric: {name: loss}
+        parameters: {x: {values: [1]}}
+        early_terminate: {type: hyperband, max_iter: 27, min_iter: 1}
+    """) == ["s.yaml:4:18: warning: early_terminate: hyperband with 'max_iter' needs 's' (the "
+             "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
+             "next to 'min_iter'"]
+
+
+def test_function_or_program() -> None:
+    assert lines("""
+        method: random
+        function: train:objective
+        program: train.py
+        parameters: {x: {values: [1]}}
+    """) == ["s.yaml:3:1: error: program: 'function' and 'program' cannot both be set: a trial "
+             "is either a Python function or a command"]
+
+
+def test_condition() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          optimizer: {values: [adam, sgd]}
+          momentum: {min: 0.0, max: 0.99, when: {optimizer: sdg}}
+          beta: {min: 0.0, max: 0.99, when: {optimiser: adam}}
+    """) == [
+        "s.yaml:4:53: error: parameters.momentum.when.optimizer: 'optimizer' never takes the "
+        "value 'sdg'; it takes one of ['adam', 'sgd']",
+        "s.yaml:5:38: error: parameters.beta.when.optimiser: 'when' names 'optimiser', which is "
+        "not a parameter beside 'beta'; did you mean 'optimizer'?",
+    ]
+
+
+def test_metric_required() -> None:
+    assert lines("""
+        method: bayes
+        parameters: {lr: {min: 0.0001, max: 0.1}}
+        early_terminate: {type: median}
+    """) == [
+        "s.yaml:1:9: warning: method: 'metric' is required for method 'bayes': W&B accepts the "
+        "file, then stops with 'Bayesian search requires \"metric\" section' at the first run",
+        "s.yaml:3:1: error: early_terminate: 'metric' is required for early termination "
+        "(median): runs are stopped on the metric",
+    ]
+
+
+def test_log_uniform_values() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          lr: {distribution: log_uniform, min: 0.000001, max: 0.001}
+    """) == [
+        "s.yaml:3:22: warning: parameters.lr.distribution: log_uniform takes natural-log "
+        "exponents: min=1e-06, max=0.001 samples between 1.000001 and 1.001001. For values "
+        "between 1e-06 and 0.001 write 'distribution: log_uniform_values'"]
+    assert lines("""
+        method: random
+        parameters:
+          lr: {distribution: log_uniform, min: -9.2, max: -2.3}
+    """) == []
+
+
+def test_grid_continuous() -> None:
+    assert lines("""
+        method: grid
+        parameters:
+          lr: {min: 0.001, max: 0.1}
+          bs: {values: [8, 16]}
+    """) == ["s.yaml:3:3: warning: parameters.lr: W&B's grid search cannot enumerate 'uniform'; "
+             "give 'values', or use int_uniform or q_uniform"]
+
+
+def test_command_macros() -> None:
+    assert lines("""
+        method: random
+        parameters: {x: {values: [1]}}
+        command:
+          - ${env}
+          - ${interpeter}
+          - ${program}
+          - --cfg=${args_json}
+          - ${envvar:HOME}/x
+          - ${envvar:home}
+          - ${args}
+    """) == [
+        "s.yaml:5:5: error: command[1]: unknown macro '${interpeter}'; did you mean "
+        "'${interpreter}'?",
+        "s.yaml:7:5: warning: command[3]: '${args_json}' is expanded only when it is a whole "
+        "item of 'command'; '--cfg=${args_json}' is passed as written",
+        "s.yaml:9:5: error: command[5]: '${envvar:home}' is not expanded: W&B's '${envvar:NAME}' "
+        "takes upper-case letters, digits and '_'",
+    ]
+
+
+def test_command_without_args() -> None:
+    assert lines("""
+        method: random
+        parameters: {x: {values: [1]}}
+        command: [python, train.py]
+    """) == ["s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no "
+             "parameters on its command line and must read them from wandb.config"]
+
+
+def test_q_range() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          batch: {distribution: q_uniform, min: 1, max: 10, q: 3}
+          ok: {distribution: q_uniform, min: 0, max: 1, q: 0.25}
+    """) == ["s.yaml:3:56: warning: parameters.batch.q: min and max should be multiples of q=3: "
+             "W&B rounds to multiples of q from 0, so values run from 0 to 9, not 1 to 10"]
+
+
+def test_categorical_optuna() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          layers: {values: [[64, 64], [128]]}
+    """) == ["s.yaml:3:3: warning: parameters.layers: Optuna cannot store list values natively;"
+             " on Optuna this parameter is chosen by index and the real value is passed to the "
+             "trial"]
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_rule_is_documented_with_an_example(name: str) -> None:
+    doc = RULES[name].__doc__ or ""
+    assert "Example::" in doc, name
