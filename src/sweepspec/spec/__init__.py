@@ -52,10 +52,49 @@ def _check_document(doc: Document) -> Checked:
         spec = Spec.model_validate(doc.data)
     except ValidationError as exc:
         findings.extend(findings_from(exc, doc))
+        findings.extend(_lint_the_rest(doc, exc))
         return Checked(doc.file, None, _sorted(findings), doc.data)
     findings.extend(run_rules(spec, doc))
     ok = not any(f.level == "error" for f in findings)
     return Checked(doc.file, spec if ok else None, _sorted(findings), doc.data)
+
+
+def _lint_the_rest(doc: Document, exc: ValidationError) -> list[Finding]:
+    """With errors in some keys, still lint the others: drop the nodes in error (a few rounds,
+    as an error can hide another) and run the rules on what remains. Only their warnings and
+    the macro errors are kept: an error about a dropped node would mislead."""
+    import copy
+
+    from .messages import error_paths
+    from .rules import macro_findings, run_rules
+
+    out = list(macro_findings(doc.data.get("command"), doc))
+    data = copy.deepcopy(doc.data)
+    for _ in range(5):
+        for path in error_paths(exc, data):
+            _drop(data, path)
+        try:
+            spec = Spec.model_validate(data)
+        except ValidationError as again:
+            exc = again
+            continue
+        out.extend(f for f in run_rules(spec, doc)
+                   if f.level == "warning" and f.rule != "metric-required")
+        break
+    return out
+
+
+def _drop(data: object, path: tuple[object, ...]) -> None:
+    node = data
+    for part in path[:-1]:
+        try:
+            node = node[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return
+    if path and isinstance(node, dict):
+        node.pop(path[-1], None)
+    elif path and isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+        node.pop(path[-1])
 
 
 def _sorted(findings: list[Finding]) -> list[Finding]:

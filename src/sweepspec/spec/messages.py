@@ -227,3 +227,16 @@ def findings_from(exc: ValidationError, doc: Document) -> list[Finding]:
         seen.add((path, message))
         out.append(doc.finding("error", path, message, key=at_key or is_key))
     return out
+
+
+def error_paths(exc: ValidationError, data: Any) -> list[Path]:
+    """The data paths of the nodes in error (the node itself, or for a missing or unknown key
+    the mapping that holds it), deepest first."""
+    paths = set()
+    for err in exc.errors(include_url=False):
+        path, _ = _data_path(data, tuple(err["loc"]), err["type"])
+        if err["type"] in ("missing", "extra_forbidden") and path:
+            path = path[:-1] if err["type"] == "missing" else path
+        if path:
+            paths.add(path)
+    return sorted(paths, key=len, reverse=True)

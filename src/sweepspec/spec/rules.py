@@ -295,7 +295,12 @@ def command_macros(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         command: [${env}, ${interpeter}, ${program}, ${args}]
         # error: unknown macro '${interpeter}'; did you mean '${interpreter}'?
     """
-    for i, item in enumerate(spec.command or []):
+    yield from macro_findings(spec.command, doc)
+
+
+def macro_findings(command: Any, doc: Document) -> Iterator[Finding]:
+    """The command-macros rule on raw data: it also runs when other keys have errors."""
+    for i, item in enumerate(command if isinstance(command, list) else []):
         path: Path = ("command", i)
         if not isinstance(item, str):
             continue
