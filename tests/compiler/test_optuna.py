@@ -349,7 +349,7 @@ def test_suggest_is_define_by_run() -> None:
         assert ("optimizer.momentum" in real) == (real["optimizer.name"] == "sgd")
         assert ("optimizer.nesterov" in real) == (real.get("optimizer.momentum_on") is True)
         assert ("warmup.steps" in real) == (real["schedule"] == "cosine")
-        assert real["c"] == 3 and "c" not in trial.params
+        assert real["c"] == 3 and trial.params["c"] == 3  # recorded, as best_params shows
         assert plan.real_params(trial) == real
         assert list(real) == [n for n in plan.params if n in real]
 
@@ -446,7 +446,8 @@ def test_budget_and_seeds_are_in_the_json() -> None:
     assert data["budget"] == {"n_trials": 12, "wall_clock": 1800.0, "workers": 4, "cost": None,
                               "trial_timeout": None, "max_consecutive_failures": 5,
                               "seeds": {"values": [3, 4], "aggregate": "mean"}}
-    assert data["distributions"] == {}
+    assert data["distributions"] == {"a": {"name": "CategoricalDistribution",
+                                           "attributes": {"choices": [1]}}}
     assert data["constants"] == {"a": 1}
 
 

@@ -105,7 +105,8 @@ class OptunaPlan:
             values reported so far (W&B hyperband's iteration); ``"step"``: the trial's step.
         unsupported: what Optuna cannot express (empty under ``strict``).
         sampler, pruner: ``{"name": <Optuna class>, "kwargs": {...}}``.
-        constants: dotted name -> value; passed to the trial, never suggested.
+        constants: dotted name -> value. Suggested as a single-choice categorical, which
+            Optuna records (so ``best_params`` shows it) without asking the sampler.
         targets: ``metric.target`` per objective (None when unset): the runner stops the
             study when one is reached.
         paths: dotted name -> its path of keys (for :meth:`nest`).
@@ -135,8 +136,9 @@ class OptunaPlan:
 
     @property
     def distributions(self) -> dict[str, BaseDistribution]:
-        """What Optuna samples: every parameter but the constants, in file order."""
-        return {n: p.distribution for n, p in self.params.items() if n not in self.constants}
+        """Every parameter's Optuna distribution, in file order; a constant is a single-choice
+        categorical, which Optuna records without consulting the sampler."""
+        return {n: p.distribution for n, p in self.params.items()}
 
     def to_json(self) -> dict[str, Any]:
         """SPEC section 6: the study as one JSON object."""
@@ -152,11 +154,10 @@ class OptunaPlan:
             "distributions": {n: json.loads(distribution_to_json(d))
                               for n, d in self.distributions.items()},
             "reparametrised": {n: p.reparam for n, p in self.params.items()
-                               if p.reparam is not None and n not in self.constants},
+                               if p.reparam is not None},
             "constants": dict(self.constants),
             "conditions": copy.deepcopy(self.conditions),
-            "notes": {n: p.note for n, p in self.params.items()
-                      if p.note is not None and n not in self.constants},
+            "notes": {n: p.note for n, p in self.params.items() if p.note is not None},
             "unsupported": [u.to_json() for u in self.unsupported],
         }
 
@@ -267,11 +268,8 @@ class OptunaPlan:
         for name in self.order:
             if not self._active(name, values):
                 continue
-            if name in self.constants:
-                values[name] = self.constants[name]
-            else:
-                param = self.params[name]
-                values[name] = param.to_value(_suggest(trial, name, param.distribution))
+            param = self.params[name]
+            values[name] = param.to_value(_suggest(trial, name, param.distribution))
         real = {name: values[name] for name in self.params if name in values}
         trial.set_user_attr(PARAMS_ATTR, real)
         return real

@@ -55,9 +55,9 @@ class UnsupportedRow:
 
 
 DISTRIBUTIONS: tuple[DistributionRow, ...] = (
-    DistributionRow("constant", "as written", "not a search dimension: the value is passed as "
-                    "is (not suggested)", True, "W&B also removes constants from its search "
-                    "space"),
+    DistributionRow("constant", "as written", "`CategoricalDistribution([value])`", True,
+                    "a single choice: Optuna records it without asking the sampler, as W&B "
+                    "removes constants from its search space"),
     DistributionRow("categorical", "as written", "`CategoricalDistribution(values)`", True,
                     "values Optuna cannot store (lists, mappings) or cannot tell apart (`1`, "
                     "`1.0`, `true`) become the string indices `'0'`, `'1'`, ... and are mapped "
