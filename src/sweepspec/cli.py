@@ -83,6 +83,50 @@ def compile_command(file: str, engine: str | None, fmt: str | None, output: str 
     _exit(compile_spec(file, engine=engine, fmt=fmt, output=output, strict=strict))
 
 
+@cli.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--engine", type=click.Choice(["optuna", "wandb"]), default=None,
+              help="Engine (default: the spec's 'engine', else optuna).")
+@click.option("--tracker", type=click.Choice(["mlflow", "wandb", "none"]), default=None,
+              help="Where runs are logged (default: the spec's 'tracking.tracker', else "
+              "mlflow; MLflow honours MLFLOW_TRACKING_URI).")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Finished trials to reach, over every worker sharing the storage "
+              "(overrides run_cap).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes on the same storage (default: budget.workers, else 1).")
+@click.option("--storage", metavar="URL", default=None,
+              help="Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or a "
+              "journal file path (default: .sweepspec/<study>.journal here).")
+@click.option("--fresh", is_flag=True,
+              help="Delete the sweep's existing study first and start over.")
+def run_command(file: str, engine: str | None, tracker: str | None, trials: int | None,
+                workers: int | None, storage: str | None, fresh: bool) -> None:
+    """Run spec FILE's sweep; running it again resumes it.
+
+    Stops at the trial budget, the wall-clock limit, the metric target or the cost cap, and
+    after budget.max_consecutive_failures failed trials in a row (exit 1). Ctrl-C exits 130;
+    the running trial is recorded as failed, nothing finished is lost.
+    """
+    from .commands.run import run
+
+    _exit(run(file, engine=engine, tracker=tracker, trials=trials, workers=workers,
+              storage=storage, fresh=fresh))
+
+
+@cli.command("results")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--storage", metavar="URL", default=None,
+              help="The storage 'run' used, if not the default.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="json: an array, one object per trial.")
+def results_command(file: str, storage: str | None, fmt: str) -> None:
+    """Show the trials of spec FILE's sweep: state, params.*, metrics.*."""
+    from .commands.results import results
+
+    _exit(results(file, storage=storage, fmt=fmt))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: see :func:`sweepspec.main.main`."""
     from .main import main as _main

@@ -13,20 +13,18 @@ import sys
 from typing import Any
 
 from ..compiler.base import CompileError, Unsupported, UnsupportedError
-from ..spec import Spec, check
+from ..spec import Spec
+from . import load_spec
 
 DEFAULT_FORMAT = {"wandb": "yaml", "optuna": "json"}
 
 
 def compile_spec(path: str, *, engine: str | None = None, fmt: str | None = None,
                  output: str | None = None, strict: bool = False) -> int:
-    checked = check(path)
-    if checked.spec is None:
-        for finding in checked.findings:
-            if finding.level == "error":
-                sys.stderr.write(finding.format() + "\n")
+    spec = load_spec(path)
+    if spec is None:
         return 1
-    engine = engine or checked.spec.engine or "optuna"
+    engine = engine or spec.engine or "optuna"
     fmt = fmt or DEFAULT_FORMAT[engine]
     if engine == "wandb" and fmt == "python":
         import click
@@ -34,7 +32,7 @@ def compile_spec(path: str, *, engine: str | None = None, fmt: str | None = None
         raise click.UsageError("--format python writes an Optuna script; use it with "
                                "--engine optuna (W&B takes yaml or json)")
     try:
-        text = _compile(checked.spec, path, engine, fmt, output, strict)
+        text = _compile(spec, path, engine, fmt, output, strict)
     except UnsupportedError as exc:
         _report(path, "error", engine, exc.items)
         return 1

@@ -1,0 +1,87 @@
+"""``sweepspec run``: run (or resume) a sweep until its budget is spent (SPEC sections 3, 6).
+
+Spec errors print as ``validate`` prints them (exit 1); what Optuna cannot express prints one
+warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C exits
+130 with the running trial recorded as failed. The W&B engine and the W&B tracker come with
+their own issue: until then they are refused, not pretended.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from ..cli import SweepspecError
+from ..spec import Spec
+from . import load_spec
+
+if TYPE_CHECKING:
+    from ..runners.optuna import Finished
+
+NOT_YET = {
+    "engine": "running on W&B (--engine wandb) is not available yet; run on Optuna "
+              "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile "
+              "--engine wandb' and run it with 'wandb sweep' / 'wandb agent'",
+    "tracker": "the wandb tracker (--tracker wandb) is not available yet; use --tracker "
+               "mlflow or --tracker none",
+}
+
+
+def run(path: str, *, engine: str | None = None, tracker: str | None = None,
+        trials: int | None = None, workers: int | None = None, storage: str | None = None,
+        fresh: bool = False) -> int:
+    spec = load_spec(path)
+    if spec is None:
+        return 1
+    _refuse_later(spec, engine, tracker)
+    return _run(spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh)
+
+
+def _spec_tracker(spec: Spec) -> str:
+    return spec.tracking.tracker if spec.tracking else "mlflow"
+
+
+def _refuse_later(spec: Spec, engine: str | None, tracker: str | None) -> None:
+    if (engine or spec.engine or "optuna") == "wandb":
+        origin = "" if engine else " (the spec says 'engine: wandb')"
+        raise SweepspecError(NOT_YET["engine"] + origin)
+    if (tracker or _spec_tracker(spec)) == "wandb":
+        origin = "" if tracker else " (the spec says 'tracking: {tracker: wandb}')"
+        raise SweepspecError(NOT_YET["tracker"] + origin)
+
+
+def _run(spec: Spec, path: str, tracker: str, trials: int | None, workers: int | None,
+         storage: str | None, fresh: bool) -> int:
+    try:
+        from ..compiler.base import CompileError
+        from ..compiler.optuna import compile_optuna
+        from ..runners.optuna import RunError, run_sweep
+    except ImportError as exc:
+        raise SweepspecError(f"sweepspec run needs {exc.name}: pip install "
+                             "'sweepspec[optuna]'") from None
+    try:
+        plan = compile_optuna(spec)
+    except CompileError as exc:
+        sys.stderr.write(f"{path}: error: {exc}\n")
+        return 1
+    for item in plan.unsupported:
+        sys.stderr.write(f"{path}: warning: {item.format('optuna')}\n")
+    count = workers or (spec.budget.workers if spec.budget else 1)
+    try:
+        finished = run_sweep(spec, path, tracker=tracker, storage=storage, trials=trials,
+                             workers=count, fresh=fresh, plan=plan)
+    except RunError as exc:
+        raise SweepspecError(str(exc)) from None
+    _summary(finished, path, plan.metric_names)
+    return 0
+
+
+def _summary(finished: Finished, path: str, metric_names: list[str]) -> None:
+    tally = finished.tally
+    best = ""
+    if tally.best is not None and tally.best.values is not None:
+        name = metric_names[0] if metric_names else "value"
+        best = f"; best {name}={tally.best.values[0]:.6g} (trial {tally.best.number})"
+    sys.stderr.write(f"sweepspec: stopped: {finished.reason}\n"
+                     f"sweepspec: {tally.finished} finished ({tally.pruned} stopped early), "
+                     f"{tally.failed} failed{best}; see 'sweepspec results {path}'\n")

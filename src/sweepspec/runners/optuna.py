@@ -1,0 +1,699 @@
+"""Run a compiled sweep on Optuna: ask, run the trial over its seeds, tell, log.
+
+* Storage: ``--storage``, else ``optuna.storage`` in the spec, else a journal file under the
+  working directory, ``.sweepspec/<study name>.journal`` (Optuna's ``JournalStorage``: durable,
+  no server, a few milliseconds per trial). A URL with ``://`` is any Optuna RDB storage
+  (``sqlite:///x.db``, ``postgresql://...``); anything else is a journal file path.
+* The study is named ``optuna.study_name``, else the spec's ``name``, else the spec file's
+  stem. Running the same spec again resumes it; a changed search space (or metric goal) is
+  refused, and ``--fresh`` deletes the old study to start over.
+* Trials run one at a time in this process. ``--workers N`` starts N worker processes on the
+  same storage, Optuna's own multi-process model; the budget is read from the storage, so it
+  is the total over every worker.
+* Each trial stores, as user attributes: ``sweepspec.params`` (real values),
+  ``sweepspec.metrics`` (final values), ``sweepspec.seeds`` (per-seed values, with
+  ``seeds:``), ``sweepspec.error`` and ``sweepspec.traceback`` (failures),
+  ``sweepspec.cost`` (with ``budget.cost``) and ``sweepspec.worker`` (``host:pid``).
+* Ctrl-C: the running trial is stopped and recorded as failed (``interrupted``), the tracker
+  is flushed, and KeyboardInterrupt goes on up (exit 130). Storage writes are shielded from
+  Ctrl-C, so no trial is left RUNNING and nothing finished is lost. A trial left RUNNING by a
+  process that was killed outright (SIGKILL) on this host is marked failed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..compiler.base import SearchSpaceChangedError
+from ..compiler.optuna import OptunaPlan, compile_optuna
+from ..spec import Spec
+from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
+from .budget import Budget, FailureStreak, Tally, TrialSummary
+from .progress import Progress
+from .trials import (
+    TERM_GRACE,
+    Command,
+    FunctionError,
+    Monitor,
+    Outcome,
+    describe,
+    load_function,
+    run_command,
+    run_function,
+)
+
+__all__ = ["COST_ATTR", "ERROR_ATTR", "METRICS_ATTR", "SEEDS_ATTR", "STATE_DIR",
+           "TRACEBACK_ATTR", "WORKER_ATTR", "Finished", "RunError", "open_storage",
+           "run_sweep", "study_name", "worker_main"]
+
+METRICS_ATTR = "sweepspec.metrics"
+SEEDS_ATTR = "sweepspec.seeds"
+ERROR_ATTR = "sweepspec.error"
+TRACEBACK_ATTR = "sweepspec.traceback"
+COST_ATTR = "sweepspec.cost"
+WORKER_ATTR = "sweepspec.worker"
+SWEEP_ID_ATTR = "sweepspec.sweep_id"
+SPEC_ATTR = "sweepspec.spec_path"
+STATE_DIR = ".sweepspec"
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+Execute = Callable[[dict[str, Any], int, int, Monitor], Outcome]
+Echo = Callable[[str, str], None]
+
+
+class RunError(Exception):
+    """An expected failure: one line for the user, no traceback."""
+
+
+@dataclass
+class Finished:
+    """How a sweep ended: why it stopped, and the storage's trials by then."""
+
+    reason: str
+    tally: Tally
+    study_name: str
+    storage: str
+
+
+# --------------------------------------------------------------------------- names, storage
+
+
+def study_name(spec: Spec, path: str) -> str:
+    """``optuna.study_name``, else the spec's ``name``, else the spec file's stem."""
+    section = spec.optuna
+    return (section.study_name if section else None) or spec.name or Path(path).stem
+
+
+def experiment_name(spec: Spec, path: str) -> str:
+    """MLflow's experiment: ``tracking.experiment``, else ``name``, else the file's stem."""
+    tracking = spec.tracking
+    return (tracking.experiment if tracking else None) or spec.name or Path(path).stem
+
+
+def default_journal(name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
+    return Path(STATE_DIR) / f"{safe}.journal"
+
+
+def open_storage(url: str | None, spec: Spec, name: str, *, create: bool = True
+                 ) -> tuple[str | optuna.storages.BaseStorage, str]:
+    """The Optuna storage for ``url`` (``--storage``), else ``optuna.storage``, else the
+    default journal; with its label for messages (passwords hidden). Without ``create``, a
+    missing journal file is a :class:`RunError`."""
+    url = url or (spec.optuna.storage if spec.optuna else None)
+    if url is not None and "://" in url:
+        return url, _redact(url)
+    path = Path(url) if url is not None else default_journal(name)
+    if not create and not path.exists():
+        raise RunError(f"no sweep state at {path} (the sweep has not run from this folder); "
+                       "run 'sweepspec run' first, or pass --storage")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+
+
+def load_study(storage: str | optuna.storages.BaseStorage, name: str, label: str
+               ) -> optuna.Study:
+    """The existing study ``name``; :class:`RunError` when there is none."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = f"; it holds {', '.join(repr(n) for n in names)}" if names else ""
+        raise RunError(f"no study {name!r} in {label}{known}") from None
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C until the block is done (storage writes must not be cut in half)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and previous is signal.default_int_handler:
+            raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def make_executor(spec: Spec, path: str, objectives: list[str], echo: Echo | None,
+                  grace: float = TERM_GRACE) -> Execute:
+    """How each run of a trial executes: the spec's function, or its command."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if spec.function is not None:
+        try:
+            function = load_function(spec.function, folder)
+        except FunctionError as exc:
+            raise RunError(str(exc)) from None
+        return lambda params, seed, number, monitor: run_function(
+            function, params, seed, number, monitor, objectives)
+    if spec.program is None and spec.command is None:
+        raise RunError("nothing to run: give 'function' (module:callable) or "
+                       "'program'/'command'")
+    _check_command(spec, objectives)
+    timeout = spec.budget.trial_timeout if spec.budget else None
+    command = Command(spec.command, spec.program, folder, timeout, grace, echo)
+    return lambda params, seed, number, monitor: run_command(
+        command, params, seed, number, monitor, objectives)
+
+
+def _check_command(spec: Spec, objectives: list[str]) -> None:
+    template = [str(item) for item in spec.command or ["${program}"]]
+    if spec.program is None and "${program}" in template:
+        raise RunError("the command uses ${program}, but the spec gives no 'program'")
+    if not objectives:
+        raise RunError("a command reports its metrics by name: give 'metric' (the objective "
+                       "sweepspec reads from what the command reports)")
+
+
+# --------------------------------------------------------------------------- one worker
+
+
+class _Pruning:
+    """Passes the objective to Optuna's pruner: at the count of values reported so far
+    (W&B hyperband's iteration) or at the trial's own step (``plan.prune_on``)."""
+
+    def __init__(self, trial: optuna.Trial, prune_on: str) -> None:
+        self.trial = trial
+        self.prune_on = prune_on
+        self.count = 0
+        self.steps: set[int] = set()
+        self.stop = False
+
+    def __call__(self, value: float, step: int) -> bool:
+        self.count += 1
+        at = self.count if self.prune_on == "count" else step
+        if at in self.steps:
+            return self.stop
+        self.steps.add(at)
+        with deferred_interrupt():
+            self.trial.report(value, at)
+            self.stop = self.trial.should_prune()
+        return self.stop
+
+
+_AGGREGATE: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+
+
+@dataclass
+class Worker:
+    """One process's loop over trials, until the budget says stop."""
+
+    plan: OptunaPlan
+    study: optuna.Study
+    budget: Budget
+    tracker: Tracker
+    execute: Execute
+    progress: Progress | None = None
+    current: optuna.Trial | None = None
+    runs: list[tuple[int, Outcome]] = field(default_factory=list)
+    monitor: Monitor | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        spec = self.plan.spec
+        self.seeds = spec.seeds.values if spec.seeds else [0]
+        self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
+        self.seeded = spec.seeds is not None
+        self.timeout = spec.budget.trial_timeout if spec.budget else None
+        self.prunable = (len(self.plan.metric_names) == 1
+                         and self.plan.pruner["name"] != "NopPruner")
+        self.streak = FailureStreak(self.budget.max_consecutive_failures)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    # ---- the loop
+
+    def run(self) -> str:
+        """Run trials until a limit is reached; return why. Ctrl-C records the running trial
+        as failed before it goes on up."""
+        try:
+            return self._loop()
+        except BaseException as exc:
+            with deferred_interrupt():
+                self._abandon(INTERRUPTED if isinstance(exc, KeyboardInterrupt)
+                              else f"sweepspec stopped: {describe(exc)}")
+            raise
+
+    def _loop(self) -> str:
+        tally = self.tally()
+        while True:
+            reason = self.budget.stop_reason(tally) or self._grid_done()
+            if reason is not None:
+                return reason
+            record = self._trial()
+            tally = self.tally()
+            if self.progress is not None:
+                self.progress.trial(record.number, record.state, record.metrics, tally,
+                                    record.error)
+            failure = self.streak.add(record.number, record.state, record.error)
+            if failure is not None:
+                raise RunError(failure)
+
+    def tally(self) -> Tally:
+        return self.budget.tally(summaries(self.study))
+
+    def _grid_done(self) -> str | None:
+        sampler = self.study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study):
+            return "the grid is exhausted: every point has been run"
+        return None
+
+    # ---- one trial
+
+    def _trial(self) -> TrialRecord:
+        with deferred_interrupt():
+            trial = self.study.ask()
+            self.current, self.runs, self.params = trial, [], {}
+            self.started = time.time()
+            trial.set_user_attr(WORKER_ATTR, self.worker_id)
+            params = self.params = self.plan.suggest(trial)
+        nested = self.plan.nest(params)
+        pruning = _Pruning(trial, self.plan.prune_on) if self.prunable else None
+        for i, seed in enumerate(self.seeds):
+            outcome = self._run_seed(nested, seed, trial.number, pruning if i == 0 else None)
+            self.runs.append((seed, outcome))
+            if outcome.state != "COMPLETE":
+                break
+        record = self._record(trial.number, params)
+        with deferred_interrupt():
+            self._tell(trial, record)
+            self.current = None
+        self.tracker.log_trial(record)
+        return record
+
+    def _run_seed(self, nested: dict[str, Any], seed: int, number: int,
+                  pruning: _Pruning | None) -> Outcome:
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        self.monitor = Monitor(self.plan.metric_names[0] if self.plan.metric_names else None,
+                               pruning, deadline, f"seed_{seed}/" if self.seeded else "",
+                               self.timeout)
+        outcome = self.execute(nested, seed, number, self.monitor)
+        self.monitor = None
+        return outcome
+
+    def _record(self, number: int, params: dict[str, Any]) -> TrialRecord:
+        seed, last = self.runs[-1]
+        history = [p for _, run in self.runs for p in run.history]
+        seeds = ([{"seed": s, "metrics": run.metrics} for s, run in self.runs]
+                 if self.seeded else None)
+        record = TrialRecord(number, params, last.state, dict(last.metrics), history, seeds,
+                             start_ms=int(self.started * 1000), end_ms=int(time.time() * 1000))
+        if last.state == "FAIL":
+            several = self.seeded and len(self.seeds) > 1
+            record.error = f"seed {seed}: {last.error}" if several else last.error
+        elif last.state == "COMPLETE":
+            record.metrics, record.values = self._aggregate()
+        return record
+
+    def _aggregate(self) -> tuple[dict[str, float], list[float]]:
+        outcomes = [run for _, run in self.runs]
+        width = len(outcomes[0].values or [])
+        values = [self.aggregate([o.values[k] for o in outcomes if o.values]) for k in range(width)]
+        names = [n for n in outcomes[0].metrics if all(n in o.metrics for o in outcomes)]
+        metrics = {n: self.aggregate([o.metrics[n] for o in outcomes]) for n in names}
+        return metrics, values
+
+    def _cost(self) -> float | None:
+        name = self.budget.cost_metric
+        if name is None:
+            return None
+        costs = [run.metrics.get(name, 0.0) for _, run in self.runs]
+        return math.fsum(c for c in costs if math.isfinite(c))
+
+    def _tell(self, trial: optuna.Trial, record: TrialRecord) -> None:
+        trial.set_user_attr(METRICS_ATTR, record.metrics)
+        if record.seeds is not None:
+            trial.set_user_attr(SEEDS_ATTR, record.seeds)
+        if record.error is not None:
+            trial.set_user_attr(ERROR_ATTR, record.error)
+            failed = self.runs[-1][1].traceback if self.runs else None
+            if failed:
+                trial.set_user_attr(TRACEBACK_ATTR, failed)
+        cost = self._cost()
+        if cost is not None:
+            trial.set_user_attr(COST_ATTR, cost)
+        state = TrialState[record.state]
+        try:
+            self.study.tell(trial, record.values if state == TrialState.COMPLETE else None,
+                            state=state)
+        except RuntimeError:
+            # GridSampler calls study.stop() after the last point; outside optimize() that
+            # raises, after the trial's state is stored.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler):
+                raise
+
+    def _abandon(self, reason: str) -> None:
+        """The running trial ends as failed; it is logged with what it reported."""
+        trial, self.current = self.current, None
+        if trial is None:
+            return
+        if self.monitor is not None:
+            self.runs.append((self.seeds[len(self.runs)],
+                              Outcome("FAIL", dict(self.monitor.last), error=reason,
+                                      history=self.monitor.history)))
+        if not self.runs:
+            self.runs.append((self.seeds[0], Outcome("FAIL", {}, error=reason)))
+        record = self._record(trial.number, self.params)
+        record.state, record.error = "FAIL", reason
+        self._tell(trial, record)
+        self.tracker.log_trial(record)
+
+
+def summaries(study: optuna.Study) -> list[TrialSummary]:
+    """Every trial of the study, as the budget counts it."""
+    return [_summary(t) for t in study.get_trials(deepcopy=False)]
+
+
+def _summary(trial: FrozenTrial) -> TrialSummary:
+    values = tuple(trial.values) if trial.state == TrialState.COMPLETE and trial.values else None
+    cost = trial.user_attrs.get(COST_ATTR, 0.0)
+    return TrialSummary(trial.number, trial.state.name, values,
+                        float(cost) if isinstance(cost, (int, float)) else 0.0)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Setup:
+    """Everything one sweep needs, shared by the supervisor and its workers."""
+
+    spec: Spec
+    path: str
+    plan: OptunaPlan
+    name: str
+    storage: str | optuna.storages.BaseStorage
+    label: str
+    study: optuna.Study
+    budget: Budget
+
+
+def prepare(spec: Spec, path: str, *, storage: str | None = None, trials: int | None = None,
+            fresh: bool = False, deadline: float | None = None,
+            echo: Callable[[str], None] | None = None, plan: OptunaPlan | None = None) -> Setup:
+    """Compile, open the storage, create (or resume, or with ``fresh`` replace) the study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plan = plan or compile_optuna(spec)
+    name = study_name(spec, path)
+    try:
+        store, label = open_storage(storage, spec, name)
+        if fresh:
+            _delete(store, name, label, echo)
+        study = _study(plan, store, name, label, path)
+    except (RunError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the storage is the user's: a bad URL, a server down
+        where = _redact(storage) if storage else default_journal(name)
+        raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
+    return Setup(spec, path, plan, name, store, label, study,
+                 make_budget(spec, plan, trials, deadline))
+
+
+def _delete(store: str | optuna.storages.BaseStorage, name: str, label: str,
+            echo: Callable[[str], None] | None) -> None:
+    try:
+        old = optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        return
+    count = len(old.get_trials(deepcopy=False))
+    optuna.delete_study(study_name=name, storage=store)
+    if echo is not None:
+        echo(f"sweepspec: --fresh: deleted study {name!r} ({count} trials) from {label}")
+
+
+def _study(plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str, label: str,
+           path: str) -> optuna.Study:
+    try:
+        study = plan.create_study(store, name, load_if_exists=True)
+    except SearchSpaceChangedError:
+        raise RunError(_changed(name, label, store, "search space")) from None
+    if list(study.directions) != [optuna.study.StudyDirection[d.upper()]
+                                  for d in plan.directions]:
+        raise RunError(_changed(name, label, store, "metric goal"))
+    if SWEEP_ID_ATTR not in study.user_attrs:
+        study.set_user_attr(SWEEP_ID_ATTR, uuid.uuid4().hex)
+        study.set_user_attr(SPEC_ATTR, os.path.abspath(path))
+    return study
+
+
+def _changed(name: str, label: str, store: str | optuna.storages.BaseStorage,
+             what: str) -> str:
+    study = optuna.load_study(study_name=name, storage=store)
+    origin = study.user_attrs.get(SPEC_ATTR)
+    source = f" (created from {origin})" if origin else ""
+    count = len(study.get_trials(deepcopy=False))
+    return (f"the {what} differs from that of study {name!r} in {label}{source}, which has "
+            f"{count} trials; to start a fresh sweep, run again with --fresh (deletes that "
+            "study), or give the new one another name (optuna.study_name)")
+
+
+def make_budget(spec: Spec, plan: OptunaPlan, trials: int | None,
+                deadline: float | None = None) -> Budget:
+    budget = spec.budget
+    source = "--trials" if trials else "run_cap" if spec.run_cap else "budget.trials"
+    wall = budget.wall_clock if budget else None
+    if deadline is None and wall is not None:
+        deadline = time.time() + wall
+    return Budget(directions=tuple(plan.directions), metric_names=tuple(plan.metric_names),
+                  trials=trials or plan.n_trials, trials_source=source, deadline=deadline,
+                  wall_clock=wall, targets=tuple(plan.targets),
+                  cost_metric=budget.cost.metric if budget and budget.cost else None,
+                  cost_max=budget.cost.max if budget and budget.cost else None,
+                  max_consecutive_failures=budget.max_consecutive_failures if budget else 5)
+
+
+def spec_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fail_stale(study: optuna.Study) -> list[int]:
+    """Mark failed the RUNNING trials whose worker process on this host is gone."""
+    host, failed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if owner != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR,
+                                           f"its worker (pid {pid} on {host}) was killed")
+        study.tell(trial.number, state=TrialState.FAIL)
+        failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | None = None,
+              trials: int | None = None, workers: int = 1, fresh: bool = False,
+              grace: float = TERM_GRACE, stream: Any = None, tty: bool | None = None,
+              plan: OptunaPlan | None = None) -> Finished:
+    """Run (or resume) the sweep of ``spec`` (read from ``path``) until a limit is reached.
+
+    Raises :class:`RunError` for expected failures (bad storage, changed search space, a
+    function that cannot be imported, repeated trial failures) and lets KeyboardInterrupt
+    through after recording the running trial as failed and flushing the tracker.
+    """
+    plan = plan or compile_optuna(spec)
+    objectives = list(plan.metric_names)
+    progress = Progress(study_name(spec, path), trials or plan.n_trials,
+                        objectives[0] if objectives else None, stream, tty)
+    execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
+    setup = prepare(spec, path, storage=storage, trials=trials, fresh=fresh,
+                    echo=progress.write, plan=plan)
+    for number in fail_stale(setup.study):
+        progress.write(f"sweepspec: trial {number} was left RUNNING by a killed worker; "
+                       "marked FAIL")
+    progress.write(_opening(setup, tracker, workers))
+    sink = _tracker(tracker, spec, path, setup, progress.write)
+    progress.update(setup.budget.tally(summaries(setup.study)))
+    reason = _drive(setup, workers, tracker, sink, progress, execute, grace)
+    return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.name, setup.label)
+
+
+def _drive(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Progress,
+           execute: Execute, grace: float) -> str:
+    """Run the trials here or in worker processes; close the tracker whatever happens."""
+    status = "FAILED"
+    try:
+        if workers == 1:
+            reason = Worker(setup.plan, setup.study, setup.budget, sink, execute,
+                            progress).run()
+        else:
+            reason = _supervise(setup, workers, tracker, sink, progress, grace)
+        status = "FINISHED"
+        return reason
+    except KeyboardInterrupt:
+        status = "KILLED"
+        progress.close()
+        progress.write(_interrupted(setup))
+        raise
+    finally:
+        progress.close()
+        with deferred_interrupt():
+            sink.close(status)
+
+
+def _interrupted(setup: Setup) -> str:
+    tally = setup.budget.tally(summaries(setup.study))
+    return (f"sweepspec: interrupted; {tally.finished} finished trials are kept in "
+            f"{setup.label} (a trial that was running is recorded as failed); run the same "
+            "command again to resume")
+
+
+def _opening(setup: Setup, tracker: str, workers: int) -> str:
+    done = len(setup.study.get_trials(deepcopy=False))
+    where = f"storage {setup.label}, tracker {tracker}"
+    several = f", {workers} workers" if workers > 1 else ""
+    resumed = f"; resuming after {done} trials" if done else ""
+    return f"sweepspec: sweep {setup.name!r} on optuna ({where}{several}){resumed}"
+
+
+def _tracker(name: str, spec: Spec, path: str, setup: Setup,
+             echo: Callable[[str], None]) -> Tracker:
+    uri = spec.tracking.uri if spec.tracking else None
+    try:
+        sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
+        sink.start(SweepInfo(name=setup.name, experiment=experiment_name(spec, path),
+                             engine="optuna", sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
+                             spec_path=os.path.abspath(path), spec_hash=spec_hash(path),
+                             artifact=setup.plan.to_json()))
+    except ImportError as exc:
+        raise RunError(f"the {name} tracker needs {exc.name or name}: pip install "
+                       f"'sweepspec[{name}]', or run with --tracker none") from None
+    except Exception as exc:  # the tracking server is the user's
+        raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
+    return sink
+
+
+# --------------------------------------------------------------------------- several workers
+
+
+def _supervise(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Progress,
+               grace: float) -> str:
+    """Start ``workers`` processes on the storage and follow their trials until all stop."""
+    settings = {"spec": os.path.abspath(setup.path), "storage": _storage_arg(setup),
+                "name": setup.name, "trials": setup.budget.trials, "deadline":
+                setup.budget.deadline, "tracker": tracker, "tracking": sink.worker_settings(),
+                "grace": grace}
+    argv = [sys.executable, "-m", "sweepspec.runners.optuna", json.dumps(settings)]
+    seen = {t.number for t in setup.study.get_trials(deepcopy=False)
+            if t.state.is_finished()}
+    procs = [subprocess.Popen(argv, start_new_session=True) for _ in range(workers)]
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.25)
+            _follow(setup, seen, progress)
+        _follow(setup, seen, progress)
+    except KeyboardInterrupt:
+        _interrupt(procs)
+        raise
+    codes = [p.returncode for p in procs]
+    failed = sum(code != 0 for code in codes)
+    if failed:
+        raise RunError(f"{failed} of {workers} workers stopped with an error (see above)")
+    tally = setup.budget.tally(summaries(setup.study))
+    return setup.budget.stop_reason(tally) or "every worker stopped"
+
+
+def _storage_arg(setup: Setup) -> str:
+    if isinstance(setup.storage, str):
+        return setup.storage
+    return os.path.abspath(setup.label)
+
+
+def _follow(setup: Setup, seen: set[int], progress: Progress) -> None:
+    trials = setup.study.get_trials(deepcopy=False)
+    tally = setup.budget.tally(_summary(t) for t in trials)
+    for trial in trials:
+        if trial.state.is_finished() and trial.number not in seen:
+            seen.add(trial.number)
+            progress.trial(trial.number, trial.state.name,
+                           trial.user_attrs.get(METRICS_ATTR, {}), tally,
+                           trial.user_attrs.get(ERROR_ATTR))
+    progress.update(tally)
+
+
+def _interrupt(procs: list[subprocess.Popen[bytes]]) -> None:
+    with deferred_interrupt():
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait()
+
+
+def worker_main(argv: list[str]) -> int:
+    """One worker process of ``run --workers N`` (``python -m sweepspec.runners.optuna``)."""
+    settings = json.loads(argv[0])
+    from ..spec import SpecError, load
+
+    sink: Tracker | None = None
+    try:
+        spec = load(settings["spec"])
+        setup = prepare(spec, settings["spec"], storage=settings["storage"],
+                        trials=settings["trials"], deadline=settings["deadline"])
+        objectives = list(setup.plan.metric_names)
+        execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
+        sink = make_tracker(settings["tracker"], experiment=setup.name)
+        sink.attach(settings["tracking"])
+        Worker(setup.plan, setup.study, setup.budget, sink, execute).run()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (RunError, SpecError) as exc:
+        sys.stderr.write(f"sweepspec: worker {os.getpid()}: error: {exc}\n")
+        return 1
+    finally:
+        if sink is not None:
+            with deferred_interrupt():
+                sink.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))
