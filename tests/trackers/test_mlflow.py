@@ -288,3 +288,21 @@ def test_logging_to_a_real_mlflow_server(mlflow_server: str, tmp_path: Path,
     assert first.data.metrics["val_loss"] == 0.0
     assert len(client.get_metric_history(first.info.run_id, "val_loss")) == 4
     assert not os.path.exists(tmp_path / "mlflow.db")  # nothing went to the default store
+
+
+def test_the_run_says_where_to_look(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MLFLOW_TRACKING_URI, MLflow's own default store; the last lines say where."""
+    (tmp_path / "where_trial.py").write_text("def objective(trial):\n"
+                                             "    return {'val_loss': trial.params['x']}\n")
+    spec = tmp_path / "where.yaml"
+    spec.write_text("name: where\nmethod: random\nmetric: {name: val_loss}\n"
+                    "function: where_trial:objective\nrun_cap: 1\n"
+                    "parameters: {x: {min: 0.0, max: 1.0}}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["run", str(spec)]) == 0
+    uri = mlflow.get_tracking_uri()
+    assert (f"sweepspec: runs are in MLflow, experiment 'where' at {uri}; look with: mlflow ui "
+            f"--backend-store-uri {uri}\n") in capsys.readouterr().err
+    assert MlflowClient(uri).get_experiment_by_name("where") is not None

@@ -553,6 +553,8 @@ def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | 
     sink = _tracker(tracker, spec, path, setup, progress.write)
     progress.update(setup.budget.tally(summaries(setup.study)))
     reason = _drive(setup, workers, tracker, sink, progress, execute, grace)
+    if sink.where():
+        progress.write(sink.where() or "")
     return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.name, setup.label)
 
 

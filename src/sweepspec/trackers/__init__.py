@@ -94,6 +94,10 @@ class Tracker(abc.ABC):
     def close(self, status: str = "FINISHED") -> None:
         """Flush what is pending and end the sweep's record with ``status``."""
 
+    def where(self) -> str | None:
+        """One line telling the user where to look at the runs, or None."""
+        return None
+
 
 def make_tracker(name: str, *, uri: str | None = None, experiment: str = "sweepspec",
                  echo: Echo | None = None) -> Tracker:
