@@ -172,7 +172,8 @@ class _Builder:
         try:
             return constructor(_scalar_constructor, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            self._add("error", node, path, f"cannot read {node.value!r} as {tag.rsplit(':', 1)[-1]}:"
+            kind = tag.rsplit(":", 1)[-1]
+            self._add("error", node, path, f"cannot read {node.value!r} as {kind}:"
                       f" {exc}", "yaml")
             return node.value
 

@@ -148,7 +148,8 @@ def _message(err: dict[str, Any], data: Any, path: Path) -> tuple[str, Path, boo
             hint = f"; {_KEY_HINTS[key]}"
         return f"unknown key {key!r}{hint}", path, True
     if kind == "missing":
-        return f"{loc[-1]!r} is required", path[:-1] if path and path[-1] == loc[-1] else path, False
+        holder = path[:-1] if path and path[-1] == loc[-1] else path
+        return f"{loc[-1]!r} is required", holder, False
     if kind == "distribution":
         unknown = [k for k in given if k not in _PARAM_KEYS] if isinstance(given, dict) else []
         if unknown and "distribution" not in given:

@@ -47,7 +47,8 @@ PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME)]
 
 # ``function: package.module:callable``
-FUNCTION_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+FUNCTION_REF = rf"^{_DOTTED}:{_DOTTED}$"
 
 
 class _Model(BaseModel):
@@ -70,7 +71,7 @@ class _Bounded(_Param):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> _Bounded:
-        lo, hi = getattr(self, "min"), getattr(self, "max")
+        lo, hi = self.min, self.max  # type: ignore[attr-defined]
         if lo >= hi:
             raise PydanticCustomError(
                 "min_max", "'min < max' must hold, but got min={lo}, max={hi}",
@@ -370,7 +371,8 @@ class ThresholdStopping(_Model):
                                       "neither", {})
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise PydanticCustomError("threshold", "'lower <= upper' must hold, but got "
-                                      "lower={lo}, upper={hi}", {"lo": self.lower, "hi": self.upper})
+                                      "lower={lo}, upper={hi}",
+                                      {"lo": self.lower, "hi": self.upper})
         return self
 
 
@@ -486,7 +488,8 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[PositiveNumber, BeforeValidator(parse_duration, json_schema_input_type=Union[PositiveNumber, str])]
+Duration = Annotated[PositiveNumber, BeforeValidator(
+    parse_duration, json_schema_input_type=PositiveNumber | str)]
 
 
 class CostCap(_Model):
@@ -521,7 +524,8 @@ def _sampler(value: Any) -> Any:
 
 
 class OptunaSection(_Model):
-    sampler: Annotated[Sampler, BeforeValidator(_sampler, json_schema_input_type=Union[SamplerName, Sampler])] | None = None
+    sampler: Annotated[Sampler, BeforeValidator(
+        _sampler, json_schema_input_type=SamplerName | Sampler)] | None = None
     storage: str | None = None
     study_name: str | None = None
 
@@ -561,7 +565,10 @@ class Spec(_Model):
         default=None, description="package.module:callable, relative to the spec's folder")
     engine: Literal["optuna", "wandb"] | None = None
     tracking: Tracking | None = None
-    seeds: Annotated[Seeds, BeforeValidator(_seeds, json_schema_input_type=Union[Annotated[StrictInt, Field(ge=1)], list[StrictInt], Seeds])] | None = None
+    seeds: Annotated[Seeds, BeforeValidator(
+        _seeds,
+        json_schema_input_type=Annotated[StrictInt, Field(ge=1)] | list[StrictInt] | Seeds,
+    )] | None = None
     budget: Budget | None = None
     optuna: OptunaSection | None = None
     wandb: WandbSection | None = None
