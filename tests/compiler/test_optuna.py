@@ -14,7 +14,6 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from sweepspec.compiler.base import CompileError, SearchSpaceChangedError, UnsupportedError
 from sweepspec.compiler.optuna import (
     HASH_ATTR,
-    PARAMS_ATTR,
     OptunaPlan,
     compile_optuna,
     wandb_bands,
@@ -65,7 +64,7 @@ def test_same_seed_same_sequence_as_a_hand_written_study(method: str, sampler: A
     manual.optimize(hand_written, n_trials=25)
     assert [t.params for t in compiled.trials] == [t.params for t in manual.trials]
     assert [t.value for t in compiled.trials] == [t.value for t in manual.trials]
-    assert compiled.trials[3].user_attrs[PARAMS_ATTR] == compiled.trials[3].params
+    assert plan.real_params(compiled.trials[3]) == compiled.trials[3].params
 
 
 def test_plan_fields_for_the_reference_space() -> None:
@@ -345,7 +344,7 @@ def test_suggest_is_define_by_run() -> None:
     study = plan.create_study(seed=3)
     study.optimize(lambda t: float(len(plan.suggest(t))), n_trials=40)
     for trial in study.trials:
-        real = trial.user_attrs[PARAMS_ATTR]
+        real = plan.real_params(trial)
         assert ("optimizer.momentum" in real) == (real["optimizer.name"] == "sgd")
         assert ("optimizer.nesterov" in real) == (real.get("optimizer.momentum_on") is True)
         assert ("warmup.steps" in real) == (real["schedule"] == "cosine")

@@ -158,7 +158,7 @@ def test_seeds_repeat_a_configuration_and_aggregate(
             return {"loss": trial.params["x"] + trial.seed, "seed_seen": trial.seed}
     """)
     for trial in _study().get_trials():
-        x = trial.user_attrs["sweepspec.params"]["x"]
+        x = trial.params["x"]  # native: Optuna holds the real value
         assert trial.values == [pytest.approx(x + 1)]
         assert trial.user_attrs[SEEDS_ATTR] == [
             {"seed": s, "metrics": {"loss": pytest.approx(x + s), "seed_seen": s}}
@@ -321,6 +321,44 @@ def test_a_command_trial_end_to_end(sweep: Callable[..., tuple[Finished, str]],
     finished, out = sweep(spec)
     assert finished.tally.complete == 2
     for trial in _study().get_trials():
-        x = trial.user_attrs["sweepspec.params"]["x"]
+        x = trial.params["x"]  # native: Optuna holds the real value
         assert trial.values == [pytest.approx(x)]
     assert os.path.exists(".sweepspec/sweep.journal")
+
+
+def test_workers_never_overshoot_the_trial_budget(
+        sweep: Callable[..., tuple[Finished, str]]) -> None:
+    """Four workers on the default journal take turns to count and ask: exactly the budget."""
+    finished, _ = sweep(HEAD + "run_cap: 7\n", """
+        def objective(trial):
+            return {"loss": trial.params["x"]}
+    """, workers=4)
+    assert _states() == ["COMPLETE"] * 7
+    assert finished.tally.finished == 7
+
+
+def test_a_worker_that_asked_too_late_gives_its_place_back(
+        sweep: Callable[..., tuple[Finished, str]]) -> None:
+    """Workers on other machines share no lock: when two ask at once for the last place, the
+    later trial number is recorded as not run, and the sweep stops."""
+    sweep(HEAD + "run_cap: 1\n", """
+        def objective(trial):
+            return {"loss": trial.params["x"]}
+    """)
+    study = _study()
+    elsewhere = study.ask()  # another machine's worker took a place at the same moment
+    assert elsewhere.number == 1
+    late = study.ask()
+    from sweepspec.compiler.optuna import compile_optuna
+    from sweepspec.runners.budget import Budget
+    from sweepspec.runners.optuna import Worker
+    from sweepspec.trackers.none import NoneTracker
+
+    spec = load("sweep.yaml")
+    worker = Worker(compile_optuna(spec), study, Budget(trials=2), NoneTracker(),
+                    lambda *a: None)  # type: ignore[arg-type, return-value]
+    assert worker._over_budget(late)
+    frozen = study.get_trials()[late.number]
+    assert frozen.state.name == "FAIL"
+    assert frozen.user_attrs["sweepspec.error"] == (
+        "not run: the trial budget was filled by trials of other workers")

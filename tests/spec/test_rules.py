@@ -186,3 +186,18 @@ def test_categorical_optuna() -> None:
 def test_every_rule_is_documented_with_an_example(name: str) -> None:
     doc = RULES[name].__doc__ or ""
     assert "Example::" in doc, name
+
+
+def test_seeds_are_bounded() -> None:
+    """`seeds: N` means N full runs of every configuration; a huge N is a typo, and must not
+    hang the validator."""
+    assert lines("""
+        method: random
+        parameters: {x: {values: [1]}}
+        seeds: 100000000
+    """) == ["s.yaml:3:8: error: seeds: '1 <= seeds <= 1000' must hold, but got 100000000"]
+    assert lines("""
+        method: random
+        parameters: {x: {values: [1]}}
+        seeds: [1, 2, 1]
+    """) == ["s.yaml:3:8: error: seeds: seeds must be distinct, but got 1 more than once"]

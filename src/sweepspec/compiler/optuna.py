@@ -262,8 +262,9 @@ class OptunaPlan:
     # ---- define-by-run
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
-        """Suggest every active parameter; return ``{dotted name: real value}`` in file order,
-        and record it as the trial's user attribute ``sweepspec.params``."""
+        """Suggest every active parameter; return ``{dotted name: real value}`` in file order.
+        When a value is not Optuna's own (a quantile, an index), the real values are also
+        recorded as the trial's user attribute ``sweepspec.params``."""
         values: dict[str, Any] = {}
         for name in self.order:
             if not self._active(name, values):
@@ -271,7 +272,10 @@ class OptunaPlan:
             param = self.params[name]
             values[name] = param.to_value(_suggest(trial, name, param.distribution))
         real = {name: values[name] for name in self.params if name in values}
-        trial.set_user_attr(PARAMS_ATTR, real)
+        if any(not self.params[name].native for name in real):
+            # Optuna holds a quantile or an index there: keep the real values beside it (one
+            # storage write; native values are already what ``trial.params`` holds).
+            trial.set_user_attr(PARAMS_ATTR, real)
         return real
 
     def _active(self, name: str, values: dict[str, Any]) -> bool:

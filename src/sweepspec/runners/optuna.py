@@ -148,6 +148,28 @@ def load_study(storage: str | optuna.storages.BaseStorage, name: str, label: str
         raise RunError(f"no study {name!r} in {label}{known}") from None
 
 
+@contextlib.contextmanager
+def _file_lock(path: str | None) -> Iterator[None]:
+    """An exclusive lock on ``path`` (POSIX ``flock``) for workers on this machine."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_path(storage: str | optuna.storages.BaseStorage, label: str) -> str | None:
+    """Beside a journal file, the lock that makes 'count, then ask' atomic across workers."""
+    # not "<journal>.lock": Optuna's own journal lock is a symlink of that name
+    return None if isinstance(storage, str) else f"{label}.budget-lock"
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 
@@ -240,6 +262,7 @@ class Worker:
     tracker: Tracker
     execute: Execute
     progress: Progress | None = None
+    lock_path: str | None = None  # a file beside a journal: workers take turns to ask
     current: optuna.Trial | None = None
     runs: list[tuple[int, Outcome]] = field(default_factory=list)
     monitor: Monitor | None = None
@@ -271,12 +294,13 @@ class Worker:
             raise
 
     def _loop(self) -> str:
-        tally = self.tally()
         while True:
-            reason = self.budget.stop_reason(tally) or self._grid_done()
-            if reason is not None:
-                return reason
-            record = self._trial()
+            with deferred_interrupt(), _file_lock(self.lock_path):
+                reason = self.budget.stop_reason(self.tally()) or self._grid_done()
+                trial = self.current = self.study.ask() if reason is None else None
+            if trial is None or self._over_budget(trial):
+                return reason or "the trial budget is filled by trials of other workers"
+            record = self._trial(trial)
             tally = self.tally()
             if self.progress is not None:
                 self.progress.trial(record.number, record.state, record.metrics, tally,
@@ -296,9 +320,25 @@ class Worker:
 
     # ---- one trial
 
-    def _trial(self) -> TrialRecord:
+    def _over_budget(self, trial: optuna.Trial) -> bool:
+        """Workers that share no lock (other machines) can ask at the same moment: the
+        storage numbers trials in order, so the later ones give their place back."""
+        if self.budget.trials is None:
+            return False
+        taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        ahead = sum(1 for t in self.study.get_trials(deepcopy=False, states=taken)
+                    if t.number < trial.number)
+        if ahead < self.budget.trials:
+            return False
         with deferred_interrupt():
-            trial = self.study.ask()
+            trial.set_user_attr(ERROR_ATTR, "not run: the trial budget was filled by trials "
+                                "of other workers")
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.current = None
+        return True
+
+    def _trial(self, trial: optuna.Trial) -> TrialRecord:
+        with deferred_interrupt():
             self.current, self.runs, self.params = trial, [], {}
             self.started = time.time()
             trial.set_user_attr(WORKER_ATTR, self.worker_id)
@@ -565,7 +605,7 @@ def _drive(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Pr
     try:
         if workers == 1:
             reason = Worker(setup.plan, setup.study, setup.budget, sink, execute,
-                            progress).run()
+                            progress, lock_path(setup.storage, setup.label)).run()
         else:
             reason = _supervise(setup, workers, tracker, sink, progress, grace)
         status = "FINISHED"
@@ -684,7 +724,8 @@ def worker_main(argv: list[str]) -> int:
         execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
         sink = make_tracker(settings["tracker"], experiment=setup.name)
         sink.attach(settings["tracking"])
-        Worker(setup.plan, setup.study, setup.budget, sink, execute).run()
+        Worker(setup.plan, setup.study, setup.budget, sink, execute,
+               lock_path=lock_path(setup.storage, setup.label)).run()
         return 0
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -447,14 +448,18 @@ class Tracking(_Model):
     entity: str | None = None
 
 
+MAX_SEEDS = 1000  # each seed is a full run of every configuration
+
+
 class Seeds(_Model):
-    values: Annotated[list[StrictInt], Field(min_length=1)]
+    values: Annotated[list[StrictInt], Field(min_length=1, max_length=MAX_SEEDS)]
     aggregate: Literal["mean", "median", "min", "max"] = "mean"
 
     @field_validator("values")
     @classmethod
     def _unique(cls, values: list[int]) -> list[int]:
-        repeated = sorted({v for v in values if values.count(v) > 1})
+        counts = Counter(values)
+        repeated = sorted(v for v, n in counts.items() if n > 1)
         if repeated:
             raise PydanticCustomError("seeds", "seeds must be distinct, but got {rep} more than "
                                       "once", {"rep": ", ".join(map(str, repeated))})
@@ -464,8 +469,9 @@ class Seeds(_Model):
 def _seeds(value: Any) -> Any:
     """``seeds: 3`` means seeds 0, 1, 2; ``seeds: [0, 7]`` lists them."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise PydanticCustomError("seeds", "'seeds >= 1' must hold, but got {n}", {"n": value})
+        if not 1 <= value <= MAX_SEEDS:
+            raise PydanticCustomError("seeds", "'1 <= seeds <= {top}' must hold, but got {n}",
+                                      {"n": value, "top": MAX_SEEDS})
         return {"values": list(range(value))}
     if isinstance(value, list):
         return {"values": value}
