@@ -471,18 +471,34 @@ def prepare(spec: Spec, path: str, *, storage: str | None = None, trials: int | 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan or compile_optuna(spec)
     name = study_name(spec, path)
-    try:
-        store, label = open_storage(storage, spec, name)
-        if fresh:
-            _delete(store, name, label, echo)
-        study = _study(plan, store, name, label, path)
-    except (RunError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # the storage is the user's: a bad URL, a server down
-        where = _redact(storage) if storage else default_journal(name)
-        raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            store, label = open_storage(storage, spec, name)
+            if fresh:
+                _delete(store, name, label, echo)
+            study = _study(plan, store, name, label, path)
+            break
+        except (RunError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the storage is the user's: a bad URL, a server down
+            if _raced(exc) and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            where = _redact(storage) if storage else default_journal(name)
+            raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
     return Setup(spec, path, plan, name, store, label, study,
                  make_budget(spec, plan, trials, deadline))
+
+
+_OPEN_ATTEMPTS = 5
+
+
+def _raced(exc: Exception) -> bool:
+    """Workers started together on an empty database all create Optuna's tables; all but
+    one hit "duplicate key" or "already exists", and find the tables there on a second try."""
+    text = str(exc)
+    return type(exc).__name__ in ("IntegrityError", "ProgrammingError") and (
+        "already exists" in text or "duplicate key" in text)
 
 
 def _delete(store: str | optuna.storages.BaseStorage, name: str, label: str,
