@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
-GOOD = {"learning_rate": 0.03, "hidden_units": 64, "weight_decay": 1e-4, "batch_size": 32}
+GOOD = {"learning_rate": 0.03, "hidden_units": 64, "weight_decay": 1e-4}
 
 
 def _load_train() -> ModuleType:
@@ -114,7 +114,7 @@ def test_an_epochs_parameter_shortens_training() -> None:
 
 
 def test_a_diverging_learning_rate_reports_finite_losses() -> None:
-    trial = RecordingTrial({**GOOD, "learning_rate": 1.0, "batch_size": 16, "weight_decay": 1e-6})
+    trial = RecordingTrial({**GOOD, "learning_rate": 1.0, "weight_decay": 1e-6})
     result = train.objective(trial)
     assert all(math.isfinite(v) for v in trial.curve())
     assert math.isfinite(result["val_loss"])
@@ -160,8 +160,7 @@ def test_the_quickstart_sweep_runs_and_its_results_read_back(tmp_path: Path) -> 
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     assert complete, trials
     for t in trials:
-        assert set(t["params"]) == {"learning_rate", "hidden_units", "weight_decay",
-                                    "batch_size"}
+        assert set(t["params"]) == {"learning_rate", "hidden_units", "weight_decay"}
         assert 1e-4 <= t["params"]["learning_rate"] <= 1.0
         assert t["params"]["hidden_units"] in (16, 32, 64, 128)
         assert math.isfinite(t["metrics"]["val_loss"])
