@@ -113,6 +113,14 @@ def test_an_epochs_parameter_shortens_training() -> None:
     assert len(trial.reports) == 4
 
 
+def test_the_learning_rate_falls_along_a_cosine_from_its_peak() -> None:
+    rates = [train.learning_rate_at(e, 50, 0.02) for e in range(1, 51)]
+    assert rates[0] == 0.02
+    assert rates[25] == pytest.approx(0.01)  # half-way: half the peak
+    assert all(b < a for a, b in itertools.pairwise(rates))
+    assert 0 < rates[-1] < 0.02 * 0.001
+
+
 def test_a_diverging_learning_rate_reports_finite_losses() -> None:
     trial = RecordingTrial({**GOOD, "learning_rate": 1.0, "weight_decay": 1e-6})
     result = train.objective(trial)
