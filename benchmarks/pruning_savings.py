@@ -41,7 +41,6 @@ import json
 import math
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _cli import EXAMPLE, copy_example, sweepspec
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "quickstart"
 EPOCHS_TARGET = 0.5  # pruned epochs / unpruned epochs must be <= this
 QUALITY_TARGET = 0.01  # best val_loss may be at most 1 % worse with pruning
 # The Optuna sampler each W&B method compiles to (compiler/optuna.py), named as the spec's
@@ -82,21 +80,10 @@ class Sweep:
         return sum(t["state"] == "COMPLETE" for t in self.trials)
 
 
-def sweepspec(*args: str, cwd: Path) -> str:
-    """Run the CLI with this interpreter; fail loudly with its stderr."""
-    proc = subprocess.run([sys.executable, "-m", "sweepspec", *args], check=False, cwd=cwd,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"sweepspec {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc.stdout
-
-
 def run_sweep(example: Path, seed: int, pruned: bool, trials: int, work: Path,
               method: str | None = None) -> Sweep:
     folder = work / f"seed{seed}-{'pruned' if pruned else 'unpruned'}"
-    shutil.copytree(example, folder, ignore=shutil.ignore_patterns("__pycache__", ".sweepspec",
-                                                                    "mlflow.db", "mlruns"))
-    spec_path = folder / "sweep.yaml"
+    spec_path = copy_example(example, folder)
     spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
     if not pruned:
         spec.pop("early_terminate")
