@@ -51,11 +51,12 @@ from typing import Any
 import yaml
 from _cli import EXAMPLE, copy_example, sweepspec
 
+from sweepspec.compiler.optuna import compile_optuna
+from sweepspec.compiler.table import SAMPLERS
+from sweepspec.spec import load
+
 EPOCHS_TARGET = 0.5  # pruned epochs / unpruned epochs must be <= this
 QUALITY_TARGET = 0.01  # best val_loss may be at most 1 % worse with pruning
-# The Optuna sampler each W&B method compiles to (compiler/optuna.py), named as the spec's
-# ``optuna: {sampler: ...}`` section names it, so that its seed can be pinned.
-SAMPLERS = {"random": "random", "bayes": "tpe"}
 
 
 @dataclass
@@ -91,10 +92,11 @@ def run_sweep(example: Path, seed: int, pruned: bool, trials: int, work: Path,
         raise SystemExit(f"{example / 'sweep.yaml'} has no early_terminate to compare against")
     if method is not None:
         spec["method"] = method
-    if spec["method"] not in SAMPLERS:
-        raise SystemExit(f"method {spec['method']!r}: this benchmark knows {sorted(SAMPLERS)}")
-    spec.setdefault("optuna", {})["sampler"] = {"name": SAMPLERS[spec["method"]],
-                                                "options": {"seed": seed}}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    # the sampler the method compiles to, named as the spec's optuna section names it
+    compiled = compile_optuna(load(str(spec_path))).sampler["name"]
+    name = next(short for short, cls in SAMPLERS.items() if cls == compiled)
+    spec.setdefault("optuna", {})["sampler"] = {"name": name, "options": {"seed": seed}}
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
     start = time.perf_counter()
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=30, help="trial budget (default: 30)")
     parser.add_argument("--example", type=Path, default=EXAMPLE,
                         help="example folder holding sweep.yaml (default: the quickstart)")
-    parser.add_argument("--method", choices=sorted(SAMPLERS), default=None,
+    parser.add_argument("--method", choices=["bayes", "random"], default=None,
                         help="search method instead of the spec's own (default: the spec's)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary sweep folders")
     args = parser.parse_args(argv)

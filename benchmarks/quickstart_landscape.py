@@ -30,12 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import yaml
 from _cli import EXAMPLE, copy_example, sweepspec
 from scipy.stats import spearmanr
+
+from sweepspec.compiler.optuna import wandb_bands
+from sweepspec.spec import load
 
 
 def learning_curves(uri: str, experiment: str, metric: str) -> dict[int, dict[int, float]]:
@@ -47,15 +49,6 @@ def learning_curves(uri: str, experiment: str, metric: str) -> dict[int, dict[in
     return {int(run.data.tags["sweepspec.trial_number"]):
             {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
             for run in runs}
-
-
-def rungs(stop: dict[str, Any], epochs: int) -> list[int]:
-    """The epochs where W&B's hyperband (``min_iter``, ``eta``) compares runs."""
-    found, k = [], 0
-    while (band := int(stop["min_iter"] * stop["eta"] ** k)) < epochs:
-        found.append(band)
-        k += 1
-    return found
 
 
 def bands(low: float, high: float, count: int) -> list[tuple[float, float]]:
@@ -78,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / "quickstart"
         spec_path = copy_example(EXAMPLE, folder)
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-        stop = spec.pop("early_terminate")
+        stop = load(str(spec_path)).early_terminate
+        spec.pop("early_terminate")
         spec["method"] = "random"
         spec["optuna"] = {"sampler": {"name": "random", "options": {"seed": args.seed}}}
 
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = int(done[0]["metrics"]["epochs"])
     print(f"quickstart: {EXAMPLE}; {len(done)} of {len(rows)} random configurations trained "
           f"to the end ({epochs} epochs) in {seconds:.0f} s on {args.workers} workers")
-    for rung in rungs(stop, epochs):
+    for rung in (band for band in wandb_bands(stop) if band < epochs):
         at_rung = [curves[r["number"]][rung] for r in done]
         rho = float(spearmanr(at_rung, final).statistic)
         print(f"rung at epoch {rung:>2}: Spearman(val_loss at the rung, final result) = "

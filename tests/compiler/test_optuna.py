@@ -165,6 +165,17 @@ def test_sampler_options_are_its_kwargs_and_seed_overrides() -> None:
     assert plan.create_sampler(seed=5)._n_startup_trials == 3
     assert plan.sampler["kwargs"]["seed"] == 1
 
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[Any]:
+        study = optuna.create_study(sampler=sampler)
+        return [study.ask({"a": optuna.distributions.FloatDistribution(0, 1)}).params["a"]
+                for _ in range(3)]
+
+    assert draws(plan.create_sampler(seed=5)) == draws(
+        optuna.samplers.TPESampler(n_startup_trials=3, seed=5))
+    assert draws(plan.create_sampler()) == draws(
+        optuna.samplers.TPESampler(n_startup_trials=3, seed=1))
+    assert draws(plan.create_sampler(seed=5)) != draws(plan.create_sampler())
+
 
 def test_grid_enumerates_exactly_wandbs_grid() -> None:
     config = {"method": "grid", "parameters": {

@@ -21,7 +21,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
+
+from sweepspec.compiler.optuna import wandb_bands
+from sweepspec.spec import load
+from sweepspec.spec.models import HyperbandStopping
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 GOOD = {"learning_rate": 0.03, "hidden_units": 64, "weight_decay": 1e-4}
@@ -138,13 +141,10 @@ def _sweepspec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _rungs() -> set[int]:
-    """The epochs where W&B's hyperband (min_iter, eta) can stop a trial: min_iter * eta**k."""
-    stop = yaml.safe_load((EXAMPLE / "sweep.yaml").read_text(encoding="utf-8"))["early_terminate"]
-    rungs, k = set(), 0
-    while (band := int(stop["min_iter"] * stop["eta"] ** k)) < train.EPOCHS:
-        rungs.add(band)
-        k += 1
-    return rungs
+    """The epochs where the spec's hyperband can stop a trial (W&B's bands inside training)."""
+    stop = load(str(EXAMPLE / "sweep.yaml")).early_terminate
+    assert isinstance(stop, HyperbandStopping)
+    return {band for band in wandb_bands(stop) if band < train.EPOCHS}
 
 
 def test_the_spec_s_rungs_fall_inside_training() -> None:

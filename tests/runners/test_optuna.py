@@ -157,7 +157,9 @@ def test_seeds_repeat_a_configuration_and_aggregate(
         def objective(trial):
             return {"loss": trial.params["x"] + trial.seed, "seed_seen": trial.seed}
     """)
-    for trial in _study().get_trials():
+    trials = _study().get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    for trial in trials:
         x = trial.params["x"]  # native: Optuna holds the real value
         assert trial.values == [pytest.approx(x + 1)]
         assert trial.user_attrs[SEEDS_ATTR] == [

