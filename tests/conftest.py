@@ -5,9 +5,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
-
 
 @pytest.fixture
 def write_spec(tmp_path: Path):

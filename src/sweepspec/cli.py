@@ -41,11 +41,6 @@ def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> None:
     Exit 0 when every file is valid (warnings allowed unless --strict), 1 otherwise. Never
     imports or runs the code a spec names, so it is safe in pre-commit on any branch.
     """
-    import os
-
-    # pydantic scans every installed package's entry points for plugins on first use (~30 ms);
-    # the validator needs none, and pre-commit runs it on every commit.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .commands.validate import validate
 
     _exit(validate(list(files), strict=strict, fmt=fmt))

@@ -34,9 +34,6 @@ def _fast_validate(argv: list[str]) -> int | None:
             files.append(arg)
     if not files:
         return None
-    import os
-
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .commands.validate import validate
 
     return validate(files, strict=strict, fmt=fmt)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from compiler_helpers import wandb_ppf
 
 from sweepspec.spec import Spec
 from sweepspec.spec.models import NestedParam
@@ -25,18 +25,9 @@ def _leaves(spec_params: dict[str, Any], config: dict[str, Any], prefix: str = "
     return out
 
 
-def _ppf(name: str, cfg: dict[str, Any]) -> list[Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from sweeps.params import HyperParameter
-
-        param = HyperParameter(name, cfg)
-        return [param.ppf(u) for u in QUANTILES]
-
-
 def _assert_same_quantiles(spec: Spec, config: dict[str, Any]) -> None:
     for flat, before, after in _leaves(spec.parameters or {}, config["parameters"]):
-        expected, got = _ppf(flat, before), _ppf(flat, after)
+        expected, got = wandb_ppf(flat, before, QUANTILES), wandb_ppf(flat, after, QUANTILES)
         if all(isinstance(v, (int, float, np.number)) for v in expected):
             assert np.allclose(got, expected, rtol=1e-9, atol=0, equal_nan=True), flat
         else:

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import warnings
 from typing import Any
 
 import optuna
 import pytest
+from compiler_helpers import spec_of
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from sweepspec.compiler.base import CompileError, SearchSpaceChangedError, UnsupportedError
+from sweepspec.compiler.base import (
+    CompileError,
+    SearchSpaceChangedError,
+    UnsupportedError,
+)
 from sweepspec.compiler.optuna import (
     HASH_ATTR,
     OptunaPlan,
     compile_optuna,
     wandb_bands,
 )
-from sweepspec.spec import Spec, check_text
 from sweepspec.spec.models import HyperbandStopping
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,12 +35,6 @@ LLM = """
       lora_rank: {{values: [4, 8, 16, 32]}}
       warmup_ratio: {{min: 0.0, max: 0.1}}
     """
-
-
-def spec_of(text: str) -> Spec:
-    checked = check_text(textwrap.dedent(text), "s.yaml")
-    assert checked.spec is not None, [f.format() for f in checked.findings]
-    return checked.spec
 
 
 def loss(params: dict[str, Any]) -> float:

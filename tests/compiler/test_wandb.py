@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import math
 import sys
-import textwrap
 import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from compiler_helpers import spec_of, wandb_ppf
 
 from sweepspec.compiler.base import Unsupported, UnsupportedError
 from sweepspec.compiler.wandb import compile_wandb
-from sweepspec.spec import Spec, check_text
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from sweeps import schema_violations_from_proposed_config
-    from sweeps.params import HyperParameter
 
 QUANTILES = [0.0, 1e-9, 0.001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999, 1.0]
-
-
-def spec_of(text: str) -> Spec:
-    checked = check_text(textwrap.dedent(text), "s.yaml")
-    assert checked.spec is not None, [f.format() for f in checked.findings]
-    return checked.spec
 
 
 def violations(config: dict[str, Any]) -> list[str]:
@@ -37,9 +29,7 @@ def violations(config: dict[str, Any]) -> list[str]:
 
 
 def quantiles(name: str, cfg: dict[str, Any]) -> list[Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [HyperParameter(name, cfg).ppf(u) for u in QUANTILES]
+    return wandb_ppf(name, cfg, QUANTILES)
 
 
 @pytest.mark.parametrize(("given", "expected"), [

@@ -209,6 +209,34 @@ def test_a_changed_goal_is_refused(sweep: Callable[..., tuple[Finished, str]]) -
         sweep(HEAD.replace("{name: loss}", "{name: loss, goal: maximize}") + "run_cap: 1\n")
 
 
+def test_a_changed_space_and_goal_is_refused_as_a_changed_space(
+        sweep: Callable[..., tuple[Finished, str]]) -> None:
+    sweep(HEAD + "run_cap: 1\n", "def objective(trial):\n    return 1.0\n")
+    changed = HEAD.replace("max: 1.0", "max: 2.0").replace("{name: loss}",
+                                                           "{name: loss, goal: maximize}")
+    with pytest.raises(RunError, match=r"^the search space differs from that of study 'sweep'"):
+        sweep(changed + "run_cap: 1\n")
+
+
+def test_create_study_refuses_a_changed_goal_for_every_caller(
+        sweep: Callable[..., tuple[Finished, str]]) -> None:
+    from sweepspec.compiler.base import SearchSpaceChangedError
+    from sweepspec.compiler.optuna import compile_optuna
+
+    sweep(HEAD + "run_cap: 1\n", "def objective(trial):\n    return 1.0\n")
+    storage, _ = open_storage(None, load("sweep.yaml"), "sweep", create=False)
+    Path("sweep.yaml").write_text(HEAD.replace("{name: loss}", "{name: loss, goal: maximize}"))
+    plan = compile_optuna(load("sweep.yaml"))
+    with pytest.raises(SearchSpaceChangedError) as refused:
+        plan.create_study(storage, "sweep")
+    assert str(refused.value) == (
+        "study 'sweep' was created with another metric goal (directions ['minimize'], the "
+        "spec now gives ['maximize']); start a fresh study (another study_name or storage) to "
+        "optimise the new goal")
+    assert refused.value.what == "metric goal"
+    assert [d.name for d in _study().directions] == ["MINIMIZE"]
+
+
 def test_workers_share_one_trial_budget(sweep: Callable[..., tuple[Finished, str]]) -> None:
     finished, out = sweep(HEAD + "run_cap: 6\n", """
         import time

@@ -215,7 +215,7 @@ def test_a_function_past_its_timeout_is_asked_to_stop_and_fails() -> None:
             time.sleep(0.01)
         return 1.0
 
-    monitor = Monitor("loss", deadline=time.monotonic() + 0.1, timeout=0.1)
+    monitor = Monitor("loss", timeout=0.1)
     outcome = _run(polls, monitor=monitor)
     assert (outcome.state, outcome.error) == (
         "FAIL", "the trial ran past budget.trial_timeout (0.1s) and was stopped")
@@ -366,7 +366,7 @@ def test_trial_timeout_stops_a_command(tmp_path: Path, write_file: Write) -> Non
         print("loss=1.0", flush=True)
         time.sleep(60)
     """)
-    monitor = Monitor("loss", deadline=time.monotonic() + 0.3, timeout=0.3)
+    monitor = Monitor("loss", timeout=0.3)
     outcome = run_command(_command(tmp_path, grace=1.0), {}, 0, 0, monitor, ["loss"])
     assert (outcome.state, outcome.error) == (
         "FAIL", "the command ran past budget.trial_timeout (0.3s) and was stopped")

@@ -201,3 +201,38 @@ def test_seeds_are_bounded() -> None:
         parameters: {x: {values: [1]}}
         seeds: [1, 2, 1]
     """) == ["s.yaml:3:8: error: seeds: seeds must be distinct, but got 1 more than once"]
+
+
+def test_macro_findings_once_when_other_keys_have_errors() -> None:
+    """With an error elsewhere the rules still run on the rest, and the macro rule (which also
+    runs on the raw data) reports each macro once."""
+    assert lines("""
+        method: random
+        run_cap: "x"
+        command: [python, train.py, "--x=${args}"]
+        parameters:
+          lr: {min: 0.001, max: 0.1}
+    """) == [
+        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; remove the quotes to make "
+        "it a number",
+        "s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no parameters on "
+        "its command line and must read them from wandb.config",
+        "s.yaml:3:29: warning: command[2]: '${args}' is expanded only when it is a whole item of "
+        "'command'; '--x=${args}' is passed as written",
+    ]
+    assert lines("""
+        method: random
+        run_cap: "x"
+        command: [python, "${interpeter}", "--x=${args}"]
+        parameters:
+          lr: {min: 0.001, max: 0.1}
+    """) == [
+        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; remove the quotes to make "
+        "it a number",
+        "s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no parameters on "
+        "its command line and must read them from wandb.config",
+        "s.yaml:3:19: error: command[1]: unknown macro '${interpeter}'; did you mean "
+        "'${interpreter}'?",
+        "s.yaml:3:36: warning: command[2]: '${args}' is expanded only when it is a whole item of "
+        "'command'; '--x=${args}' is passed as written",
+    ]

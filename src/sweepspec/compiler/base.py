@@ -61,7 +61,12 @@ class UnsupportedError(Exception):
 
 
 class SearchSpaceChangedError(Exception):
-    """An existing study was created from a different search space."""
+    """An existing study was created from a different search space, or with another metric
+    goal: ``what`` says which ("search space" or "metric goal")."""
+
+    def __init__(self, message: str, what: str = "search space") -> None:
+        super().__init__(message)
+        self.what = what
 
 
 @dataclass

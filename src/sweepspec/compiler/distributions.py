@@ -40,6 +40,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from ..spec.models import DISTRIBUTION_MODELS, GRID_DISTRIBUTIONS
 from ._ppf import decode, ppf
 
 __all__ = [
@@ -52,30 +53,8 @@ __all__ = [
     "wandb_grid_values",
 ]
 
-DISTRIBUTIONS: tuple[str, ...] = (
-    "constant",
-    "categorical",
-    "categorical_w_probabilities",
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform",
-    "log_uniform_values",
-    "inv_log_uniform",
-    "inv_log_uniform_values",
-    "q_log_uniform",
-    "q_log_uniform_values",
-    "normal",
-    "q_normal",
-    "log_normal",
-    "q_log_normal",
-    "beta",
-    "q_beta",
-)
+DISTRIBUTIONS: tuple[str, ...] = tuple(DISTRIBUTION_MODELS)
 """W&B's distribution names (sweeps 0.3.0 ``config/schema.json``)."""
-
-GRID_DISTRIBUTIONS: tuple[str, ...] = ("categorical", "constant", "int_uniform", "q_uniform")
-"""The only kinds W&B's grid search accepts (``sweeps/grid_search.py``)."""
 
 _DEFAULTS: dict[str, Any] = {"q": 1.0, "mu": 0.0, "sigma": 1.0, "a": 1, "b": 1}
 
@@ -103,8 +82,6 @@ _QUANTILE_REASONS: dict[str, str] = {
         " see the values ordered by cumulative probability"
     ),
 }
-QUANTILE_DISTRIBUTIONS: tuple[str, ...] = tuple(_QUANTILE_REASONS)
-"""Kinds compiled to a quantile ``FloatDistribution(0, 1)`` plus W&B's ppf."""
 
 _NATIVE_TYPES = (bool, int, float, str)
 

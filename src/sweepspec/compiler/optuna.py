@@ -236,8 +236,8 @@ class OptunaPlan:
         """A real study with this plan's sampler, pruner and directions.
 
         ``storage`` and ``study_name`` default to the spec's ``optuna`` section (then
-        ``name``). An existing study created from another search space raises
-        :class:`~.base.SearchSpaceChangedError`.
+        ``name``). An existing study created from another search space, or with another
+        metric goal (directions), raises :class:`~.base.SearchSpaceChangedError`.
         """
         section = self.spec.optuna
         storage = storage if storage is not None else (section.storage if section else None)
@@ -258,6 +258,15 @@ class OptunaPlan:
                 f"study {study.study_name!r} was created from a different search space "
                 f"(hash {found[:12]}, the spec now gives {expected[:12]}); start a fresh "
                 "study (another study_name or storage) to sample the new space")
+        # checked after the search space (which is stamped even when the goal differs)
+        goal = [optuna.study.StudyDirection[d.upper()] for d in self.directions]
+        if list(study.directions) != goal:
+            had = [d.name.lower() for d in study.directions]
+            raise SearchSpaceChangedError(
+                f"study {study.study_name!r} was created with another metric goal "
+                f"(directions {had}, the spec now gives {list(self.directions)}); start a "
+                "fresh study (another study_name or storage) to optimise the new goal",
+                "metric goal")
 
     # ---- define-by-run
 

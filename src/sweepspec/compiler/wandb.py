@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from ..spec.models import HyperbandStopping, NestedParam, Spec
+from ..spec.models import EXPONENT_FORMS, HyperbandStopping, NestedParam, Spec
+from ._ppf import _exp
 from .base import Note, Policy, Unsupported
 
 __all__ = ["WandbPlan", "compile_wandb"]
@@ -144,10 +145,6 @@ def _early_terminate(spec: Spec, config: dict[str, Any], policy: Policy) -> None
 
 # --------------------------------------------------------------------------- parameters
 
-_EXPONENT_FORMS = {"log_uniform": "log_uniform_values", "q_log_uniform": "q_log_uniform_values",
-                   "inv_log_uniform": "inv_log_uniform_values"}
-
-
 def _parameters(params: dict[str, Any], path: str, policy: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, param in params.items():
@@ -172,18 +169,18 @@ def _condition(where: str, when: dict[str, Any], policy: Policy) -> None:
 
 def _leaf(cfg: dict[str, Any], where: str, policy: Policy) -> dict[str, Any]:
     kind = cfg.get("distribution")
-    if kind not in _EXPONENT_FORMS:
+    if kind not in EXPONENT_FORMS:
         return cfg
     low, high = _exponent_bounds(kind, cfg["min"], cfg["max"])
     if not (0 < low < high < math.inf):
         policy.unsupported(where, f"{kind} with min={cfg['min']}, max={cfg['max']} has no "
-                           f"{_EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} "
+                           f"{EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} "
                            "overflow or collapse); kept as written, which W&B's validator "
                            "refuses", "deprecated-distribution")
         return cfg
     policy.note(where, f"{kind} (exponents {cfg['min']}..{cfg['max']}) rewritten to "
-                f"{_EXPONENT_FORMS[kind]} {low!r}..{high!r}, the same distribution")
-    rewritten = {**cfg, "distribution": _EXPONENT_FORMS[kind], "min": low, "max": high}
+                f"{EXPONENT_FORMS[kind]} {low!r}..{high!r}, the same distribution")
+    rewritten = {**cfg, "distribution": EXPONENT_FORMS[kind], "min": low, "max": high}
     return rewritten
 
 
@@ -192,13 +189,6 @@ def _exponent_bounds(kind: str, a: float, b: float) -> tuple[float, float]:
     if kind == "inv_log_uniform":
         return _exp(-b), _exp(-a)
     return _exp(a), _exp(b)
-
-
-def _exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
 
 
 # --------------------------------------------------------------------------- extensions

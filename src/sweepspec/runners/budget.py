@@ -23,11 +23,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Budget", "FailureStreak", "Tally", "TrialSummary", "format_seconds"]
-
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,6 @@ class FailureStreak:
 
     limit: int
     count: int = 0
-    messages: list[str] = field(default_factory=list)
 
     def add(self, number: int, state: str, error: str | None) -> str | None:
         if state != "FAIL":

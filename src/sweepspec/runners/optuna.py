@@ -91,7 +91,6 @@ class Finished:
 
     reason: str
     tally: Tally
-    study_name: str
     storage: str
 
 
@@ -207,8 +206,7 @@ def make_executor(spec: Spec, path: str, objectives: list[str], echo: Echo | Non
         raise RunError("nothing to run: give 'function' (module:callable) or "
                        "'program'/'command'")
     _check_command(spec, objectives)
-    timeout = spec.budget.trial_timeout if spec.budget else None
-    command = Command(spec.command, spec.program, folder, timeout, grace, echo)
+    command = Command(spec.command, spec.program, folder, grace, echo)
     return lambda params, seed, number, monitor: run_command(
         command, params, seed, number, monitor, objectives)
 
@@ -323,7 +321,8 @@ class Worker:
     def _over_budget(self, trial: optuna.Trial) -> bool:
         """Workers that share no lock (other machines) can ask at the same moment: the
         storage numbers trials in order, so the later ones give their place back."""
-        if self.budget.trials is None:
+        # under the lock, budget.stop_reason has just made sure finished + running < trials
+        if self.lock_path is not None or self.budget.trials is None:
             return False
         taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         ahead = sum(1 for t in self.study.get_trials(deepcopy=False, states=taken)
@@ -359,10 +358,8 @@ class Worker:
 
     def _run_seed(self, nested: dict[str, Any], seed: int, number: int,
                   pruning: _Pruning | None) -> Outcome:
-        deadline = time.monotonic() + self.timeout if self.timeout else None
         self.monitor = Monitor(self.plan.metric_names[0] if self.plan.metric_names else None,
-                               pruning, deadline, f"seed_{seed}/" if self.seeded else "",
-                               self.timeout)
+                               pruning, self.timeout, f"seed_{seed}/" if self.seeded else "")
         outcome = self.execute(nested, seed, number, self.monitor)
         self.monitor = None
         return outcome
@@ -454,7 +451,6 @@ def _summary(trial: FrozenTrial) -> TrialSummary:
 class Setup:
     """Everything one sweep needs, shared by the supervisor and its workers."""
 
-    spec: Spec
     path: str
     plan: OptunaPlan
     name: str
@@ -486,7 +482,7 @@ def prepare(spec: Spec, path: str, *, storage: str | None = None, trials: int | 
                 continue
             where = _redact(storage) if storage else default_journal(name)
             raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
-    return Setup(spec, path, plan, name, store, label, study,
+    return Setup(path, plan, name, store, label, study,
                  make_budget(spec, plan, trials, deadline))
 
 
@@ -517,11 +513,8 @@ def _study(plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str
            path: str) -> optuna.Study:
     try:
         study = plan.create_study(store, name, load_if_exists=True)
-    except SearchSpaceChangedError:
-        raise RunError(_changed(name, label, store, "search space")) from None
-    if list(study.directions) != [optuna.study.StudyDirection[d.upper()]
-                                  for d in plan.directions]:
-        raise RunError(_changed(name, label, store, "metric goal"))
+    except SearchSpaceChangedError as exc:  # a changed search space, or metric goal
+        raise RunError(_changed(name, label, store, exc.what)) from None
     if SWEEP_ID_ATTR not in study.user_attrs:
         study.set_user_attr(SWEEP_ID_ATTR, uuid.uuid4().hex)
         study.set_user_attr(SPEC_ATTR, os.path.abspath(path))
@@ -608,14 +601,15 @@ def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | 
     progress.write(_opening(setup, tracker, workers))
     sink = _tracker(tracker, spec, path, setup, progress.write)
     progress.update(setup.budget.tally(summaries(setup.study)))
-    reason = _drive(setup, workers, tracker, sink, progress, execute, grace)
-    if sink.where():
-        progress.write(sink.where() or "")
-    return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.name, setup.label)
+    reason = _drive(setup, workers, sink, progress, execute, grace)
+    where = sink.where()
+    if where:
+        progress.write(where)
+    return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.label)
 
 
-def _drive(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Progress,
-           execute: Execute, grace: float) -> str:
+def _drive(setup: Setup, workers: int, sink: Tracker, progress: Progress, execute: Execute,
+           grace: float) -> str:
     """Run the trials here or in worker processes; close the tracker whatever happens."""
     status = "FAILED"
     try:
@@ -623,7 +617,7 @@ def _drive(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Pr
             reason = Worker(setup.plan, setup.study, setup.budget, sink, execute,
                             progress, lock_path(setup.storage, setup.label)).run()
         else:
-            reason = _supervise(setup, workers, tracker, sink, progress, grace)
+            reason = _supervise(setup, workers, sink, progress, grace)
         status = "FINISHED"
         return reason
     except KeyboardInterrupt:
@@ -657,8 +651,8 @@ def _tracker(name: str, spec: Spec, path: str, setup: Setup,
     uri = spec.tracking.uri if spec.tracking else None
     try:
         sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
-        sink.start(SweepInfo(name=setup.name, experiment=experiment_name(spec, path),
-                             engine="optuna", sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
+        sink.start(SweepInfo(name=setup.name, engine="optuna",
+                             sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
                              spec_path=os.path.abspath(path), spec_hash=spec_hash(path),
                              artifact=setup.plan.to_json()))
     except ImportError as exc:
@@ -672,12 +666,12 @@ def _tracker(name: str, spec: Spec, path: str, setup: Setup,
 # --------------------------------------------------------------------------- several workers
 
 
-def _supervise(setup: Setup, workers: int, tracker: str, sink: Tracker, progress: Progress,
+def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress,
                grace: float) -> str:
     """Start ``workers`` processes on the storage and follow their trials until all stop."""
     settings = {"spec": os.path.abspath(setup.path), "storage": _storage_arg(setup),
                 "name": setup.name, "trials": setup.budget.trials, "deadline":
-                setup.budget.deadline, "tracker": tracker, "tracking": sink.worker_settings(),
+                setup.budget.deadline, "tracker": sink.name, "tracking": sink.worker_settings(),
                 "grace": grace}
     argv = [sys.executable, "-m", "sweepspec.runners.optuna", json.dumps(settings)]
     seen = {t.number for t in setup.study.get_trials(deepcopy=False)
@@ -738,7 +732,7 @@ def worker_main(argv: list[str]) -> int:
                         trials=settings["trials"], deadline=settings["deadline"])
         objectives = list(setup.plan.metric_names)
         execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
-        sink = make_tracker(settings["tracker"], experiment=setup.name)
+        sink = make_tracker(settings["tracker"])
         sink.attach(settings["tracking"])
         Worker(setup.plan, setup.study, setup.budget, sink, execute,
                lock_path=lock_path(setup.storage, setup.label)).run()

@@ -95,17 +95,17 @@ class Monitor:
 
     ``prune(value, step)`` is called with each finite value of the ``objective`` metric and
     returns True when the engine stops the trial early. ``prefix`` (``seed_0/``) is put in
-    front of the history's keys. Past ``deadline`` (``time.monotonic()``), ``should_stop()``
-    is true and the trial is recorded as timed out.
+    front of the history's keys. ``timeout`` seconds after the monitor is made (its
+    ``deadline``, in ``time.monotonic()``), ``should_stop()`` is true and the trial is
+    recorded as timed out.
     """
 
     def __init__(self, objective: str | None = None, prune: Prune | None = None,
-                 deadline: float | None = None, prefix: str = "",
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, prefix: str = "") -> None:
         self.objective = objective
         self._prune = prune
-        self.deadline = deadline
         self.timeout = timeout
+        self.deadline = time.monotonic() + timeout if timeout else None
         self.prefix = prefix
         self.last: dict[str, float] = {}
         self._steps: dict[str, int] = {}
@@ -416,7 +416,6 @@ class Command:
     template: list[Any] | None
     program: str | None
     folder: str
-    timeout: float | None = None
     grace: float = TERM_GRACE
     echo: Echo | None = None
 

@@ -62,7 +62,8 @@ def _check_document(doc: Document) -> Checked:
 def _lint_the_rest(doc: Document, exc: ValidationError) -> list[Finding]:
     """With errors in some keys, still lint the others: drop the nodes in error (a few rounds,
     as an error can hide another) and run the rules on what remains. Only their warnings and
-    the macro errors are kept: an error about a dropped node would mislead."""
+    the macro errors are kept: an error about a dropped node would mislead. The macro findings
+    come from the raw data, so the command-macros rule is not counted a second time."""
     import copy
 
     from .messages import error_paths
@@ -79,7 +80,8 @@ def _lint_the_rest(doc: Document, exc: ValidationError) -> list[Finding]:
             exc = again
             continue
         out.extend(f for f in run_rules(spec, doc)
-                   if f.level == "warning" and f.rule != "metric-required")
+                   if f.level == "warning"
+                   and f.rule not in ("metric-required", "command-macros"))
         break
     return out
 

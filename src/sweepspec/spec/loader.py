@@ -70,10 +70,6 @@ class Document:
         m = self.mark(path, key=key)
         return Finding(self.file, m.line, m.col, level, tuple(path), message, rule)
 
-    @property
-    def has_errors(self) -> bool:
-        return any(f.level == "error" for f in self.findings)
-
 
 class _TooLarge(Exception):
     pass

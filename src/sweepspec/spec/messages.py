@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from typing import Any
 
@@ -64,7 +65,7 @@ def _unwrap(annotation: Any) -> list[Any]:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         out: list[Any] = []
         for arg in typing.get_args(annotation):
             out.extend(_unwrap(arg))
@@ -124,17 +125,7 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Path, bool]:
     return tuple(path), is_key
 
 
-def _value_at(data: Any, path: Path) -> Any:
-    node = data
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
-
-
-def _message(err: dict[str, Any], data: Any, path: Path) -> tuple[str, Path, bool]:
+def _message(err: dict[str, Any], path: Path) -> tuple[str, Path, bool]:
     """(message, path to report, point at the key?)"""
     kind = err["type"]
     loc = err["loc"]
@@ -219,7 +210,7 @@ def findings_from(exc: ValidationError, doc: Document) -> list[Finding]:
     seen: set[tuple[Path, str]] = set()
     for err in exc.errors(include_url=False):
         path, is_key = _data_path(doc.data, tuple(err["loc"]), err["type"])
-        message, path, at_key = _message(err, doc.data, path)
+        message, path, at_key = _message(err, path)
         if err["type"] == "distribution" and isinstance(err.get("input"), dict) \
                 and "distribution" in err["input"]:
             path = path + ("distribution",)

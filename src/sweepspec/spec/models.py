@@ -257,6 +257,16 @@ DISTRIBUTION_MODELS: dict[str, type[_Param]] = {
 }
 NESTED = "nested"
 
+GRID_DISTRIBUTIONS: tuple[str, ...] = ("categorical", "constant", "int_uniform", "q_uniform")
+"""The only kinds W&B's grid search accepts (``sweeps/grid_search.py``)."""
+
+EXPONENT_FORMS: dict[str, str] = {
+    "log_uniform": "log_uniform_values",
+    "inv_log_uniform": "inv_log_uniform_values",
+    "q_log_uniform": "q_log_uniform_values",
+}
+"""W&B's old forms whose bounds are natural-log exponents, each with its ``*_values`` form."""
+
 
 def infer_distribution(raw: Any) -> str | None:
     """The distribution W&B gives a parameter (``schema.fill_parameter``), or None.
@@ -599,8 +609,3 @@ class Spec(_Model):
     def objectives(self) -> list[Metric]:
         return list(self.metrics or ([self.metric] if self.metric else []))
 
-
-W_AND_B_KEYS = ("method", "parameters", "metric", "metrics", "early_terminate", "run_cap", "name",
-                "description", "program", "command", "project", "entity", "job", "image_uri",
-                "apiVersion", "kind", "controller", "scheduler")
-EXTENSION_KEYS = ("function", "engine", "tracking", "seeds", "budget", "optuna", "wandb")

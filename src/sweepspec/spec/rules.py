@@ -226,10 +226,6 @@ def metric_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
 
 # ----------------------------------------------------------------------------- lint: W&B traps
 
-_LOG_FORMS = {"log_uniform": "log_uniform_values", "inv_log_uniform": "inv_log_uniform_values",
-              "q_log_uniform": "q_log_uniform_values"}
-
-
 @rule("log-uniform-values")
 def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     """W&B's most common trap: ``log_uniform`` takes natural-log *exponents*. Bounds between 0
@@ -242,7 +238,7 @@ def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     """
     for path, param in _params(spec):
         dist = getattr(param, "distribution", None)
-        if dist in _LOG_FORMS and 0 < param.min < param.max <= 1:
+        if dist in models.EXPONENT_FORMS and 0 < param.min < param.max <= 1:
             lo, hi = sorted((math.exp(param.min), math.exp(param.max)))
             if dist == "inv_log_uniform":
                 lo, hi = math.exp(-param.max), math.exp(-param.min)
@@ -250,11 +246,8 @@ def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
                 "warning", path + ("distribution",),
                 f"{dist} takes natural-log exponents: min={param.min:g}, max={param.max:g} "
                 f"samples between {lo:.7g} and {hi:.7g}. For values between {param.min:g} and "
-                f"{param.max:g} write 'distribution: {_LOG_FORMS[dist]}'",
+                f"{param.max:g} write 'distribution: {models.EXPONENT_FORMS[dist]}'",
                 rule="log-uniform-values")
-
-
-_GRID_OK = ("categorical", "constant", "int_uniform", "q_uniform")
 
 
 @rule("grid-continuous")
@@ -272,7 +265,7 @@ def grid_continuous(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         return
     for path, param in _params(spec):
         dist = getattr(param, "distribution", None)
-        if dist is not None and dist not in _GRID_OK:
+        if dist is not None and dist not in models.GRID_DISTRIBUTIONS:
             yield doc.finding("warning", path, f"W&B's grid search cannot enumerate {dist!r}; "
                               "give 'values', or use int_uniform or q_uniform",
                               rule="grid-continuous", key=True)

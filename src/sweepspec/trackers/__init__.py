@@ -58,7 +58,6 @@ class SweepInfo:
     """What a tracker may record about the whole sweep."""
 
     name: str
-    experiment: str
     engine: str
     sweep_id: str
     spec_path: str

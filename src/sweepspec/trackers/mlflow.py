@@ -146,11 +146,10 @@ class MlflowTracker(Tracker):
     # ---- the end
 
     def where(self) -> str | None:
-        uri = getattr(self, "uri", None)
-        if uri is None:
+        if self.uri is None:
             return None
-        return (f"sweepspec: runs are in MLflow, experiment {self.experiment!r} at {uri}; "
-                f"look with: mlflow ui --backend-store-uri {uri}")
+        return (f"sweepspec: runs are in MLflow, experiment {self.experiment!r} at {self.uri}; "
+                f"look with: mlflow ui --backend-store-uri {self.uri}")
 
     def close(self, status: str = "FINISHED") -> None:
         if self._thread is not None:
