@@ -236,3 +236,29 @@ def test_macro_findings_once_when_other_keys_have_errors() -> None:
         "s.yaml:3:36: warning: command[2]: '${args}' is expanded only when it is a whole item of "
         "'command'; '--x=${args}' is passed as written",
     ]
+
+
+def test_a_file_that_is_not_a_mapping() -> None:
+    for text, kind in (("null\n", "null"), ("~\n", "null"), ("[1]\n", "a list"), ("3\n", "3")):
+        assert lines(text) == ["s.yaml:1:1: error: a spec is a mapping of keys (method, "
+                               f"parameters, ...), but the file holds {kind}"], text
+    assert lines("# nothing\n") == ["s.yaml:1:1: error: the file is empty; a spec is a mapping "
+                                    "with at least 'method' and 'parameters'"]
+
+
+def test_finite_numbers() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          a: {min: 0.0, max: .inf}
+          b: {distribution: normal, mu: 0, sigma: .inf}
+          c: {distribution: log_uniform_values, min: 1.0, max: .nan}
+          d: {distribution: q_uniform, min: 0, max: .inf, q: 2}
+          e: {min: -.inf, max: 1.0}
+          ok: {min: 0.0, max: 1.0}
+    """) == [
+        f"s.yaml:{line}:{col}: warning: parameters.{where}: {value} is not a finite number: W&B "
+        "samples infinite or undefined (nan) values from this parameter"
+        for line, col, where, value in [(3, 22, "a.max", "inf"), (4, 43, "b.sigma", "inf"),
+                                        (5, 56, "c.max", "nan"), (6, 45, "d.max", "inf"),
+                                        (7, 12, "e.min", "-inf")]]

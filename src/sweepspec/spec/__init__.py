@@ -41,10 +41,11 @@ def _check_document(doc: Document) -> Checked:
     from .rules import run_rules
 
     findings = list(doc.findings)
-    if doc.data is None:
+    if doc.data is None and any(f.level == "error" for f in findings):  # the loader said why
         return Checked(doc.file, None, _sorted(findings))
     if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else repr(doc.data)
+        kind = ("a list" if isinstance(doc.data, list) else
+                "null" if doc.data is None else repr(doc.data))
         findings.append(doc.finding("error", (), f"a spec is a mapping of keys (method, "
                                     f"parameters, ...), but the file holds {kind}"))
         return Checked(doc.file, None, _sorted(findings), doc.data)

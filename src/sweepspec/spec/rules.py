@@ -348,6 +348,8 @@ def q_range(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     for path, param in _params(spec):
         if getattr(param, "distribution", None) not in ("q_uniform", "q_log_uniform_values"):
             continue
+        if not all(map(math.isfinite, (param.min, param.max, param.q))):
+            continue  # the finite-numbers rule says so
         bad = [name for name in ("min", "max") if not _multiple(getattr(param, name), param.q)]
         if bad:
             lo = round(param.min / param.q) * param.q
@@ -356,6 +358,27 @@ def q_range(spec: models.Spec, doc: Document) -> Iterator[Finding]:
                               f"q={param.q:g}: W&B rounds to multiples of q from 0, so values "
                               f"run from {lo:g} to {hi:g}, not {param.min:g} to {param.max:g}",
                               rule="q-range")
+
+
+_NUMBERS = ("min", "max", "mu", "sigma", "q")
+
+
+@rule("finite-numbers")
+def finite_numbers(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B accepts ``.inf`` and ``.nan`` as bounds and parameters of a distribution, and then
+    samples infinite or undefined values from it.
+
+    Example::
+
+        lr: {min: 0.0, max: .inf}   # warning: W&B samples inf
+    """
+    for path, param in _params(spec):
+        for name in _NUMBERS:
+            value = getattr(param, name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                yield doc.finding("warning", path + (name,), f"{value!r} is not a finite "
+                                  "number: W&B samples infinite or undefined (nan) values from "
+                                  "this parameter", rule="finite-numbers")
 
 
 def _multiple(value: float, q: float) -> bool:
