@@ -180,6 +180,17 @@ def test_categorical_optuna() -> None:
     """) == ["s.yaml:3:3: warning: parameters.layers: Optuna cannot store list values natively;"
              " on Optuna this parameter is chosen by index and the real value is passed to the "
              "trial"]
+    # the compiler indexes these too: Optuna would merge choices that compare equal
+    assert lines("""
+        method: random
+        parameters:
+          x: {values: [1, true, 1.0]}
+          y: {values: [0, false]}
+          ok: {values: [1, 2.5, a, null]}
+    """) == [f"s.yaml:{n}:3: warning: parameters.{name}: Optuna cannot tell apart {a} and {b} "
+             "(they compare equal); on Optuna this parameter is chosen by index and the real "
+             "value is passed to the trial" for n, name, a, b in [(3, "x", 1, "true"),
+                                                                   (4, "y", 0, "false")]]
 
 
 @pytest.mark.parametrize("name", sorted(RULES))

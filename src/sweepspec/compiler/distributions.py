@@ -40,7 +40,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from ..spec.models import DISTRIBUTION_MODELS, GRID_DISTRIBUTIONS
+from ..spec.models import DISTRIBUTION_MODELS, GRID_DISTRIBUTIONS, optuna_choice_clash
 from ._ppf import decode, ppf
 
 __all__ = [
@@ -82,8 +82,6 @@ _QUANTILE_REASONS: dict[str, str] = {
         " see the values ordered by cumulative probability"
     ),
 }
-
-_NATIVE_TYPES = (bool, int, float, str)
 
 
 @dataclass(frozen=True)
@@ -137,21 +135,15 @@ def _get(cfg: dict[str, Any], key: str) -> Any:
 
 def _unstorable_reason(values: list[Any]) -> str | None:
     """Why Optuna's CategoricalDistribution cannot hold ``values`` as they are, or None."""
-    for value in values:
-        if value is not None and not isinstance(value, _NATIVE_TYPES):
-            return (
-                f"Optuna's categorical choices must be None/bool/int/float/str but"
-                f" {value!r} is a {type(value).__name__}"
-            )
-    seen: dict[Any, Any] = {}
-    for value in values:
-        other = seen.setdefault(value, value)
-        if type(other) is not type(value) or repr(other) != repr(value):
-            return (
-                f"Optuna's categorical cannot tell apart {other!r} and {value!r}"
-                " because they compare equal"
-            )
-    return None
+    clash = optuna_choice_clash(values)
+    if clash is None:
+        return None
+    value, other = clash
+    if other is None:
+        return (f"Optuna's categorical choices must be None/bool/int/float/str but"
+                f" {value!r} is a {type(value).__name__}")
+    return (f"Optuna's categorical cannot tell apart {value!r} and {other!r}"
+            " because they compare equal")
 
 
 def _categorical(values: list[Any]) -> OptunaParam:

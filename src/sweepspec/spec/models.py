@@ -260,6 +260,25 @@ NESTED = "nested"
 GRID_DISTRIBUTIONS: tuple[str, ...] = ("categorical", "constant", "int_uniform", "q_uniform")
 """The only kinds W&B's grid search accepts (``sweeps/grid_search.py``)."""
 
+OPTUNA_CHOICE_TYPES = (bool, int, float, str)
+"""What Optuna's ``CategoricalDistribution`` stores as it is (besides None)."""
+
+
+def optuna_choice_clash(values: list[Any]) -> tuple[Any, Any] | None:
+    """Why Optuna's categorical cannot hold ``values`` as they are, or None: ``(value, None)``
+    for a value of another type (a list, a mapping), ``(earlier, value)`` for two values that
+    compare equal but differ (``1``, ``True``, ``1.0``), which Optuna would merge."""
+    for value in values:
+        if value is not None and not isinstance(value, OPTUNA_CHOICE_TYPES):
+            return value, None
+    seen: dict[Any, Any] = {}
+    for value in values:
+        other = seen.setdefault(value, value)
+        if type(other) is not type(value) or repr(other) != repr(value):
+            return other, value
+    return None
+
+
 EXPONENT_FORMS: dict[str, str] = {
     "log_uniform": "log_uniform_values",
     "inv_log_uniform": "inv_log_uniform_values",

@@ -388,8 +388,9 @@ def _multiple(value: float, q: float) -> bool:
 
 @rule("categorical-optuna")
 def categorical_optuna(spec: models.Spec, doc: Document) -> Iterator[Finding]:
-    """Optuna stores only None, bool, int, float and str choices; lists and mappings (which W&B
-    allows) run on Optuna through their index.
+    """Optuna stores only None, bool, int, float and str choices, and merges choices that
+    compare equal (``1``, ``true``, ``1.0``); lists, mappings (which W&B allows) and such mixes
+    run on Optuna through their index.
 
     Example::
 
@@ -399,12 +400,20 @@ def categorical_optuna(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         values = getattr(param, "values", None)
         if values is None and isinstance(param, models.ConstantParam):
             values = [param.value]
-        odd = [v for v in values or [] if not isinstance(v, (type(None), bool, int, float, str))]
-        if odd:
-            yield doc.finding("warning", path, f"Optuna cannot store {_show_type(odd[0])} "
-                              "values natively; on Optuna this parameter is chosen by index and "
-                              "the real value is passed to the trial", rule="categorical-optuna",
-                              key=True)
+        clash = models.optuna_choice_clash(values or [])
+        if clash is None:
+            continue
+        value, other = clash
+        what = (f"store {_show_type(value)} values natively" if other is None else
+                f"tell apart {_show_value(value)} and {_show_value(other)} (they compare equal)")
+        yield doc.finding("warning", path, f"Optuna cannot {what}; on Optuna this parameter is "
+                          "chosen by index and the real value is passed to the trial",
+                          rule="categorical-optuna", key=True)
+
+
+def _show_value(value: Any) -> str:
+    """A value as the YAML file spells it (true, not True)."""
+    return "true" if value is True else "false" if value is False else repr(value)
 
 
 def _show_type(value: Any) -> str:
