@@ -299,9 +299,8 @@ class Worker:
             if trial is None or self._over_budget(trial):
                 return reason or "the trial budget is filled by trials of other workers"
             record = self._trial(trial)
-            tally = self.tally()
-            if self.progress is not None:
-                self.progress.trial(record.number, record.state, record.metrics, tally,
+            if self.progress is not None:  # workers in other processes show none
+                self.progress.trial(record.number, record.state, record.metrics, self.tally(),
                                     record.error)
             failure = self.streak.add(record.number, record.state, record.error)
             if failure is not None:
