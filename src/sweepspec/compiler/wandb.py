@@ -103,8 +103,9 @@ def _core_keys(spec: Spec, policy: Policy) -> dict[str, Any]:
     plain = ("name", "description", "project", "entity", "program", "command", "method",
              "metric", "run_cap", "controller", "scheduler", "job", "image_uri", "apiVersion",
              "kind")
-    config = {key: _dump(getattr(spec, key)) for key in plain if key in spec.model_fields_set}
-    config = {key: value for key, value in config.items() if value is not None}
+    config = {key: value for key, value in spec.model_dump(include=set(plain),
+                                                           exclude_unset=True).items()
+              if value is not None}
     if spec.metrics is not None:
         _metrics(spec, config, policy)
     if spec.early_terminate is not None:
@@ -112,14 +113,8 @@ def _core_keys(spec: Spec, policy: Policy) -> dict[str, Any]:
     return config
 
 
-def _dump(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(exclude_unset=True)
-    return value
-
-
 def _metrics(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
-    metrics = [_dump(m) for m in spec.metrics or []]
+    metrics = [m.model_dump(exclude_unset=True) for m in spec.metrics or []]
     if spec.method == "custom":
         config["metrics"] = metrics
         return
