@@ -53,44 +53,39 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def test_wandb_engine_and_tracker_are_refused_for_now(here: Path,
+def test_wandb_engine_and_tracker_are_refused_for_now(sweep_dir: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    _write(here, SPEC)
+    _write(sweep_dir, SPEC)
     assert _run(capsys, "sweep.yaml", "--engine", "wandb") == (1, "", (
         "Error: running on W&B (--engine wandb) is not available yet; run on Optuna "
         "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile --engine "
         "wandb' and run it with 'wandb sweep' / 'wandb agent'\n"))
-    _write(here, SPEC + "tracking: {tracker: wandb}\n")
+    _write(sweep_dir, SPEC + "tracking: {tracker: wandb}\n")
     assert _run(capsys, "sweep.yaml") == (1, "", (
         "Error: the wandb tracker (--tracker wandb) is not available yet; use --tracker mlflow "
         "or --tracker none (the spec says 'tracking: {tracker: wandb}')\n"))
-    assert not (here / ".sweepspec").exists()
+    assert not (sweep_dir / ".sweepspec").exists()
 
 
-def test_spec_errors_print_as_validate_prints_them(here: Path,
+def test_spec_errors_print_as_validate_prints_them(sweep_dir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    _write(here, SPEC.replace("max: 1.0", "max: -1.0"))
+    _write(sweep_dir, SPEC.replace("max: 1.0", "max: -1.0"))
     assert _run(capsys, "sweep.yaml") == (1, "", (
         "sweep.yaml:6:6: error: parameters.x: 'min < max' must hold, but got min=0.0, "
         "max=-1.0\n"))
 
 
-def test_an_unusable_trial_is_one_line(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _write(here, SPEC.replace("run_trial:objective", "run_trial:nope"))
+def test_an_unusable_trial_is_one_line(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(sweep_dir, SPEC.replace("run_trial:objective", "run_trial:nope"))
     code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none")
     assert (code, out) == (1, "")
     assert err == "Error: function 'run_trial:nope': 'run_trial' has no attribute 'nope'\n"
 
 
-def test_a_run_prints_progress_lines_and_a_summary(here: Path,
+def test_a_run_prints_progress_lines_and_a_summary(sweep_dir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    _write(here, SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false}\n")
+    _write(sweep_dir,
+           SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false}\n")
     code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--trials", "2")
     lines = err.splitlines()
     assert code == 0
@@ -107,12 +102,13 @@ def test_a_run_prints_progress_lines_and_a_summary(here: Path,
                         lines[-1])
 
 
-def test_workers_from_the_command_line(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _write(here, SPEC)
+def test_workers_from_the_command_line(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(sweep_dir, SPEC)
     code, _, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--workers", "2",
                         "--trials", "3")
     assert code == 0
-    assert "(storage .sweepspec/sweep.journal, tracker none, 2 workers)" in err
+    assert err.splitlines()[0] == ("sweepspec: sweep 'sweep' on optuna (storage "
+                                   ".sweepspec/sweep.journal, tracker none, 2 workers)")
     study = optuna.load_study(study_name="sweep", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(".sweepspec/sweep.journal")))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
@@ -157,11 +153,14 @@ def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert err.endswith("are kept in .sweepspec/sweep.journal (a trial that was running is "
-                        "recorded as failed); run the same command again to resume\n\n"
-                        "Aborted.\n")
     trials = _journal_study(tmp_path).trials
     states = [t.state.name for t in trials]
+    assert err.splitlines()[-3:] == [
+        f"sweepspec: interrupted; {states.count('COMPLETE')} finished trials are kept in "
+        ".sweepspec/sweep.journal (a trial that was running is recorded as failed); run the same "
+        "command again to resume",
+        "",
+        "Aborted."]
     assert "RUNNING" not in states and states[:2] == ["COMPLETE", "COMPLETE"]
     assert trials[-1].user_attrs["sweepspec.error"] == "interrupted (Ctrl-C)"
     client = mlflow.MlflowClient(uri)
@@ -174,7 +173,8 @@ def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path)
     again = _start(tmp_path)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
-    assert f"resuming after {len(trials)} trials" in err
+    assert (f"sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker "
+            f"mlflow); resuming after {len(trials)} trials") in err.splitlines()
     states = [t.state.name for t in _journal_study(tmp_path).trials]
     assert states.count("COMPLETE") == 5 and "RUNNING" not in states
     runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
@@ -210,9 +210,9 @@ def test_ctrl_c_stops_a_running_command(tmp_path: Path) -> None:
 
 
 def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
-        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    uri = f"sqlite:///{here / 'mlflow.db'}"
-    _write(here, f"""
+        sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    _write(sweep_dir, f"""
         method: random
         metric: {{name: loss}}
         function: run_trial:objective
@@ -239,7 +239,7 @@ def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
     assert stats.kstest(init, "uniform").pvalue < 1e-20  # not quantiles
     assert all(r["metrics"]["w_seen"] == r["params"]["nested.w"] for r in rows)
     # Optuna holds the quantile; every tracker and table shows the real value
-    study = _journal_study(here)
+    study = _journal_study(sweep_dir)
     quantiles = [t.params["init"] for t in study.trials]
     assert init == pytest.approx(list(stats.norm.ppf(quantiles, 5.0, 2.0)))
     client = mlflow.MlflowClient(uri)

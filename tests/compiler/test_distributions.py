@@ -240,7 +240,7 @@ def test_wandb_edge_quirks_are_reproduced() -> None:
 
 
 def test_ppf_outside_unit_interval_raises_wandb_message() -> None:
-    message = re.escape("Can't call ppf on value outside of [0,1]")
+    message = "^" + re.escape("Can't call ppf on value outside of [0,1]") + "$"
     with pytest.raises(ValueError, match=message):
         ppf(reparam_of(CASES["normal"]), 1.5)
     with pytest.raises(ValueError, match=message):
@@ -437,6 +437,38 @@ def test_native_float_support_and_median_match_wandb(case: str) -> None:
     assert math.isclose(_wandb_ppf(cfg, 0.5), middle, rel_tol=1e-12)
 
 
+INDEX_NOTE = (", so Optuna sees the string indices '0', '1', ... and to_value maps them back to "
+              "the values.")
+INDEX_REASONS = {
+    "constant_list": "Optuna's categorical choices must be None/bool/int/float/str but [64, 64] is "
+                     "a list",
+    "categorical_equal_values": "Optuna's categorical cannot tell apart 1 and True because they "
+                                "compare equal",
+    "categorical_lists": "Optuna's categorical choices must be None/bool/int/float/str but "
+                         "[32, 32] is a list",
+}
+QUANTILE_NOTE = (", so Optuna samples the quantile u in [0, 1] (and stores u, not the value) and "
+                 "to_value(u) applies W&B's inverse CDF.")
+_WEIGHTED = ("Optuna has no weighted categorical distribution, and model-based samplers will see "
+             "the values ordered by cumulative probability")
+_Q_UNIFORM = ("Optuna's step grid starts at min and weights every point equally, whereas W&B "
+              "rounds U(min, max) to multiples of q counted from 0 with half weight at both ends")
+_LOG_STEP = "Optuna cannot combine log=True with a step"
+_NORMAL = "Optuna has no normal distribution (all of its distributions are bounded)"
+_LOG_NORMAL = "Optuna has no log-normal distribution (all of its distributions are bounded)"
+_BETA = "Optuna has no beta distribution"
+QUANTILE_REASONS = {
+    "categorical_w_probabilities": _WEIGHTED, "categorical_w_probabilities_tenths": _WEIGHTED,
+    "q_uniform_float_q": _Q_UNIFORM, "q_uniform_int_q": _Q_UNIFORM,
+    "q_log_uniform_v1": _LOG_STEP, "q_log_uniform_values_int_q": _LOG_STEP,
+    "q_log_uniform_values_float_q": _LOG_STEP,
+    "normal": _NORMAL, "q_normal_int_q": _NORMAL, "q_normal_float_q": _NORMAL,
+    "log_normal": _LOG_NORMAL, "q_log_normal_int_q": _LOG_NORMAL,
+    "q_log_normal_float_q": _LOG_NORMAL,
+    "beta": _BETA, "beta_arcsine": _BETA, "q_beta_float_q": _BETA, "q_beta_int_q": _BETA,
+}
+
+
 @pytest.mark.parametrize("case", list(INDEX_ENCODED))
 def test_unstorable_categoricals_use_string_indices(case: str) -> None:
     cfg = CASES[case]
@@ -444,7 +476,7 @@ def test_unstorable_categoricals_use_string_indices(case: str) -> None:
     n = INDEX_ENCODED[case]
     expected = CategoricalDistribution([str(i) for i in range(n)])
     assert distribution_to_json(param.distribution) == distribution_to_json(expected)
-    assert not param.native and param.note is not None and "string indices" in param.note
+    assert not param.native and param.note == INDEX_REASONS[case] + INDEX_NOTE
     values = cfg["values"] if "values" in cfg else [cfg["value"]]
     assert [_key(param.to_value(str(i))) for i in range(n)] == list(map(_key, values))
 
@@ -455,7 +487,7 @@ def test_quantile_kinds_compile_to_unit_float(case: str) -> None:
     expected = FloatDistribution(0.0, 1.0)
     assert distribution_to_json(param.distribution) == distribution_to_json(expected)
     assert not param.native and param.reparam is not None
-    assert param.note is not None and param.note.endswith("applies W&B's inverse CDF.")
+    assert param.note == QUANTILE_REASONS[case] + QUANTILE_NOTE
 
 
 def test_collision_note_names_the_values() -> None:
@@ -467,12 +499,20 @@ def test_collision_note_names_the_values() -> None:
 
 
 def test_bad_configs_raise() -> None:
-    with pytest.raises(ValueError, match=r"^unknown W&B distribution 'gaussian'; expected one of: "):
+    with pytest.raises(ValueError, match=r"^unknown W&B distribution 'gaussian'; expected one of: "
+                       r"constant, categorical, categorical_w_probabilities, int_uniform, "
+                       r"uniform, q_uniform, log_uniform, log_uniform_values, inv_log_uniform, "
+                       r"inv_log_uniform_values, q_log_uniform, q_log_uniform_values, normal, "
+                       r"q_normal, log_normal, q_log_normal, beta, q_beta$"):
         to_optuna({"distribution": "gaussian"})
     with pytest.raises(
         ValueError,
         match=r"^W&B parameter config must be a dict with a 'distribution' key \(filled form\)$",
     ):
         to_optuna({"values": [1, 2]})
-    with pytest.raises(ValueError, match=r"^ppf: unknown reparam kind 'gaussian'"):
+    with pytest.raises(ValueError, match=r"^ppf: unknown reparam kind 'gaussian'; expected one "
+                       r"of \['beta', 'categorical', 'categorical_w_probabilities', "
+                       r"'constant', 'int_uniform', 'inv_log_uniform', 'inv_log_uniform_values', "
+                       r"'log_normal', 'log_uniform', 'log_uniform_values', 'normal', "
+                       r"'uniform'\]$"):
         ppf({"kind": "gaussian"}, 0.5)

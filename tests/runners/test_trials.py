@@ -28,7 +28,7 @@ from sweepspec.runners.trials import (
     run_function,
 )
 
-Write = Callable[[str, str], Path]
+Write = Callable[..., Path]
 
 # --------------------------------------------------------------------------- W&B's macros
 
@@ -231,14 +231,14 @@ def test_conclude_a_command_that_reported_nothing() -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def test_load_function_from_the_specs_folder(tmp_path: Path, write_file: Write) -> None:
-    write_file("trial_fn_a.py", """
+def test_load_function_from_the_specs_folder(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         class Holder:
             @staticmethod
             def run(trial):
                 return 1.0
         NOT_CALLABLE = 3
-    """)
+    """, "trial_fn_a.py")
     function = load_function("trial_fn_a:Holder.run", str(tmp_path))
     assert function(None) == 1.0  # type: ignore[arg-type]
     with pytest.raises(FunctionError, match=r"^function 'trial_fn_a:missing': 'trial_fn_a' "
@@ -269,12 +269,12 @@ def _command(tmp_path: Path, program: str = "prog.py", **kwargs: Any) -> Command
     return Command(None, program, str(tmp_path), echo=lambda line, stream: None, **kwargs)
 
 
-def test_shell_metacharacters_arrive_as_one_argument(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_shell_metacharacters_arrive_as_one_argument(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         import json, sys
         json.dump(sys.argv[1:], open("argv.json", "w"))
         print(json.dumps({"loss": 0.5}))
-    """)
+    """, "prog.py")
     value = "x; rm -rf ~ && touch pwned $(touch pwned2) `touch pwned3` | cat"
     outcome = run_command(_command(tmp_path), {"name": value, "n": 2}, 0, 0, Monitor("loss"),
                           ["loss"])
@@ -283,8 +283,8 @@ def test_shell_metacharacters_arrive_as_one_argument(tmp_path: Path, write_file:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["argv.json", "prog.py"]
 
 
-def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         import json, os
         from sweepspec import reporter
         print(json.dumps({"loss": 3.0, "_step": 0}))
@@ -293,7 +293,7 @@ def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_fil
         reporter.report({"loss": 2.0}, step=2)
         reporter.report({"loss": 1.0, "seed": reporter.seed(),
                          "trial": int(os.environ["SWEEPSPEC_TRIAL"])}, step=3)
-    """)
+    """, "prog.py")
     monitor = Monitor("loss")
     outcome = run_command(_command(tmp_path), {}, 5, 9, monitor, ["loss"])
     # stdout and the reporter's pipe are two channels: order within each is kept
@@ -303,11 +303,11 @@ def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_fil
     assert (outcome.state, outcome.values) == ("COMPLETE", [1.0])
 
 
-def test_failed_command_keeps_its_last_error_line(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_failed_command_keeps_its_last_error_line(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         print("loss=0.5")
         1 / 0
-    """)
+    """, "prog.py")
     outcome = run_command(_command(tmp_path), {}, 0, 0, Monitor("loss"), ["loss"])
     assert (outcome.state, outcome.error) == (
         "FAIL", "the command exited with code 1: ZeroDivisionError: division by zero")
@@ -321,8 +321,8 @@ def test_a_command_that_cannot_start(tmp_path: Path) -> None:
         "FAIL", "cannot start the command './missing-binary': No such file or directory")
 
 
-def test_pruned_command_gets_sigterm(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_pruned_command_gets_sigterm(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         import signal, sys, time
         from sweepspec import reporter
         def stop(signum, frame):
@@ -332,7 +332,7 @@ def test_pruned_command_gets_sigterm(tmp_path: Path, write_file: Write) -> None:
         for step in range(1000):
             reporter.report({"loss": 1.0 / (step + 1)}, step=step)
             time.sleep(0.02)
-    """)
+    """, "prog.py")
     monitor = Monitor("loss", lambda value, step: step >= 2)
     outcome = run_command(_command(tmp_path), {}, 0, 0, monitor, ["loss"])
     assert outcome.state == "PRUNED"
@@ -341,15 +341,15 @@ def test_pruned_command_gets_sigterm(tmp_path: Path, write_file: Write) -> None:
 
 
 def test_command_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path,
-                                                            write_file: Write) -> None:
-    write_file("prog.py", """
+                                                            write_spec: Write) -> None:
+    write_spec("""
         import os, signal, time
         from sweepspec import reporter
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         open("pid", "w").write(str(os.getpid()))
         reporter.report({"loss": 1.0}, step=0)
         time.sleep(60)
-    """)
+    """, "prog.py")
     started = time.monotonic()
     outcome = run_command(_command(tmp_path, grace=0.5), {}, 0, 0,
                           Monitor("loss", lambda value, step: True), ["loss"])
@@ -360,25 +360,25 @@ def test_command_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path,
         os.kill(int((tmp_path / "pid").read_text()), 0)
 
 
-def test_trial_timeout_stops_a_command(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_trial_timeout_stops_a_command(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         import time
         print("loss=1.0", flush=True)
         time.sleep(60)
-    """)
+    """, "prog.py")
     monitor = Monitor("loss", timeout=0.3)
     outcome = run_command(_command(tmp_path, grace=1.0), {}, 0, 0, monitor, ["loss"])
     assert (outcome.state, outcome.error) == (
         "FAIL", "the command ran past budget.trial_timeout (0.3s) and was stopped")
 
 
-def test_command_output_is_echoed(tmp_path: Path, write_file: Write) -> None:
-    write_file("prog.py", """
+def test_command_output_is_echoed(tmp_path: Path, write_spec: Write) -> None:
+    write_spec("""
         import sys
         print("hello")
         print("warn", file=sys.stderr)
         print("loss=2")
-    """)
+    """, "prog.py")
     lines: list[tuple[str, str]] = []
     command = Command(None, "prog.py", str(tmp_path),
                       echo=lambda line, stream: lines.append((stream, line)))

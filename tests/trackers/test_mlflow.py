@@ -273,7 +273,8 @@ def test_logging_to_a_real_mlflow_server(mlflow_server: str, tmp_path: Path,
     spec = LAYOUT.replace("tracking: {tracker: mlflow, uri: URI, experiment: layout-exp}\n", "")
     (tmp_path / "served.yaml").write_text(textwrap.dedent(spec).lstrip())
     assert main(["run", "served.yaml", "--trials", "2"]) == 0
-    assert "tracker mlflow" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "sweepspec: sweep 'layout' on optuna (storage .sweepspec/layout.journal, tracker mlflow)")
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("layout").experiment_id],
                               order_by=["metrics.val_loss ASC"])
