@@ -393,7 +393,7 @@ def test_workers_never_overshoot_the_trial_budget(
 def test_a_worker_that_asked_too_late_gives_its_place_back(
         sweep: Callable[..., tuple[Finished, str]]) -> None:
     """Workers on other machines share no lock: when two ask at once for the last place, the
-    later trial number is recorded as not run, and the sweep stops."""
+    later trial number is recorded as not run (the worker's loop then returns)."""
     sweep(HEAD + "run_cap: 1\n", """
         def objective(trial):
             return {"loss": trial.params["x"]}
