@@ -161,3 +161,16 @@ def test_python_needs_a_trial() -> None:
     with pytest.raises(CompileError, match=r"^--format python needs the trial: give "
                        r"'function', or 'program'/'command'$"):
         plan.to_python(".")
+
+
+def test_a_nameless_spec_s_script_names_its_study_as_run_does(
+        write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]) -> None:
+    """Without ``name``, the study is named after the spec file, so that a second run of the
+    script on the same storage resumes the study instead of starting an unnamed one."""
+    script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    for _ in range(2):
+        done = _run(script, blocked, "--seed", "1", "--storage", storage, "--trials", "2")
+        assert done.returncode == 0, done.stderr
+    assert [(s.study_name, s.n_trials) for s in optuna.get_all_study_summaries(storage)] == [
+        ("sweep", 4)]

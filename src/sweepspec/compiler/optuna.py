@@ -50,7 +50,8 @@ from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupport
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
 from .table import SAMPLERS
 
-__all__ = ["HASH_ATTR", "PARAMS_ATTR", "OptunaPlan", "compile_optuna", "wandb_bands"]
+__all__ = ["HASH_ATTR", "PARAMS_ATTR", "OptunaPlan", "compile_optuna", "study_name_for",
+           "wandb_bands"]
 
 PARAMS_ATTR = "sweepspec.params"
 """Trial user attribute holding the real (flat, dotted) parameter values."""
@@ -179,12 +180,14 @@ class OptunaPlan:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_python(self, spec_dir: str, script_path: str | None = None,
-                  source: str = "the spec") -> str:
+                  source: str | None = None) -> str:
         """A standalone Optuna script (``--format python``) that runs this study without
         sweepspec: it calls the spec's ``function`` or runs its ``program``/``command``.
 
         ``spec_dir`` is the spec's folder (``function`` and ``program`` resolve there); with
         ``script_path`` the script finds it relative to itself, else by absolute path.
+        ``source`` is the spec file: its stem names the study when the spec gives no name, as
+        ``sweepspec run`` names it.
         """
         spec = self.spec
         if spec.function is None and spec.program is None and spec.command is None:
@@ -198,12 +201,12 @@ class OptunaPlan:
                                     os.path.dirname(os.path.abspath(script_path)))
                     if script_path else None)
         return env.get_template("optuna_script.py.j2").render(
-            source=source, script_name=os.path.basename(script_path or "study.py"),
+            source=source or "the spec", script_name=os.path.basename(script_path or "study.py"),
             trial_kind="a Python function" if spec.function else "a command",
-            ppf_source=_ppf_source(), plan_json=json.dumps(self._script_plan(), indent=4),
+            ppf_source=_ppf_source(), plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir), spec_dir_relative=relative)
 
-    def _script_plan(self) -> dict[str, Any]:
+    def _script_plan(self, source: str | None) -> dict[str, Any]:
         section = self.spec.optuna
         return {
             **self.to_json(),
@@ -212,7 +215,7 @@ class OptunaPlan:
             "paths": {name: list(path) for name, path in self.paths.items()},
             "trial": {"function": self.spec.function, "program": self.spec.program,
                       "command": self.spec.command},
-            "study": {"name": (section.study_name if section else None) or self.spec.name,
+            "study": {"name": study_name_for(self.spec, source),
                       "storage": section.storage if section else None},
             "search_space_hash": self.search_space_hash(),
         }
@@ -241,7 +244,7 @@ class OptunaPlan:
         """
         section = self.spec.optuna
         storage = storage if storage is not None else (section.storage if section else None)
-        study_name = study_name or (section.study_name if section else None) or self.spec.name
+        study_name = study_name or study_name_for(self.spec)
         study = optuna.create_study(storage=storage, sampler=self.create_sampler(seed),
                                     pruner=self.create_pruner(), study_name=study_name,
                                     directions=self.directions, load_if_exists=load_if_exists)
@@ -505,6 +508,14 @@ def _stopping(et: Any, policy: Policy) -> tuple[dict[str, Any], Literal["count",
         return {"name": "PatientPruner", "kwargs": kwargs}, prune_on
     kwargs = et.model_dump(exclude={"type"})
     return {"name": _PRUNERS[et.type], "kwargs": kwargs}, "step"
+
+
+def study_name_for(spec: Spec, path: str | None = None) -> str | None:
+    """The study's name: ``optuna.study_name``, else the spec's ``name``, else the stem of the
+    spec file ``path`` (None without one: Optuna then makes up a name)."""
+    section = spec.optuna
+    return ((section.study_name if section else None) or spec.name
+            or (Path(path).stem if path else None))
 
 
 def wandb_bands(et: HyperbandStopping) -> list[int]:

@@ -45,7 +45,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..compiler.base import SearchSpaceChangedError
-from ..compiler.optuna import OptunaPlan, compile_optuna
+from ..compiler.optuna import OptunaPlan, compile_optuna, study_name_for
 from ..spec import Spec
 from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
 from .budget import Budget, FailureStreak, Tally, TrialSummary
@@ -99,8 +99,7 @@ class Finished:
 
 def study_name(spec: Spec, path: str) -> str:
     """``optuna.study_name``, else the spec's ``name``, else the spec file's stem."""
-    section = spec.optuna
-    return (section.study_name if section else None) or spec.name or Path(path).stem
+    return study_name_for(spec, path) or Path(path).stem
 
 
 def experiment_name(spec: Spec, path: str) -> str:
