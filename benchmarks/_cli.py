@@ -13,8 +13,13 @@ EXAMPLE = ROOT / "examples" / "quickstart"
 
 def sweepspec(*args: str, cwd: Path) -> str:
     """Run the CLI with this interpreter; fail loudly with its stderr."""
-    proc = subprocess.run([sys.executable, "-m", "sweepspec", *args], check=False, cwd=cwd,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweepspec", *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"sweepspec {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc.stdout
@@ -22,6 +27,9 @@ def sweepspec(*args: str, cwd: Path) -> str:
 
 def copy_example(example: Path, folder: Path) -> Path:
     """A copy of the example folder without the state of earlier runs; its spec's path."""
-    shutil.copytree(example, folder, ignore=shutil.ignore_patterns(
-        "__pycache__", ".sweepspec", "mlflow.db", "mlruns"))
+    shutil.copytree(
+        example,
+        folder,
+        ignore=shutil.ignore_patterns("__pycache__", ".sweepspec", "mlflow.db", "mlruns"),
+    )
     return folder / "sweep.yaml"

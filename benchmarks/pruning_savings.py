@@ -81,8 +81,9 @@ class Sweep:
         return sum(t["state"] == "COMPLETE" for t in self.trials)
 
 
-def run_sweep(example: Path, seed: int, pruned: bool, trials: int, work: Path,
-              method: str | None = None) -> Sweep:
+def run_sweep(
+    example: Path, seed: int, pruned: bool, trials: int, work: Path, method: str | None = None
+) -> Sweep:
     folder = work / f"seed{seed}-{'pruned' if pruned else 'unpruned'}"
     spec_path = copy_example(example, folder)
     spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
@@ -111,15 +112,28 @@ def run_sweep(example: Path, seed: int, pruned: bool, trials: int, work: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=16,
-                        help="number of sampler seeds (default: 16)")
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="the seeds are FIRST_SEED, FIRST_SEED+1, ... (default: 0)")
+    parser.add_argument(
+        "--seeds", type=int, default=16, help="number of sampler seeds (default: 16)"
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the seeds are FIRST_SEED, FIRST_SEED+1, ... (default: 0)",
+    )
     parser.add_argument("--trials", type=int, default=30, help="trial budget (default: 30)")
-    parser.add_argument("--example", type=Path, default=EXAMPLE,
-                        help="example folder holding sweep.yaml (default: the quickstart)")
-    parser.add_argument("--method", choices=["bayes", "random"], default=None,
-                        help="search method instead of the spec's own (default: the spec's)")
+    parser.add_argument(
+        "--example",
+        type=Path,
+        default=EXAMPLE,
+        help="example folder holding sweep.yaml (default: the quickstart)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=["bayes", "random"],
+        default=None,
+        help="search method instead of the spec's own (default: the spec's)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary sweep folders")
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -127,18 +141,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="sweepspec-pruning-"))
     spec = yaml.safe_load((args.example / "sweep.yaml").read_text(encoding="utf-8"))
-    print(f"quickstart: {args.example}; method {args.method or spec.get('method')}; "
-          f"{args.trials} trials per sweep; sampler seeds {seeds}")
-    print(f"{'seed':>4} {'arm':>8} {'complete':>8} {'epochs':>7} {'best val_loss':>13} "
-          f"{'seconds':>8}")
+    print(
+        f"quickstart: {args.example}; method {args.method or spec.get('method')}; "
+        f"{args.trials} trials per sweep; sampler seeds {seeds}"
+    )
+    print(
+        f"{'seed':>4} {'arm':>8} {'complete':>8} {'epochs':>7} {'best val_loss':>13} {'seconds':>8}"
+    )
     pairs: list[tuple[Sweep, Sweep]] = []
     try:
         for seed in seeds:
-            arms = [run_sweep(args.example, seed, pruned, args.trials, work, args.method)
-                    for pruned in (False, True)]
+            arms = [
+                run_sweep(args.example, seed, pruned, args.trials, work, args.method)
+                for pruned in (False, True)
+            ]
             for s in arms:
-                print(f"{seed:>4} {'pruned' if s.pruned else 'unpruned':>8} "
-                      f"{s.n_complete:>8} {s.epochs:>7} {s.best:>13.5f} {s.seconds:>8.1f}")
+                print(
+                    f"{seed:>4} {'pruned' if s.pruned else 'unpruned':>8} "
+                    f"{s.n_complete:>8} {s.epochs:>7} {s.best:>13.5f} {s.seconds:>8.1f}"
+                )
             pairs.append((arms[0], arms[1]))
     finally:
         if args.keep:
@@ -158,24 +179,37 @@ def main(argv: list[str] | None = None) -> int:
     median = statistics.median(paired)
 
     print()
-    print(f"epochs consumed: unpruned {epochs_u}, pruned {epochs_p} "
-          f"(ratio {ratio:.3f}, {1 - ratio:.1%} saved; target >= {1 - EPOCHS_TARGET:.0%} saved)")
-    print(f"wall time: unpruned {sum(u.seconds for u, _ in pairs):.1f} s, "
-          f"pruned {sum(p.seconds for _, p in pairs):.1f} s; "
-          f"benchmark {time.perf_counter() - started:.0f} s")
-    print(f"best val_loss, mean over {len(pairs)} seeds: unpruned {best_u:.5f}, pruned "
-          f"{best_p:.5f} (relative difference {rel:+.2%}; target <= +{QUALITY_TARGET:.0%})")
-    print(f"paired per-seed relative difference: median {median:+.2%} "
-          f"(target <= +{QUALITY_TARGET:.0%}), mean {statistics.fmean(paired):+.2%} "
-          f"+- {se:.2%} (s.e.); pruned as good or better in {wins}/{len(pairs)} seeds")
+    print(
+        f"epochs consumed: unpruned {epochs_u}, pruned {epochs_p} "
+        f"(ratio {ratio:.3f}, {1 - ratio:.1%} saved; target >= {1 - EPOCHS_TARGET:.0%} saved)"
+    )
+    print(
+        f"wall time: unpruned {sum(u.seconds for u, _ in pairs):.1f} s, "
+        f"pruned {sum(p.seconds for _, p in pairs):.1f} s; "
+        f"benchmark {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        f"best val_loss, mean over {len(pairs)} seeds: unpruned {best_u:.5f}, pruned "
+        f"{best_p:.5f} (relative difference {rel:+.2%}; target <= +{QUALITY_TARGET:.0%})"
+    )
+    print(
+        f"paired per-seed relative difference: median {median:+.2%} "
+        f"(target <= +{QUALITY_TARGET:.0%}), mean {statistics.fmean(paired):+.2%} "
+        f"+- {se:.2%} (s.e.); pruned as good or better in {wins}/{len(pairs)} seeds"
+    )
     if len(pairs) < 2 or se > QUALITY_TARGET:
-        told = "one seed gives no standard error" if len(pairs) < 2 else (
-            f"the paired standard error ({se:.2%}) exceeds the {QUALITY_TARGET:.0%} target")
+        told = (
+            "one seed gives no standard error"
+            if len(pairs) < 2
+            else (f"the paired standard error ({se:.2%}) exceeds the {QUALITY_TARGET:.0%} target")
+        )
         print(f"note: {told}, so these seeds cannot settle the quality target; use more --seeds")
     met = ratio <= EPOCHS_TARGET and rel <= QUALITY_TARGET and median <= QUALITY_TARGET
-    print(f"RESULT ratio={ratio:.3f} target<={EPOCHS_TARGET} best_val_loss_diff={rel:+.4f} "
-          f"median_diff={median:+.4f} target<=+{QUALITY_TARGET} seeds={len(pairs)} "
-          f"{'MET' if met else 'NOT MET'}")
+    print(
+        f"RESULT ratio={ratio:.3f} target<={EPOCHS_TARGET} best_val_loss_diff={rel:+.4f} "
+        f"median_diff={median:+.4f} target<=+{QUALITY_TARGET} seeds={len(pairs)} "
+        f"{'MET' if met else 'NOT MET'}"
+    )
     return 0
 
 

@@ -44,11 +44,17 @@ def learning_curves(uri: str, experiment: str, metric: str) -> dict[int, dict[in
     """Trial number -> {epoch: value}, as MLflow holds them (one nested run per trial)."""
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                              filter_string="tags.`sweepspec.trial_number` != ''")
-    return {int(run.data.tags["sweepspec.trial_number"]):
-            {m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}
-            for run in runs}
+    runs = mlflow.search_runs(
+        experiment_names=[experiment],
+        output_format="list",
+        filter_string="tags.`sweepspec.trial_number` != ''",
+    )
+    return {
+        int(run.data.tags["sweepspec.trial_number"]): {
+            m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)
+        }
+        for run in runs
+    }
 
 
 def bands(low: float, high: float, count: int) -> list[tuple[float, float]]:
@@ -62,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=300, help="configurations (default: 300)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     parser.add_argument("--seed", type=int, default=1, help="random sampler seed (default: 1)")
-    parser.add_argument("--bands", type=int, default=6,
-                        help="bands per log-uniform parameter (default: 6)")
+    parser.add_argument(
+        "--bands", type=int, default=6, help="bands per log-uniform parameter (default: 6)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="sweepspec-landscape-"))
@@ -81,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
         started = time.perf_counter()
-        sweepspec("run", "sweep.yaml", "--trials", str(args.trials), "--workers",
-                  str(args.workers), cwd=folder)
+        sweepspec(
+            "run",
+            "sweep.yaml",
+            "--trials",
+            str(args.trials),
+            "--workers",
+            str(args.workers),
+            cwd=folder,
+        )
         seconds = time.perf_counter() - started
         rows = json.loads(sweepspec("results", "sweep.yaml", "--format", "json", cwd=folder))
         curves = learning_curves(uri, spec["name"], spec["metric"]["name"])
@@ -92,31 +106,40 @@ def main(argv: list[str] | None = None) -> int:
     done = [r for r in rows if r["state"] == "COMPLETE"]
     final = [r["metrics"]["val_loss"] for r in done]
     epochs = int(done[0]["metrics"]["epochs"])
-    print(f"quickstart: {EXAMPLE}; {len(done)} of {len(rows)} random configurations trained "
-          f"to the end ({epochs} epochs) in {seconds:.0f} s on {args.workers} workers")
+    print(
+        f"quickstart: {EXAMPLE}; {len(done)} of {len(rows)} random configurations trained "
+        f"to the end ({epochs} epochs) in {seconds:.0f} s on {args.workers} workers"
+    )
     for rung in (band for band in wandb_bands(stop) if band < epochs):
         at_rung = [curves[r["number"]][rung] for r in done]
         rho = float(spearmanr(at_rung, final).statistic)
-        print(f"rung at epoch {rung:>2}: Spearman(val_loss at the rung, final result) = "
-              f"{rho:.3f}")
+        print(f"rung at epoch {rung:>2}: Spearman(val_loss at the rung, final result) = {rho:.3f}")
 
     print(f"{'parameter':>15} {'value or band':>22} {'n':>4} {'median':>8} {'lowest':>8}")
     for name, cfg in spec["parameters"].items():
         seen = [r["params"][name] for r in done]
         if "values" in cfg:
-            groups = [(f"{v}", [f for s, f in zip(seen, final, strict=True) if s == v])
-                      for v in cfg["values"]]
+            groups = [
+                (f"{v}", [f for s, f in zip(seen, final, strict=True) if s == v])
+                for v in cfg["values"]
+            ]
         else:
-            groups = [(f"{a:.2g} to {b:.2g}",
-                       [f for s, f in zip(seen, final, strict=True) if a <= s <= b])
-                      for a, b in bands(cfg.get("min", min(seen)), cfg.get("max", max(seen)),
-                                        args.bands)]
+            groups = [
+                (
+                    f"{a:.2g} to {b:.2g}",
+                    [f for s, f in zip(seen, final, strict=True) if a <= s <= b],
+                )
+                for a, b in bands(cfg.get("min", min(seen)), cfg.get("max", max(seen)), args.bands)
+            ]
         for label, values in groups:
             if values:
-                print(f"{name:>15} {label:>22} {len(values):>4} "
-                      f"{statistics.median(values):>8.3f} {min(values):>8.4f}")
-    print(f"{'all':>15} {'':>22} {len(final):>4} {statistics.median(final):>8.3f} "
-          f"{min(final):>8.4f}")
+                print(
+                    f"{name:>15} {label:>22} {len(values):>4} "
+                    f"{statistics.median(values):>8.3f} {min(values):>8.4f}"
+                )
+    print(
+        f"{'all':>15} {'':>22} {len(final):>4} {statistics.median(final):>8.3f} {min(final):>8.4f}"
+    )
     return 0
 
 

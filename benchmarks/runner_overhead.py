@@ -57,7 +57,7 @@ def objective(trial):
     return {"loss": loss}
 '''
 
-SPEC = '''\
+SPEC = """\
 name: overhead
 method: {method}
 metric: {{name: loss, goal: minimize}}
@@ -66,7 +66,7 @@ parameters:
   x: {{min: -5.0, max: 5.0}}
   n: {{min: 1, max: 10}}
   kind: {{values: [a, b, c]}}
-'''
+"""
 
 BASELINE = '''\
 """The hand-written loop: in-memory Optuna study, MLflow parent run, nested run per trial."""
@@ -101,8 +101,7 @@ with mlflow.start_run(run_name="sweep"):
     study.optimize(objective, n_trials=N_TRIALS)
 '''
 
-SAMPLERS = {"random": "optuna.samplers.RandomSampler()",
-            "bayes": "optuna.samplers.TPESampler()"}
+SAMPLERS = {"random": "optuna.samplers.RandomSampler()", "bayes": "optuna.samplers.TPESampler()"}
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -121,8 +120,7 @@ def fresh_dir(work: Path, name: str, method: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
     (folder / "trivial.py").write_text(TRIAL, encoding="utf-8")
     (folder / "sweep.yaml").write_text(SPEC.format(method=method), encoding="utf-8")
-    (folder / "baseline.py").write_text(BASELINE.format(sampler=SAMPLERS[method]),
-                                        encoding="utf-8")
+    (folder / "baseline.py").write_text(BASELINE.format(sampler=SAMPLERS[method]), encoding="utf-8")
     return folder
 
 
@@ -131,8 +129,20 @@ def run_once(kind: str, n: int, work: Path, method: str) -> float:
     try:
         if kind == "baseline":
             return timed([sys.executable, "baseline.py", str(n)], folder)
-        return timed([sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--trials", str(n),
-                      "--tracker", "mlflow"], folder)
+        return timed(
+            [
+                sys.executable,
+                "-m",
+                "sweepspec",
+                "run",
+                "sweep.yaml",
+                "--trials",
+                str(n),
+                "--tracker",
+                "mlflow",
+            ],
+            folder,
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -142,16 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds, medians taken (5)")
     parser.add_argument("--small", type=int, default=40, help="small trial count (40)")
     parser.add_argument("--large", type=int, default=200, help="large trial count (200)")
-    parser.add_argument("--method", choices=sorted(SAMPLERS), default="random",
-                        help="W&B method of the spec; the baseline uses the same Optuna sampler "
-                        "(random: RandomSampler, bayes: TPESampler). Default: random")
+    parser.add_argument(
+        "--method",
+        choices=sorted(SAMPLERS),
+        default="random",
+        help="W&B method of the spec; the baseline uses the same Optuna sampler "
+        "(random: RandomSampler, bayes: TPESampler). Default: random",
+    )
     args = parser.parse_args(argv)
 
-    print(f"Python {platform.python_version()}, optuna {version('optuna')}, "
-          f"mlflow {version('mlflow')}, sweepspec {version('sweepspec')}; "
-          f"CPUs: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})")
-    print(f"trivial trial, 10 steps; method {args.method}; {args.rounds} rounds of "
-          f"{args.small} and {args.large} trials; MLflow on SQLite; each a fresh process")
+    print(
+        f"Python {platform.python_version()}, optuna {version('optuna')}, "
+        f"mlflow {version('mlflow')}, sweepspec {version('sweepspec')}; "
+        f"CPUs: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})"
+    )
+    print(
+        f"trivial trial, 10 steps; method {args.method}; {args.rounds} rounds of "
+        f"{args.small} and {args.large} trials; MLflow on SQLite; each a fresh process"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="sweepspec-overhead-"))
     times: dict[tuple[str, int], list[float]] = {}
@@ -160,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             run_once(kind, args.small, work, args.method)
         for r in range(args.rounds):
             for n in (args.small, args.large):
-                for kind in (("baseline", "sweepspec") if r % 2 == 0
-                             else ("sweepspec", "baseline")):
+                for kind in ("baseline", "sweepspec") if r % 2 == 0 else ("sweepspec", "baseline"):
                     t = run_once(kind, n, work, args.method)
                     times.setdefault((kind, n), []).append(t)
                     print(f"round {r + 1}: {kind:>9} {n:>4} trials {t:7.2f} s", flush=True)
@@ -170,23 +187,29 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {key: statistics.median(v) for key, v in times.items()}
     span = args.large - args.small
-    slope = {k: (med[(k, args.large)] - med[(k, args.small)]) / span
-             for k in ("baseline", "sweepspec")}
+    slope = {
+        k: (med[(k, args.large)] - med[(k, args.small)]) / span for k in ("baseline", "sweepspec")
+    }
     print()
     for k in ("baseline", "sweepspec"):
-        print(f"{k:>9}: median {med[(k, args.small)]:.2f} s at {args.small}, "
-              f"{med[(k, args.large)]:.2f} s at {args.large}; "
-              f"per trial {slope[k] * 1000:.1f} ms")
+        print(
+            f"{k:>9}: median {med[(k, args.small)]:.2f} s at {args.small}, "
+            f"{med[(k, args.large)]:.2f} s at {args.large}; "
+            f"per trial {slope[k] * 1000:.1f} ms"
+        )
     slope_ratio = slope["sweepspec"] / slope["baseline"]
     process_ratio = med[("sweepspec", args.large)] / med[("baseline", args.large)]
-    print(f"per-trial slope ratio sweepspec/baseline: {slope_ratio:.3f} "
-          f"(target <= {SLOPE_TARGET})")
-    print(f"whole process at {args.large} trials sweepspec/baseline: {process_ratio:.3f} "
-          f"(target <= {PROCESS_TARGET})")
+    print(f"per-trial slope ratio sweepspec/baseline: {slope_ratio:.3f} (target <= {SLOPE_TARGET})")
+    print(
+        f"whole process at {args.large} trials sweepspec/baseline: {process_ratio:.3f} "
+        f"(target <= {PROCESS_TARGET})"
+    )
     met = slope_ratio <= SLOPE_TARGET and process_ratio <= PROCESS_TARGET
-    print(f"RESULT ratio={slope_ratio:.3f} target<={SLOPE_TARGET} "
-          f"process_ratio={process_ratio:.3f} target<={PROCESS_TARGET} "
-          f"{'MET' if met else 'NOT MET'}")
+    print(
+        f"RESULT ratio={slope_ratio:.3f} target<={SLOPE_TARGET} "
+        f"process_ratio={process_ratio:.3f} target<={PROCESS_TARGET} "
+        f"{'MET' if met else 'NOT MET'}"
+    )
     return 0
 
 

@@ -44,8 +44,12 @@ def main() -> int:
     spec = find_spec("sweeps")
     assert spec and spec.origin, "the benchmark needs W&B's sweeps package (pip install sweeps)"
     schema = str(Path(spec.origin).parent / "config" / "schema.json")
-    theirs = [shutil.which("check-jsonschema", path=bindir) or "check-jsonschema",
-              "--schemafile", schema, *files]
+    theirs = [
+        shutil.which("check-jsonschema", path=bindir) or "check-jsonschema",
+        "--schemafile",
+        schema,
+        *files,
+    ]
 
     for cmd in (ours, theirs):  # warm the page cache and .pyc files
         _time(cmd)

@@ -48,8 +48,9 @@ def imported_modules() -> Callable[..., set[str]]:
     fails, so does the test, with its stderr."""
 
     def run(code: str, cwd: Path | None = None) -> set[str]:
-        done = subprocess.run([sys.executable, "-c", _LIST_IMPORTS, code], cwd=cwd,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _LIST_IMPORTS, code], cwd=cwd, capture_output=True, text=True
+        )
         assert done.returncode == 0, f"the code failed:\n{done.stderr}"
         return set(json.loads(done.stdout.splitlines()[-1]))
 

@@ -25,8 +25,11 @@ def test_readme_opens_with_exactly_two_commands() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    own = [line for line in ci.splitlines()
-           if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    own = [
+        line
+        for line in ci.splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
     assert own == [_commands()[1]]
 
 

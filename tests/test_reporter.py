@@ -21,13 +21,18 @@ print("seed", reporter.seed())
 
 def _run(env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWEEPSPEC_")}
-    return subprocess.run([sys.executable, "-c", SCRIPT], env={**clean, **env},
-                          pass_fds=pass_fds, capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env={**clean, **env},
+        pass_fds=pass_fds,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def test_without_the_runner_it_prints_json_lines() -> None:
-    assert _run({}).stdout == ('{"loss": 0.5, "acc": 1, "_step": 3}\n{"loss": 0.25}\n'
-                               "seed 0\n")
+    assert _run({}).stdout == ('{"loss": 0.5, "acc": 1, "_step": 3}\n{"loss": 0.25}\nseed 0\n')
 
 
 def test_it_writes_to_the_file_descriptor_the_runner_names() -> None:
@@ -36,7 +41,9 @@ def test_it_writes_to_the_file_descriptor_the_runner_names() -> None:
     os.close(write_fd)
     with os.fdopen(read_fd) as pipe:
         assert [json.loads(line) for line in pipe] == [
-            {"loss": 0.5, "acc": 1, "_step": 3}, {"loss": 0.25}]
+            {"loss": 0.5, "acc": 1, "_step": 3},
+            {"loss": 0.25},
+        ]
     assert done.stdout == "seed 7\n"
 
 
@@ -44,8 +51,9 @@ def test_it_appends_to_a_file_path(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"loss": 1.0}\n')
     _run({"SWEEPSPEC_REPORT": str(path)})
-    assert path.read_text() == ('{"loss": 1.0}\n{"loss": 0.5, "acc": 1, "_step": 3}\n'
-                                '{"loss": 0.25}\n')
+    assert path.read_text() == (
+        '{"loss": 1.0}\n{"loss": 0.5, "acc": 1, "_step": 3}\n{"loss": 0.25}\n'
+    )
 
 
 def test_it_refuses_what_is_not_a_number() -> None:

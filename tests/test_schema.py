@@ -51,10 +51,12 @@ def test_schema_accepts_every_valid_spec(path: Path) -> None:
 
 def test_schema_refuses_an_unknown_key_and_a_bad_distribution() -> None:
     validator = jsonschema.Draft202012Validator(spec_schema())
-    assert not validator.is_valid(yaml.safe_load("method: grid\nparameters: {x: {values: [1]}}\n"
-                                                 "metrik: {name: a}\n"))
-    assert not validator.is_valid(yaml.safe_load(
-        "method: grid\nparameters: {x: {distribution: gaussian}}\n"))
+    assert not validator.is_valid(
+        yaml.safe_load("method: grid\nparameters: {x: {values: [1]}}\nmetrik: {name: a}\n")
+    )
+    assert not validator.is_valid(
+        yaml.safe_load("method: grid\nparameters: {x: {distribution: gaussian}}\n")
+    )
 
 
 def test_lint_rules_page_is_in_sync() -> None:

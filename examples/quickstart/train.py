@@ -60,7 +60,8 @@ def load_data() -> Arrays:
 
     x, y = load_digits(return_X_y=True)
     x_train, x_val, y_train, y_val = train_test_split(
-        x / 16.0, y, test_size=VALIDATION_FRACTION, stratify=y, random_state=SPLIT_SEED)
+        x / 16.0, y, test_size=VALIDATION_FRACTION, stratify=y, random_state=SPLIT_SEED
+    )
     return x_train, y_train, x_val, y_val
 
 
@@ -102,13 +103,18 @@ class MLP:
         grad_logits[np.arange(len(y)), y] -= 1.0
         grad_logits /= len(y)
         grad_hidden = (grad_logits @ self.w2.T) * (hidden > 0)
-        grads = [x.T @ grad_hidden + alpha * self.w1, grad_hidden.sum(axis=0),
-                 hidden.T @ grad_logits + alpha * self.w2, grad_logits.sum(axis=0)]
+        grads = [
+            x.T @ grad_hidden + alpha * self.w1,
+            grad_hidden.sum(axis=0),
+            hidden.T @ grad_logits + alpha * self.w2,
+            grad_logits.sum(axis=0),
+        ]
         self._steps += 1
         beta1, beta2 = BETAS
-        step = lr * math.sqrt(1.0 - beta2 ** self._steps) / (1.0 - beta1 ** self._steps)
-        for param, mean, square, grad in zip(self.parameters, self._mean, self._square, grads,
-                                             strict=True):
+        step = lr * math.sqrt(1.0 - beta2**self._steps) / (1.0 - beta1**self._steps)
+        for param, mean, square, grad in zip(
+            self.parameters, self._mean, self._square, grads, strict=True
+        ):
             mean *= beta1
             mean += (1.0 - beta1) * grad
             square *= beta2
@@ -147,11 +153,12 @@ def objective(trial: Any) -> dict[str, float]:
             lr = learning_rate_at(epoch, epochs, peak)
             shuffled = order.permutation(len(y_train))
             for start in range(0, len(shuffled), BATCH_SIZE):
-                batch = shuffled[start:start + BATCH_SIZE]
+                batch = shuffled[start : start + BATCH_SIZE]
                 model.adam_step(x_train[batch], y_train[batch], lr, alpha)
             val_loss, val_accuracy = evaluate(model, x_val, y_val)
-            trial.report({"val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": epoch},
-                         step=epoch)
+            trial.report(
+                {"val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": epoch}, step=epoch
+            )
             if val_loss < best["val_loss"]:
                 best = {"val_loss": val_loss, "val_accuracy": val_accuracy, "best_epoch": epoch}
             if trial.should_stop():

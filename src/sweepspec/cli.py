@@ -33,8 +33,14 @@ def _exit(code: int) -> None:
 @cli.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: one array of findings on stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one array of findings on stdout.",
+)
 def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> None:
     """Check spec FILES; one line per finding on stderr: FILE:LINE:COL: LEVEL: MESSAGE.
 
@@ -56,18 +62,35 @@ def schema_command() -> None:
 
 @cli.command("compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--engine", type=click.Choice(["wandb", "optuna"]), default=None,
-              help="Target engine (default: the spec's 'engine', else optuna).")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "python"]), default=None,
-              help="wandb: yaml (default) or json; optuna: json (default), yaml, or python "
-              "(a standalone Optuna script).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the artifact to this file instead of stdout.")
-@click.option("--strict", is_flag=True,
-              help="Fail (exit 1, write nothing) when the engine cannot express part of the "
-              "spec.")
-def compile_command(file: str, engine: str | None, fmt: str | None, output: str | None,
-                    strict: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["wandb", "optuna"]),
+    default=None,
+    help="Target engine (default: the spec's 'engine', else optuna).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "python"]),
+    default=None,
+    help="wandb: yaml (default) or json; optuna: json (default), yaml, or python "
+    "(a standalone Optuna script).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the artifact to this file instead of stdout.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1, write nothing) when the engine cannot express part of the spec.",
+)
+def compile_command(
+    file: str, engine: str | None, fmt: str | None, output: str | None, strict: bool
+) -> None:
     """Compile spec FILE to a W&B sweep config or an Optuna study.
 
     What the engine cannot express is named on stderr, one line each
@@ -80,23 +103,50 @@ def compile_command(file: str, engine: str | None, fmt: str | None, output: str 
 
 @cli.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--engine", type=click.Choice(["optuna", "wandb"]), default=None,
-              help="Engine (default: the spec's 'engine', else optuna).")
-@click.option("--tracker", type=click.Choice(["mlflow", "wandb", "none"]), default=None,
-              help="Where runs are logged (default: the spec's 'tracking.tracker', else "
-              "mlflow; MLflow honours MLFLOW_TRACKING_URI).")
-@click.option("--trials", type=click.IntRange(min=1), default=None,
-              help="Finished trials to reach, over every worker sharing the storage "
-              "(overrides run_cap).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes on the same storage (default: budget.workers, else 1).")
-@click.option("--storage", metavar="URL", default=None,
-              help="Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or a "
-              "journal file path (default: .sweepspec/<study>.journal here).")
-@click.option("--fresh", is_flag=True,
-              help="Delete the sweep's existing study first and start over.")
-def run_command(file: str, engine: str | None, tracker: str | None, trials: int | None,
-                workers: int | None, storage: str | None, fresh: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["optuna", "wandb"]),
+    default=None,
+    help="Engine (default: the spec's 'engine', else optuna).",
+)
+@click.option(
+    "--tracker",
+    type=click.Choice(["mlflow", "wandb", "none"]),
+    default=None,
+    help="Where runs are logged (default: the spec's 'tracking.tracker', else "
+    "mlflow; MLflow honours MLFLOW_TRACKING_URI).",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Finished trials to reach, over every worker sharing the storage (overrides run_cap).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes on the same storage (default: budget.workers, else 1).",
+)
+@click.option(
+    "--storage",
+    metavar="URL",
+    default=None,
+    help="Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or a "
+    "journal file path (default: .sweepspec/<study>.journal here).",
+)
+@click.option(
+    "--fresh", is_flag=True, help="Delete the sweep's existing study first and start over."
+)
+def run_command(
+    file: str,
+    engine: str | None,
+    tracker: str | None,
+    trials: int | None,
+    workers: int | None,
+    storage: str | None,
+    fresh: bool,
+) -> None:
     """Run spec FILE's sweep; running it again resumes it.
 
     Stops at the trial budget, the wall-clock limit, the metric target or the cost cap, and
@@ -105,16 +155,32 @@ def run_command(file: str, engine: str | None, tracker: str | None, trials: int 
     """
     from .commands.run import run
 
-    _exit(run(file, engine=engine, tracker=tracker, trials=trials, workers=workers,
-              storage=storage, fresh=fresh))
+    _exit(
+        run(
+            file,
+            engine=engine,
+            tracker=tracker,
+            trials=trials,
+            workers=workers,
+            storage=storage,
+            fresh=fresh,
+        )
+    )
 
 
 @cli.command("results")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--storage", metavar="URL", default=None,
-              help="The storage 'run' used, if not the default.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True, help="json: an array, one object per trial.")
+@click.option(
+    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="json: an array, one object per trial.",
+)
 def results_command(file: str, storage: str | None, fmt: str) -> None:
     """Show the trials of spec FILE's sweep: state, params.*, metrics.*."""
     from .commands.results import results

@@ -76,11 +76,14 @@ def _internal_error(exc: BaseException) -> int:
     import tempfile
     import traceback
 
-    with tempfile.NamedTemporaryFile("w", prefix="sweepspec-crash-", suffix=".log",
-                                     delete=False) as fh:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="sweepspec-crash-", suffix=".log", delete=False
+    ) as fh:
         traceback.print_exception(exc, file=fh)
-    sys.stderr.write(f"sweepspec: internal error: {type(exc).__name__}: {exc}\n"
-                     f"This is a bug in sweepspec; the details are in {fh.name}\n")
+    sys.stderr.write(
+        f"sweepspec: internal error: {type(exc).__name__}: {exc}\n"
+        f"This is a bug in sweepspec; the details are in {fh.name}\n"
+    )
     return 3
 
 

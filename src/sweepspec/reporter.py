@@ -56,8 +56,9 @@ def _number(value: Any) -> Any:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"a metric must be a number, but got {type(value).__name__}: "
-                        f"{value!r}") from None
+        raise TypeError(
+            f"a metric must be a number, but got {type(value).__name__}: {value!r}"
+        ) from None
 
 
 def _output() -> IO[str]:

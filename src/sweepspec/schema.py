@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_ID = ("https://raw.githubusercontent.com/sweepspec/sweepspec/main/src/sweepspec/"
-             "schemas/sweepspec.schema.json")
+SCHEMA_ID = (
+    "https://raw.githubusercontent.com/sweepspec/sweepspec/main/src/sweepspec/"
+    "schemas/sweepspec.schema.json"
+)
 
 
 def _any_of(node: Any) -> Any:
@@ -25,5 +27,9 @@ def spec_schema() -> dict[str, Any]:
     from .spec.models import Spec
 
     schema = _any_of(Spec.model_json_schema())
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "sweepspec", **{k: v for k, v in schema.items() if k != "title"}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "sweepspec",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }

@@ -32,8 +32,9 @@ def objective(trial):
 
 
 @pytest.fixture
-def swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          capsys: pytest.CaptureFixture[str]) -> Path:
+def swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
     """A finished grid sweep in a fresh working directory; its spec's path."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results_trial.py").write_text(textwrap.dedent(TRIAL))
@@ -60,66 +61,98 @@ def test_json_one_object_per_trial(swept: Path, capsys: pytest.CaptureFixture[st
     rows = json.loads(out)
     assert [r["number"] for r in rows] == [0, 1, 2]
     assert all(r["datetime_start"] and r["datetime_complete"] for r in rows)
-    shown = [{k: r[k] for k in ("state", "params", "metrics", "values", "error") if k in r}
-             for r in _by_x(rows)]
+    shown = [
+        {k: r[k] for k in ("state", "params", "metrics", "values", "error") if k in r}
+        for r in _by_x(rows)
+    ]
     assert shown == [
-        {"state": "COMPLETE", "params": {"x": 1, "opt.lr": 0.5},
-         "metrics": {"loss": 0.5, "acc": 0.5, "nan": None}, "values": [0.5]},
-        {"state": "FAIL", "params": {"x": 2, "opt.lr": 0.5}, "metrics": {}, "values": None,
-         "error": "ValueError: x=2 is broken"},
-        {"state": "COMPLETE", "params": {"x": 3, "opt.lr": 0.5},
-         "metrics": {"loss": 1.5, "acc": 0.5, "nan": None}, "values": [1.5]},
+        {
+            "state": "COMPLETE",
+            "params": {"x": 1, "opt.lr": 0.5},
+            "metrics": {"loss": 0.5, "acc": 0.5, "nan": None},
+            "values": [0.5],
+        },
+        {
+            "state": "FAIL",
+            "params": {"x": 2, "opt.lr": 0.5},
+            "metrics": {},
+            "values": None,
+            "error": "ValueError: x=2 is broken",
+        },
+        {
+            "state": "COMPLETE",
+            "params": {"x": 3, "opt.lr": 0.5},
+            "metrics": {"loss": 1.5, "acc": 0.5, "nan": None},
+            "values": [1.5],
+        },
     ]
 
 
 def test_table_and_csv_have_params_and_metrics_columns(
-        swept: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    swept: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = json.loads(_results(capsys, "sweep.yaml", "--format", "json")[1])
     order = {r["params"]["x"]: r["number"] for r in rows}
     _, table, _ = _results(capsys, "sweep.yaml")
-    expected = {1: "COMPLETE  1         0.5            0.5           0.5          nan",
-                2: "FAIL      2         0.5                                                    "
-                   "ValueError: x=2 is broken",
-                3: "COMPLETE  3         0.5            1.5           0.5          nan"}
+    expected = {
+        1: "COMPLETE  1         0.5            0.5           0.5          nan",
+        2: "FAIL      2         0.5                                                    "
+        "ValueError: x=2 is broken",
+        3: "COMPLETE  3         0.5            1.5           0.5          nan",
+    }
     assert table.splitlines() == [
-        "number  state     params.x  params.opt.lr  metrics.loss  metrics.acc  metrics.nan  "
-        "error"] + [f"{n}       {expected[x]}".rstrip() for x, n in sorted(
-            order.items(), key=lambda item: item[1])]
+        "number  state     params.x  params.opt.lr  metrics.loss  metrics.acc  metrics.nan  error"
+    ] + [
+        f"{n}       {expected[x]}".rstrip()
+        for x, n in sorted(order.items(), key=lambda item: item[1])
+    ]
     _, csv, _ = _results(capsys, "sweep.yaml", "--format", "csv")
     lines = csv.splitlines()
-    assert lines[0] == ("number,state,params.x,params.opt.lr,metrics.loss,metrics.acc,"
-                        "metrics.nan,error")
+    assert lines[0] == (
+        "number,state,params.x,params.opt.lr,metrics.loss,metrics.acc,metrics.nan,error"
+    )
     assert f"{order[2]},FAIL,2,0.5,,,,ValueError: x=2 is broken" in lines
     assert f"{order[3]},COMPLETE,3,0.5,1.5,0.5,nan," in lines
 
 
-def test_per_seed_values_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_per_seed_values_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results_trial.py").write_text(
-        "def objective(trial):\n    return trial.params['x'] + trial.seed\n")
-    (tmp_path / "seeds.yaml").write_text(textwrap.dedent(GRID.replace(
-        "[1, 2, 3]", "[1]")).lstrip() + "seeds: [0, 10]\n")
+        "def objective(trial):\n    return trial.params['x'] + trial.seed\n"
+    )
+    (tmp_path / "seeds.yaml").write_text(
+        textwrap.dedent(GRID.replace("[1, 2, 3]", "[1]")).lstrip() + "seeds: [0, 10]\n"
+    )
     assert main(["run", "seeds.yaml", "--tracker", "none"]) == 0
     capsys.readouterr()
     rows = json.loads(_results(capsys, "seeds.yaml", "--format", "json")[1])
     assert (rows[0]["metrics"], rows[0]["seeds"]) == (
         {"loss": 6.0},
-        [{"seed": 0, "metrics": {"loss": 1.0}}, {"seed": 10, "metrics": {"loss": 11.0}}])
+        [{"seed": 0, "metrics": {"loss": 1.0}}, {"seed": 10, "metrics": {"loss": 11.0}}],
+    )
 
 
-def test_a_sweep_that_never_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_sweep_that_never_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(GRID).lstrip())
-    assert _results(capsys, "sweep.yaml") == (1, "", (
-        "Error: no sweep state at .sweepspec/sweep.journal (the sweep has not run from this "
-        "folder); run 'sweepspec run' first, or pass --storage\n"))
+    assert _results(capsys, "sweep.yaml") == (
+        1,
+        "",
+        (
+            "Error: no sweep state at .sweepspec/sweep.journal (the sweep has not run from this "
+            "folder); run 'sweepspec run' first, or pass --storage\n"
+        ),
+    )
     assert not (tmp_path / ".sweepspec").exists()
 
 
-def test_results_from_an_rdb_storage(swept: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_results_from_an_rdb_storage(
+    swept: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     (tmp_path / "other.yaml").write_text(textwrap.dedent(GRID).lstrip())
     assert main(["run", "other.yaml", "--tracker", "none", "--storage", url]) == 0
@@ -127,4 +160,7 @@ def test_results_from_an_rdb_storage(swept: Path, tmp_path: Path,
     code, out, _ = _results(capsys, "other.yaml", "--storage", url, "--format", "json")
     assert (code, len(json.loads(out))) == (0, 3)
     assert _results(capsys, "sweep.yaml", "--storage", url) == (
-        1, "", f"Error: no study 'sweep' in {url}; it holds 'other'\n")
+        1,
+        "",
+        f"Error: no study 'sweep' in {url}; it holds 'other'\n",
+    )

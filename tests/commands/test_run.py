@@ -53,26 +53,40 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_wandb_engine_and_tracker_are_refused_for_now(sweep_dir: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_wandb_engine_and_tracker_are_refused_for_now(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _write(sweep_dir, SPEC)
-    assert _run(capsys, "sweep.yaml", "--engine", "wandb") == (1, "", (
-        "Error: running on W&B (--engine wandb) is not available yet; run on Optuna "
-        "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile --engine "
-        "wandb' and run it with 'wandb sweep' / 'wandb agent'\n"))
+    assert _run(capsys, "sweep.yaml", "--engine", "wandb") == (
+        1,
+        "",
+        (
+            "Error: running on W&B (--engine wandb) is not available yet; run on Optuna "
+            "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile --engine "
+            "wandb' and run it with 'wandb sweep' / 'wandb agent'\n"
+        ),
+    )
     _write(sweep_dir, SPEC + "tracking: {tracker: wandb}\n")
-    assert _run(capsys, "sweep.yaml") == (1, "", (
-        "Error: the wandb tracker (--tracker wandb) is not available yet; use --tracker mlflow "
-        "or --tracker none (the spec says 'tracking: {tracker: wandb}')\n"))
+    assert _run(capsys, "sweep.yaml") == (
+        1,
+        "",
+        (
+            "Error: the wandb tracker (--tracker wandb) is not available yet; use --tracker mlflow "
+            "or --tracker none (the spec says 'tracking: {tracker: wandb}')\n"
+        ),
+    )
     assert not (sweep_dir / ".sweepspec").exists()
 
 
-def test_spec_errors_print_as_validate_prints_them(sweep_dir: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_errors_print_as_validate_prints_them(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _write(sweep_dir, SPEC.replace("max: 1.0", "max: -1.0"))
-    assert _run(capsys, "sweep.yaml") == (1, "", (
-        "sweep.yaml:6:6: error: parameters.x: 'min < max' must hold, but got min=0.0, "
-        "max=-1.0\n"))
+    assert _run(capsys, "sweep.yaml") == (
+        1,
+        "",
+        ("sweep.yaml:6:6: error: parameters.x: 'min < max' must hold, but got min=0.0, max=-1.0\n"),
+    )
 
 
 def test_an_unusable_trial_is_one_line(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,35 +96,50 @@ def test_an_unusable_trial_is_one_line(sweep_dir: Path, capsys: pytest.CaptureFi
     assert err == "Error: function 'run_trial:nope': 'run_trial' has no attribute 'nope'\n"
 
 
-def test_a_run_prints_progress_lines_and_a_summary(sweep_dir: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _write(sweep_dir,
-           SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false}\n")
+def test_a_run_prints_progress_lines_and_a_summary(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir, SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false}\n"
+    )
     code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--trials", "2")
     lines = err.splitlines()
     assert code == 0
-    assert lines[0] == ("sweep.yaml: warning: unsupported on optuna: early_terminate.strict: "
-                        "W&B's non-strict hyperband compares the best value so far; Optuna "
-                        "compares the value at the rung")
-    assert lines[1] == ("sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, "
-                        "tracker none)")
+    assert lines[0] == (
+        "sweep.yaml: warning: unsupported on optuna: early_terminate.strict: "
+        "W&B's non-strict hyperband compares the best value so far; Optuna "
+        "compares the value at the rung"
+    )
+    assert lines[1] == (
+        "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker none)"
+    )
     assert lines[2].startswith("trial 0 COMPLETE loss=")
-    assert lines[-2] == ("sweepspec: stopped: the trial budget is reached: 2 finished trials "
-                         "(--trials: 2)")
-    assert re.fullmatch(r"sweepspec: 2 finished \([01] stopped early\), 0 failed; best "
-                        r"loss=[0-9.e-]+ \(trial [01]\); see 'sweepspec results sweep.yaml'",
-                        lines[-1])
+    assert lines[-2] == (
+        "sweepspec: stopped: the trial budget is reached: 2 finished trials (--trials: 2)"
+    )
+    assert re.fullmatch(
+        r"sweepspec: 2 finished \([01] stopped early\), 0 failed; best "
+        r"loss=[0-9.e-]+ \(trial [01]\); see 'sweepspec results sweep.yaml'",
+        lines[-1],
+    )
 
 
 def test_workers_from_the_command_line(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write(sweep_dir, SPEC)
-    code, _, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--workers", "2",
-                        "--trials", "3")
+    code, _, err = _run(
+        capsys, "sweep.yaml", "--tracker", "none", "--workers", "2", "--trials", "3"
+    )
     assert code == 0
-    assert err.splitlines()[0] == ("sweepspec: sweep 'sweep' on optuna (storage "
-                                   ".sweepspec/sweep.journal, tracker none, 2 workers)")
-    study = optuna.load_study(study_name="sweep", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(".sweepspec/sweep.journal")))
+    assert err.splitlines()[0] == (
+        "sweepspec: sweep 'sweep' on optuna (storage "
+        ".sweepspec/sweep.journal, tracker none, 2 workers)"
+    )
+    study = optuna.load_study(
+        study_name="sweep",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(".sweepspec/sweep.journal")
+        ),
+    )
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
 
 
@@ -118,10 +147,14 @@ def test_workers_from_the_command_line(sweep_dir: Path, capsys: pytest.CaptureFi
 
 
 def _start(folder: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "sweepspec", "run", "sweep.yaml", *args],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
-                                                                        signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for(proc: subprocess.Popen[str], text: str, seconds: float = 60) -> list[str]:
@@ -138,15 +171,19 @@ def _wait_for(proc: subprocess.Popen[str], text: str, seconds: float = 60) -> li
 
 
 def _journal_study(folder: Path) -> optuna.Study:
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(folder / ".sweepspec" / "sweep.journal")))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(folder / ".sweepspec" / "sweep.journal"))
+    )
     return optuna.load_study(study_name="sweep", storage=storage)
 
 
 def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    _write(tmp_path, SPEC.replace("run_cap: 4", "run_cap: 5") + (
-        f"  pause: {{value: 0.1}}\ntracking: {{tracker: mlflow, uri: '{uri}'}}\n"))
+    _write(
+        tmp_path,
+        SPEC.replace("run_cap: 4", "run_cap: 5")
+        + (f"  pause: {{value: 0.1}}\ntracking: {{tracker: mlflow, uri: '{uri}'}}\n"),
+    )
     proc = _start(tmp_path)
     _wait_for(proc, "trial 1 COMPLETE")
     time.sleep(0.2)  # inside trial 2
@@ -160,21 +197,25 @@ def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path)
         ".sweepspec/sweep.journal (a trial that was running is recorded as failed); run the same "
         "command again to resume",
         "",
-        "Aborted."]
+        "Aborted.",
+    ]
     assert "RUNNING" not in states and states[:2] == ["COMPLETE", "COMPLETE"]
     assert trials[-1].user_attrs["sweepspec.error"] == "interrupted (Ctrl-C)"
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
     logged = {r.data.tags.get("sweepspec.trial_number"): r.info.status for r in runs}
-    assert logged == {None: "KILLED", **{str(t.number): {"COMPLETE": "FINISHED",
-                                                          "FAIL": "FAILED"}[t.state.name]
-                                         for t in trials}}
+    assert logged == {
+        None: "KILLED",
+        **{str(t.number): {"COMPLETE": "FINISHED", "FAIL": "FAILED"}[t.state.name] for t in trials},
+    }
 
     again = _start(tmp_path)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
-    assert (f"sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker "
-            f"mlflow); resuming after {len(trials)} trials") in err.splitlines()
+    assert (
+        f"sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker "
+        f"mlflow); resuming after {len(trials)} trials"
+    ) in err.splitlines()
     states = [t.state.name for t in _journal_study(tmp_path).trials]
     assert states.count("COMPLETE") == 5 and "RUNNING" not in states
     runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
@@ -182,15 +223,18 @@ def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path)
 
 
 def test_ctrl_c_stops_a_running_command(tmp_path: Path) -> None:
-    (tmp_path / "slow.py").write_text(textwrap.dedent("""
+    (tmp_path / "slow.py").write_text(
+        textwrap.dedent("""
         import os, time
         open("pid", "w").write(str(os.getpid()))
         print("loss=1.0", flush=True)
         time.sleep(120)
-    """))
+    """)
+    )
     (tmp_path / "sweep.yaml").write_text(
         "method: random\nmetric: {name: loss}\nprogram: slow.py\nrun_cap: 1\n"
-        "tracking: {tracker: none}\nparameters:\n  x: {min: 0.0, max: 1.0}\n")
+        "tracking: {tracker: none}\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+    )
     proc = _start(tmp_path)
     deadline = time.monotonic() + 60
     while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
@@ -202,17 +246,22 @@ def test_ctrl_c_stops_a_running_command(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "pid").read_text()), 0)
     trial = _journal_study(tmp_path).trials[0]
-    assert (trial.state.name, trial.user_attrs["sweepspec.error"]) == ("FAIL",
-                                                                       "interrupted (Ctrl-C)")
+    assert (trial.state.name, trial.user_attrs["sweepspec.error"]) == (
+        "FAIL",
+        "interrupted (Ctrl-C)",
+    )
 
 
 # --------------------------------------------------------------------------- W&B distributions
 
 
 def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
-        sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
-    _write(sweep_dir, f"""
+    _write(
+        sweep_dir,
+        f"""
         method: random
         metric: {{name: loss}}
         function: run_trial:objective
@@ -223,10 +272,12 @@ def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
           nested:
             parameters:
               w: {{distribution: log_normal, mu: 0.0, sigma: 0.5}}
-    """, trial="""
+    """,
+        trial="""
         def objective(trial):
             return {"loss": trial.params["init"] ** 2, "w_seen": trial.params["nested"]["w"]}
-    """)
+    """,
+    )
     assert main(["run", "sweep.yaml"]) == 0
     capsys.readouterr()
     assert main(["results", "sweep.yaml", "--format", "json"]) == 0
@@ -243,9 +294,13 @@ def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
     quantiles = [t.params["init"] for t in study.trials]
     assert init == pytest.approx(list(stats.norm.ppf(quantiles, 5.0, 2.0)))
     client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id],
-                              filter_string="tags.`sweepspec.state` = 'COMPLETE'",
-                              max_results=1000)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("sweep").experiment_id],
+        filter_string="tags.`sweepspec.state` = 'COMPLETE'",
+        max_results=1000,
+    )
     logged = {int(r.data.tags["sweepspec.trial_number"]): r.data.params for r in runs}
-    assert logged == {r["number"]: {"init": str(r["params"]["init"]),
-                                    "nested.w": str(r["params"]["nested.w"])} for r in rows}
+    assert logged == {
+        r["number"]: {"init": str(r["params"]["init"]), "nested.w": str(r["params"]["nested.w"])}
+        for r in rows
+    }

@@ -45,15 +45,18 @@ def test_errors_exit_1_one_line_each(write_spec, capsys: pytest.CaptureFixture[s
         f"{path}:2:32: error: metric.goal: must be one of 'minimize' or 'maximize', but got "
         "'minimise'; did you mean 'minimize'?\n"
         f"{path}:4:22: error: parameters.lr.distribution: unknown distribution "
-        "'log_uniform_value'; did you mean 'log_uniform_values'?\n")
+        "'log_uniform_value'; did you mean 'log_uniform_values'?\n"
+    )
 
 
 def test_warnings_pass_unless_strict(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_spec(WARN)
     assert main(["validate", str(path)]) == 0
     assert main(["validate", "--strict", str(path)]) == 1
-    warning = (f"{path}:3:3: warning: parameters.lr: W&B's grid search cannot enumerate "
-               "'uniform'; give 'values', or use int_uniform or q_uniform\n")
+    warning = (
+        f"{path}:3:3: warning: parameters.lr: W&B's grid search cannot enumerate "
+        "'uniform'; give 'values', or use int_uniform or q_uniform\n"
+    )
     assert capsys.readouterr().err == warning * 2
 
 
@@ -67,55 +70,75 @@ def test_every_file_is_checked(write_spec, capsys: pytest.CaptureFixture[str]) -
         "'minimise'; did you mean 'minimize'?\n"
         f"{bad}:4:22: error: parameters.lr.distribution: unknown distribution "
         "'log_uniform_value'; did you mean 'log_uniform_values'?\n"
-        f"{missing}:1:1: error: cannot read the file: No such file or directory\n")
+        f"{missing}:1:1: error: cannot read the file: No such file or directory\n"
+    )
 
 
 def test_json_format(write_spec, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_spec(WARN)
     assert main(["validate", "--format", "json", str(path)]) == 0
-    assert json.loads(capsys.readouterr().out) == [{
-        "file": str(path), "line": 3, "col": 3, "level": "warning", "path": "parameters.lr",
-        "rule": "grid-continuous",
-        "message": "W&B's grid search cannot enumerate 'uniform'; give 'values', or use "
-                   "int_uniform or q_uniform"}]
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "file": str(path),
+            "line": 3,
+            "col": 3,
+            "level": "warning",
+            "path": "parameters.lr",
+            "rule": "grid-continuous",
+            "message": "W&B's grid search cannot enumerate 'uniform'; give 'values', or use "
+            "int_uniform or q_uniform",
+        }
+    ]
 
 
 def test_click_path_gives_the_same_result(write_spec) -> None:
     """main() takes a click-free path for plain `validate` calls; click gives the same."""
     path = write_spec(BAD)
     result = CliRunner().invoke(cli, ["validate", "--format=json", str(path)])
-    fast = subprocess.run([sys.executable, "-m", "sweepspec", "validate", "--format=json",
-                           str(path)], capture_output=True, text=True)
+    fast = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "validate", "--format=json", str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert result.exit_code == fast.returncode == 1
     assert json.loads(result.output) == json.loads(fast.stdout)
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 2
-    assert capsys.readouterr().err == ("Usage: sweepspec validate [OPTIONS] FILES...\n"
-                                       "Try 'sweepspec validate --help' for help.\n"
-                                       "\n"
-                                       "Error: Missing argument 'FILES...'.\n")
+    assert capsys.readouterr().err == (
+        "Usage: sweepspec validate [OPTIONS] FILES...\n"
+        "Try 'sweepspec validate --help' for help.\n"
+        "\n"
+        "Error: Missing argument 'FILES...'.\n"
+    )
     assert main(["validate", "--bogus", "x.yaml"]) == 2
 
 
 def test_help() -> None:
     result = CliRunner().invoke(cli, ["validate", "--help"])
     assert result.exit_code == 0
-    assert ("  Check spec FILES; one line per finding on stderr: FILE:LINE:COL: LEVEL:"
-            in result.output.splitlines())
+    assert (
+        "  Check spec FILES; one line per finding on stderr: FILE:LINE:COL: LEVEL:"
+        in result.output.splitlines()
+    )
 
 
 def test_imports_no_engine_and_runs_no_user_code(
-        tmp_path: Path, imported_modules: Callable[..., set[str]]) -> None:
+    tmp_path: Path, imported_modules: Callable[..., set[str]]
+) -> None:
     """validate must stay light (pre-commit) and safe on any branch: it neither imports
     optuna, mlflow, wandb or sweeps, nor the module a spec names."""
     (tmp_path / "evil.py").write_text("open('pwned', 'w').write('x')\ndef objective(t): pass\n")
-    (tmp_path / "sweep.yaml").write_text("method: random\nfunction: evil:objective\n"
-                                         "program: evil.py\nparameters: {x: {values: [1]}}\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "method: random\nfunction: evil:objective\n"
+        "program: evil.py\nparameters: {x: {values: [1]}}\n"
+    )
     # exit code 1: function and program are both set
-    imported = imported_modules("from sweepspec.main import main\n"
-                                "assert main(['validate', 'sweep.yaml']) == 1\n", cwd=tmp_path)
+    imported = imported_modules(
+        "from sweepspec.main import main\nassert main(['validate', 'sweep.yaml']) == 1\n",
+        cwd=tmp_path,
+    )
     assert "sweepspec" in imported
     assert imported & {"optuna", "mlflow", "wandb", "sweeps", "evil", "numpy"} == set()
     assert not (tmp_path / "pwned").exists()

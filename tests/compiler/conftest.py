@@ -13,15 +13,21 @@ from sweepspec.spec.models import NestedParam
 QUANTILES = [0.0, 1e-6, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1 - 1e-6, 1.0]
 
 
-def _leaves(spec_params: dict[str, Any], config: dict[str, Any], prefix: str = ""
-            ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+def _leaves(
+    spec_params: dict[str, Any], config: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     out = []
     for name, param in spec_params.items():
         if isinstance(param, NestedParam):
             out += _leaves(param.parameters, config[name]["parameters"], f"{prefix}{name}.")
         else:
-            out.append((prefix + name, param.model_dump(exclude_unset=True, exclude={"when"}),
-                        config[name]))
+            out.append(
+                (
+                    prefix + name,
+                    param.model_dump(exclude_unset=True, exclude={"when"}),
+                    config[name],
+                )
+            )
     return out
 
 

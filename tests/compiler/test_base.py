@@ -14,8 +14,7 @@ def test_items_are_warnings_by_default() -> None:
     policy = Policy("wandb")
     policy.unsupported("seeds", "W&B runs each configuration once", "seeds")
     policy.note("engine", "removed")
-    assert policy.finish() == [Unsupported("seeds", "W&B runs each configuration once",
-                                           "seeds")]
+    assert policy.finish() == [Unsupported("seeds", "W&B runs each configuration once", "seeds")]
     assert policy.notes == [Note("engine", "removed")]
 
 
@@ -23,8 +22,11 @@ def test_strict_raises_once_with_every_item() -> None:
     policy = Policy("optuna", strict=True)
     policy.unsupported("a", "first")
     policy.unsupported("b", "second")
-    with pytest.raises(UnsupportedError, match=r"^unsupported on optuna: a: first\n"
-                       r"unsupported on optuna: b: second$") as info:
+    with pytest.raises(
+        UnsupportedError,
+        match=r"^unsupported on optuna: a: first\n"
+        r"unsupported on optuna: b: second$",
+    ) as info:
         policy.finish()
     assert [item.feature for item in info.value.items] == ["a", "b"]
     assert info.value.engine == "optuna"
@@ -40,7 +42,8 @@ def test_json_forms() -> None:
 
 
 def test_the_compiler_package_imports_no_engine_and_no_click(
-        imported_modules: Callable[..., set[str]]) -> None:
+    imported_modules: Callable[..., set[str]],
+) -> None:
     imported = imported_modules("import sweepspec, sweepspec.compiler, sweepspec.compiler.table")
     assert "sweepspec" in imported
     assert imported & {"optuna", "wandb", "sweeps", "click"} == set()

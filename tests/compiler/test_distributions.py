@@ -256,7 +256,7 @@ def test_ppf_module_is_standard_library_only() -> None:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "math", "statistics", "functools", "typing"}
+    assert imported <= {"__future__", "collections", "math", "statistics", "functools", "typing"}
 
 
 quantised = st.sampled_from(["q_uniform", "q_log_uniform_values", "q_normal", "q_beta"])
@@ -425,8 +425,16 @@ def test_native_kinds_compile_to_the_documented_distribution(case: str) -> None:
     assert param.to_value(0.123) == 0.123
 
 
-@pytest.mark.parametrize("case", ["uniform", "log_uniform_v1", "log_uniform_values",
-                                  "inv_log_uniform_v1", "inv_log_uniform_values"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "uniform",
+        "log_uniform_v1",
+        "log_uniform_values",
+        "inv_log_uniform_v1",
+        "inv_log_uniform_values",
+    ],
+)
 def test_native_float_support_and_median_match_wandb(case: str) -> None:
     cfg = CASES[case]
     dist = to_optuna(cfg).distribution
@@ -437,35 +445,51 @@ def test_native_float_support_and_median_match_wandb(case: str) -> None:
     assert math.isclose(_wandb_ppf(cfg, 0.5), middle, rel_tol=1e-12)
 
 
-INDEX_NOTE = (", so Optuna sees the string indices '0', '1', ... and to_value maps them back to "
-              "the values.")
+INDEX_NOTE = (
+    ", so Optuna sees the string indices '0', '1', ... and to_value maps them back to the values."
+)
 INDEX_REASONS = {
     "constant_list": "Optuna's categorical choices must be None/bool/int/float/str but [64, 64] is "
-                     "a list",
+    "a list",
     "categorical_equal_values": "Optuna's categorical cannot tell apart 1 and True because they "
-                                "compare equal",
+    "compare equal",
     "categorical_lists": "Optuna's categorical choices must be None/bool/int/float/str but "
-                         "[32, 32] is a list",
+    "[32, 32] is a list",
 }
-QUANTILE_NOTE = (", so Optuna samples the quantile u in [0, 1] (and stores u, not the value) and "
-                 "to_value(u) applies W&B's inverse CDF.")
-_WEIGHTED = ("Optuna has no weighted categorical distribution, and model-based samplers will see "
-             "the values ordered by cumulative probability")
-_Q_UNIFORM = ("Optuna's step grid starts at min and weights every point equally, whereas W&B "
-              "rounds U(min, max) to multiples of q counted from 0 with half weight at both ends")
+QUANTILE_NOTE = (
+    ", so Optuna samples the quantile u in [0, 1] (and stores u, not the value) and "
+    "to_value(u) applies W&B's inverse CDF."
+)
+_WEIGHTED = (
+    "Optuna has no weighted categorical distribution, and model-based samplers will see "
+    "the values ordered by cumulative probability"
+)
+_Q_UNIFORM = (
+    "Optuna's step grid starts at min and weights every point equally, whereas W&B "
+    "rounds U(min, max) to multiples of q counted from 0 with half weight at both ends"
+)
 _LOG_STEP = "Optuna cannot combine log=True with a step"
 _NORMAL = "Optuna has no normal distribution (all of its distributions are bounded)"
 _LOG_NORMAL = "Optuna has no log-normal distribution (all of its distributions are bounded)"
 _BETA = "Optuna has no beta distribution"
 QUANTILE_REASONS = {
-    "categorical_w_probabilities": _WEIGHTED, "categorical_w_probabilities_tenths": _WEIGHTED,
-    "q_uniform_float_q": _Q_UNIFORM, "q_uniform_int_q": _Q_UNIFORM,
-    "q_log_uniform_v1": _LOG_STEP, "q_log_uniform_values_int_q": _LOG_STEP,
+    "categorical_w_probabilities": _WEIGHTED,
+    "categorical_w_probabilities_tenths": _WEIGHTED,
+    "q_uniform_float_q": _Q_UNIFORM,
+    "q_uniform_int_q": _Q_UNIFORM,
+    "q_log_uniform_v1": _LOG_STEP,
+    "q_log_uniform_values_int_q": _LOG_STEP,
     "q_log_uniform_values_float_q": _LOG_STEP,
-    "normal": _NORMAL, "q_normal_int_q": _NORMAL, "q_normal_float_q": _NORMAL,
-    "log_normal": _LOG_NORMAL, "q_log_normal_int_q": _LOG_NORMAL,
+    "normal": _NORMAL,
+    "q_normal_int_q": _NORMAL,
+    "q_normal_float_q": _NORMAL,
+    "log_normal": _LOG_NORMAL,
+    "q_log_normal_int_q": _LOG_NORMAL,
     "q_log_normal_float_q": _LOG_NORMAL,
-    "beta": _BETA, "beta_arcsine": _BETA, "q_beta_float_q": _BETA, "q_beta_int_q": _BETA,
+    "beta": _BETA,
+    "beta_arcsine": _BETA,
+    "q_beta_float_q": _BETA,
+    "q_beta_int_q": _BETA,
 }
 
 
@@ -499,20 +523,26 @@ def test_collision_note_names_the_values() -> None:
 
 
 def test_bad_configs_raise() -> None:
-    with pytest.raises(ValueError, match=r"^unknown W&B distribution 'gaussian'; expected one of: "
-                       r"constant, categorical, categorical_w_probabilities, int_uniform, "
-                       r"uniform, q_uniform, log_uniform, log_uniform_values, inv_log_uniform, "
-                       r"inv_log_uniform_values, q_log_uniform, q_log_uniform_values, normal, "
-                       r"q_normal, log_normal, q_log_normal, beta, q_beta$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown W&B distribution 'gaussian'; expected one of: "
+        r"constant, categorical, categorical_w_probabilities, int_uniform, "
+        r"uniform, q_uniform, log_uniform, log_uniform_values, inv_log_uniform, "
+        r"inv_log_uniform_values, q_log_uniform, q_log_uniform_values, normal, "
+        r"q_normal, log_normal, q_log_normal, beta, q_beta$",
+    ):
         to_optuna({"distribution": "gaussian"})
     with pytest.raises(
         ValueError,
         match=r"^W&B parameter config must be a dict with a 'distribution' key \(filled form\)$",
     ):
         to_optuna({"values": [1, 2]})
-    with pytest.raises(ValueError, match=r"^ppf: unknown reparam kind 'gaussian'; expected one "
-                       r"of \['beta', 'categorical', 'categorical_w_probabilities', "
-                       r"'constant', 'int_uniform', 'inv_log_uniform', 'inv_log_uniform_values', "
-                       r"'log_normal', 'log_uniform', 'log_uniform_values', 'normal', "
-                       r"'uniform'\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ppf: unknown reparam kind 'gaussian'; expected one "
+        r"of \['beta', 'categorical', 'categorical_w_probabilities', "
+        r"'constant', 'int_uniform', 'inv_log_uniform', 'inv_log_uniform_values', "
+        r"'log_normal', 'log_uniform', 'log_uniform_values', 'normal', "
+        r"'uniform'\]$",
+    ):
         ppf({"kind": "gaussian"}, 0.5)

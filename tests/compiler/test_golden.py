@@ -32,8 +32,9 @@ ARTIFACT = {"wandb": "wandb.yaml", "optuna": "optuna.json"}
 UPDATE = os.environ.get("SWEEPSPEC_UPDATE_GOLDEN") == "1"
 
 
-def _compile(case: str, engine: str, capsys: pytest.CaptureFixture[str],
-             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def _compile(
+    case: str, engine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     monkeypatch.chdir(HERE / case)
     code = main(["compile", "spec.yaml", "--engine", engine])
     out, err = capsys.readouterr()
@@ -59,8 +60,9 @@ def test_there_are_cases() -> None:
 
 @pytest.mark.parametrize("engine", ["wandb", "optuna"])
 @pytest.mark.parametrize("case", CASES)
-def test_golden(case: str, engine: str, capsys: pytest.CaptureFixture[str],
-                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_golden(
+    case: str, engine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, err = _compile(case, engine, capsys, monkeypatch)
     folder = HERE / case
     if UPDATE:
@@ -74,7 +76,8 @@ def test_golden(case: str, engine: str, capsys: pytest.CaptureFixture[str],
 
 @pytest.mark.parametrize("case", CASES)
 def test_golden_wandb_configs_pass_wandbs_validator_with_the_same_quantiles(
-        case: str, assert_same_quantiles: Callable[[Spec, dict[str, Any]], None]) -> None:
+    case: str, assert_same_quantiles: Callable[[Spec, dict[str, Any]], None]
+) -> None:
     artifact = HERE / case / "wandb.yaml"
     config = yaml.safe_load(artifact.read_text(encoding="utf-8"))
     assert_same_quantiles(load(str(HERE / case / "spec.yaml")), config)
@@ -97,8 +100,12 @@ def _kinds(case: str, engine: str) -> set[str]:
 
 
 def test_every_unsupported_kind_is_in_the_table_and_has_a_golden_case() -> None:
-    emitted = {(engine, kind) for case in CASES for engine in ("wandb", "optuna")
-               for kind in _kinds(case, engine)}
+    emitted = {
+        (engine, kind)
+        for case in CASES
+        for engine in ("wandb", "optuna")
+        for kind in _kinds(case, engine)
+    }
     listed = {(row.target, row.kind) for row in table.UNSUPPORTED}
     assert emitted == listed
 

@@ -29,8 +29,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "real_world"
 ACCEPTED = sorted(p.name for p in HERE.glob("*.yaml") if check(str(p)).ok)
-NATIVE = {"constant", "categorical", "int_uniform", "uniform", "log_uniform",
-          "log_uniform_values", "inv_log_uniform", "inv_log_uniform_values"}
+NATIVE = {
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "inv_log_uniform",
+    "inv_log_uniform_values",
+}
 SAMPLER = {"grid": "GridSampler", "random": "RandomSampler", "bayes": "TPESampler"}
 
 
@@ -39,8 +47,7 @@ def test_most_fixtures_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("name", ACCEPTED)
-def test_wandb(name: str, assert_same_quantiles: Callable[[Spec, dict[str, Any]], None]
-               ) -> None:
+def test_wandb(name: str, assert_same_quantiles: Callable[[Spec, dict[str, Any]], None]) -> None:
     spec = check(str(HERE / name)).spec
     assert spec is not None
     plan = compile_wandb(spec, strict=True)

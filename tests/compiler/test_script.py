@@ -19,7 +19,7 @@ from sweepspec.compiler.optuna import compile_optuna
 from sweepspec.main import main
 from sweepspec.spec import check_text
 
-TRAIN_FUNCTION = '''
+TRAIN_FUNCTION = """
 def objective(trial):
     p = trial.params
     loss = 0.0
@@ -31,7 +31,7 @@ def objective(trial):
         if trial.should_stop():
             break
     return {"loss": loss, "seed": trial.seed}
-'''
+"""
 
 FUNCTION_SPEC = """
 method: random
@@ -49,7 +49,7 @@ parameters:
   c: {value: 3}
 """
 
-TRAIN_PROGRAM = '''
+TRAIN_PROGRAM = """
 import argparse, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float)
@@ -58,7 +58,7 @@ args = parser.parse_args()
 for step in range(3):
     print(json.dumps({"val_loss": args.lr * args.depth / (step + 1), "_step": step}))
 print("seed", os.environ["SWEEPSPEC_SEED"])
-'''
+"""
 
 PROGRAM_SPEC = """
 method: grid
@@ -79,24 +79,34 @@ def blocked(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(block)}
 
 
-def _script(write_spec: Callable[..., Path], spec: str, module: str, code: str,
-            tmp_path: Path) -> Path:
+def _script(
+    write_spec: Callable[..., Path], spec: str, module: str, code: str, tmp_path: Path
+) -> Path:
     path = write_spec(spec)
     (tmp_path / module).write_text(code)
     out = tmp_path / "out" / "study.py"
     out.parent.mkdir()
-    assert main(["compile", str(path), "--engine", "optuna", "--format", "python",
-                 "-o", str(out)]) == 0
+    assert (
+        main(["compile", str(path), "--engine", "optuna", "--format", "python", "-o", str(out)])
+        == 0
+    )
     return out
 
 
 def _run(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True,
-                          text=True, env=env, cwd=script.parent, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=script.parent,
+        timeout=120,
+    )
 
 
-def test_function_sweep_runs_without_sweepspec(write_spec: Callable[..., Path],
-                                               tmp_path: Path, blocked: dict[str, str]) -> None:
+def test_function_sweep_runs_without_sweepspec(
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
     script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     done = _run(script, blocked, "--seed", "1", "--storage", storage, "--study-name", "s")
@@ -116,14 +126,16 @@ def test_function_sweep_runs_without_sweepspec(write_spec: Callable[..., Path],
         assert real == plan.real_params(trial)
 
 
-def test_same_seed_same_trials_as_the_compiled_study(write_spec: Callable[..., Path],
-                                                     tmp_path: Path,
-                                                     blocked: dict[str, str]) -> None:
+def test_same_seed_same_trials_as_the_compiled_study(
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
     spec = FUNCTION_SPEC.replace("early_terminate: {type: hyperband, min_iter: 1, eta: 3}\n", "")
     script = _script(write_spec, spec, "train.py", TRAIN_FUNCTION, tmp_path)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    assert _run(script, blocked, "--seed", "4", "--storage", storage,
-                "--study-name", "s").returncode == 0
+    assert (
+        _run(script, blocked, "--seed", "4", "--storage", storage, "--study-name", "s").returncode
+        == 0
+    )
     from_script = optuna.load_study(study_name="s", storage=storage)
     plan = compile_optuna(check_text(spec).spec)  # type: ignore[arg-type]
     study = plan.create_study(seed=4)
@@ -132,39 +144,51 @@ def test_same_seed_same_trials_as_the_compiled_study(write_spec: Callable[..., P
 
 
 def test_program_sweep_runs_the_command_and_reads_json_lines(
-        write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]) -> None:
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
     script = _script(write_spec, PROGRAM_SPEC, "train.py", TRAIN_PROGRAM, tmp_path)
     done = _run(script, blocked, "--trials", "4")
     assert done.returncode == 0, done.stderr
     best = json.loads(done.stdout.splitlines()[-1])
-    assert best == [{"number": best[0]["number"], "values": [pytest.approx(0.1 / 3)],
-                     "params": {"lr": 0.1, "depth": 1}}]
+    assert best == [
+        {
+            "number": best[0]["number"],
+            "values": [pytest.approx(0.1 / 3)],
+            "params": {"lr": 0.1, "depth": 1},
+        }
+    ]
     assert "seed 0" in done.stdout
 
 
 def test_script_inlines_wandbs_inverse_cdfs_and_imports_no_sweepspec(
-        write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
     script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
     tree = ast.parse(script.read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom)}
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
     assert "sweepspec" not in imported
     text = script.read_text()
     assert "\ndef ppf(reparam" in text and "\ndef decode(reparam" in text
 
 
 def test_python_needs_a_trial() -> None:
-    plan = compile_optuna(check_text("method: random\nparameters:\n  a: {values: [1]}\n")
-                          .spec)  # type: ignore[arg-type]
-    with pytest.raises(CompileError, match=r"^--format python needs the trial: give "
-                       r"'function', or 'program'/'command'$"):
+    plan = compile_optuna(check_text("method: random\nparameters:\n  a: {values: [1]}\n").spec)  # type: ignore[arg-type]
+    with pytest.raises(
+        CompileError,
+        match=r"^--format python needs the trial: give "
+        r"'function', or 'program'/'command'$",
+    ):
         plan.to_python(".")
 
 
 def test_a_nameless_spec_s_script_names_its_study_as_run_does(
-        write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]) -> None:
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
     """Without ``name``, the study is named after the spec file, so that a second run of the
     script on the same storage resumes the study instead of starting an unnamed one."""
     script = _script(write_spec, FUNCTION_SPEC, "train.py", TRAIN_FUNCTION, tmp_path)
@@ -173,4 +197,5 @@ def test_a_nameless_spec_s_script_names_its_study_as_run_does(
         done = _run(script, blocked, "--seed", "1", "--storage", storage, "--trials", "2")
         assert done.returncode == 0, done.stderr
     assert [(s.study_name, s.n_trials) for s in optuna.get_all_study_summaries(storage)] == [
-        ("sweep", 4)]
+        ("sweep", 4)
+    ]

@@ -16,16 +16,21 @@ ROOT = Path(__file__).resolve().parents[2]
 HEADING = "## How the engines differ"
 
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "constant": {"value": 1}, "categorical": {"values": [1, 2]},
+    "constant": {"value": 1},
+    "categorical": {"values": [1, 2]},
     "categorical_w_probabilities": {"values": [1, 2], "probabilities": [0.5, 0.5]},
-    "int_uniform": {"min": 1, "max": 3}, "uniform": {"min": 0.0, "max": 1.0},
+    "int_uniform": {"min": 1, "max": 3},
+    "uniform": {"min": 0.0, "max": 1.0},
 }
 
 
 def _filled(kind: str) -> dict[str, Any]:
     raw = EXAMPLES.get(kind, {"min": 1, "max": 2} if "uniform" in kind else {})
-    return DISTRIBUTION_MODELS[kind].model_validate({"distribution": kind, **raw}).model_dump(
-        exclude={"when"})
+    return (
+        DISTRIBUTION_MODELS[kind]
+        .model_validate({"distribution": kind, **raw})
+        .model_dump(exclude={"when"})
+    )
 
 
 def test_one_row_per_wandb_distribution_in_wandbs_order() -> None:
@@ -54,7 +59,7 @@ def test_docs_engines_md_is_generated() -> None:
 
 def test_readme_section_is_in_sync() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index(HEADING):]
+    section = readme[readme.index(HEADING) :]
     following = section.find("\n## ", len(HEADING))
-    section = section if following == -1 else section[:following + 1]
+    section = section if following == -1 else section[: following + 1]
     assert section.rstrip("\n") == table.markdown_table().rstrip("\n")

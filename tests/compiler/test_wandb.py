@@ -32,19 +32,39 @@ def quantiles(name: str, cfg: dict[str, Any]) -> list[Any]:
     return wandb_ppf(name, cfg, QUANTILES)
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ({"distribution": "log_uniform", "min": -9.21034037, "max": -2.30258509},
-     {"distribution": "log_uniform_values", "min": math.exp(-9.21034037),
-      "max": math.exp(-2.30258509)}),
-    ({"distribution": "inv_log_uniform", "min": 0, "max": 3},
-     {"distribution": "inv_log_uniform_values", "min": math.exp(-3), "max": 1.0}),
-    ({"distribution": "q_log_uniform", "min": 3, "max": 7, "q": 8},
-     {"distribution": "q_log_uniform_values", "min": math.exp(3), "max": math.exp(7), "q": 8}),
-    ({"distribution": "q_log_uniform", "min": 0.5, "max": 4.5},
-     {"distribution": "q_log_uniform_values", "min": math.exp(0.5), "max": math.exp(4.5)}),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            {"distribution": "log_uniform", "min": -9.21034037, "max": -2.30258509},
+            {
+                "distribution": "log_uniform_values",
+                "min": math.exp(-9.21034037),
+                "max": math.exp(-2.30258509),
+            },
+        ),
+        (
+            {"distribution": "inv_log_uniform", "min": 0, "max": 3},
+            {"distribution": "inv_log_uniform_values", "min": math.exp(-3), "max": 1.0},
+        ),
+        (
+            {"distribution": "q_log_uniform", "min": 3, "max": 7, "q": 8},
+            {
+                "distribution": "q_log_uniform_values",
+                "min": math.exp(3),
+                "max": math.exp(7),
+                "q": 8,
+            },
+        ),
+        (
+            {"distribution": "q_log_uniform", "min": 0.5, "max": 4.5},
+            {"distribution": "q_log_uniform_values", "min": math.exp(0.5), "max": math.exp(4.5)},
+        ),
+    ],
+)
 def test_exponent_forms_become_values_forms_with_the_same_quantiles(
-        given: dict[str, Any], expected: dict[str, Any]) -> None:
+    given: dict[str, Any], expected: dict[str, Any]
+) -> None:
     spec = spec_of(f"method: random\nparameters:\n  x: {given!r}\n".replace("'", ""))
     plan = compile_wandb(spec)
     assert plan.config["parameters"]["x"] == expected
@@ -68,8 +88,15 @@ def test_yaml_numbers_read_back_by_pyyaml_as_the_same_numbers() -> None:
     assert "min: 1.0e-06" in text
     assert "1e-06" not in text
     assert yaml.safe_load(text) == plan.config
-    assert yaml.safe_load(text)["parameters"]["n"]["values"] == [1, 2.0, 3.5, "yes", "on",
-                                                                  None, True]
+    assert yaml.safe_load(text)["parameters"]["n"]["values"] == [
+        1,
+        2.0,
+        3.5,
+        "yes",
+        "on",
+        None,
+        True,
+    ]
 
 
 def test_yaml_header_lists_unsupported_and_removed() -> None:
@@ -88,15 +115,13 @@ def test_yaml_header_lists_unsupported_and_removed() -> None:
         "when a == 'y') is sampled in every run",
         "#   seeds: W&B runs each configuration once, not once per seed (0, 1)",
         "# Removed or rewritten (same meaning):",
-        "#   engine: removed: the default engine is sweepspec's choice, not part of a W&B "
-        "config",
+        "#   engine: removed: the default engine is sweepspec's choice, not part of a W&B config",
     ]
 
 
 def test_json_is_the_bare_config() -> None:
     spec = spec_of("method: grid\nengine: wandb\nparameters:\n  a: {values: [1]}\n")
-    assert compile_wandb(spec).to_json() == {"method": "grid",
-                                             "parameters": {"a": {"values": [1]}}}
+    assert compile_wandb(spec).to_json() == {"method": "grid", "parameters": {"a": {"values": [1]}}}
 
 
 def test_strict_raises_with_every_item() -> None:
@@ -114,7 +139,8 @@ def test_strict_raises_with_every_item() -> None:
         "unsupported on wandb: early_terminate: W&B stops runs early only with hyperband; "
         "'median' is removed and every run goes to its end\n"
         "unsupported on wandb: function: 'wandb agent' runs a program or command, not the Python "
-        "function 'train:objective'; call wandb.agent(sweep_id, function=...) yourself")
+        "function 'train:objective'; call wandb.agent(sweep_id, function=...) yourself"
+    )
     assert [u.kind for u in info.value.items] == ["pruner", "function"]
 
 
@@ -128,9 +154,14 @@ def test_metrics_need_method_custom_on_wandb() -> None:
     plan = compile_wandb(spec)
     assert plan.config["metric"] == {"name": "acc", "goal": "maximize"}
     assert "metrics" not in plan.config
-    assert plan.unsupported == [Unsupported(
-        "metrics", "W&B optimises several metrics ('acc', 'size') only with 'method: custom' "
-        "and a custom scheduler; this config optimises 'acc' alone", "multi-objective")]
+    assert plan.unsupported == [
+        Unsupported(
+            "metrics",
+            "W&B optimises several metrics ('acc', 'size') only with 'method: custom' "
+            "and a custom scheduler; this config optimises 'acc' alone",
+            "multi-objective",
+        )
+    ]
     assert violations(plan.config) == []
 
 
@@ -143,19 +174,25 @@ def test_hyperband_keeps_wandb_keys_and_drops_brackets() -> None:
           a: {values: [1, 2]}
         """)
     plan = compile_wandb(spec)
-    assert plan.config["early_terminate"] == {"type": "hyperband", "min_iter": 3, "eta": 2,
-                                              "strict": False}
+    assert plan.config["early_terminate"] == {
+        "type": "hyperband",
+        "min_iter": 3,
+        "eta": 2,
+        "strict": False,
+    }
     assert [u.feature for u in plan.unsupported] == ["early_terminate.brackets"]
     assert violations(plan.config) == []
 
 
 def test_run_cap_wins_over_budget_trials() -> None:
-    spec = spec_of("method: random\nrun_cap: 5\nbudget: {trials: 9}\nparameters:\n"
-                   "  a: {values: [1]}\n")
+    spec = spec_of(
+        "method: random\nrun_cap: 5\nbudget: {trials: 9}\nparameters:\n  a: {values: [1]}\n"
+    )
     plan = compile_wandb(spec)
     assert plan.config["run_cap"] == 5
-    assert plan.notes[0].message == ("removed: run_cap=5 is the limit (budget.trials=9 is not "
-                                     "used when run_cap is set)")
+    assert plan.notes[0].message == (
+        "removed: run_cap=5 is the limit (budget.trials=9 is not used when run_cap is set)"
+    )
 
 
 def test_key_order_is_readable_and_stable() -> None:
@@ -167,16 +204,15 @@ def test_key_order_is_readable_and_stable() -> None:
         name: n
         metric: {name: loss}
         """)
-    assert list(compile_wandb(spec).config) == ["name", "program", "method", "metric",
-                                                "parameters"]
+    assert list(compile_wandb(spec).config) == ["name", "program", "method", "metric", "parameters"]
 
 
-def test_compiling_for_wandb_imports_no_engine(
-        imported_modules: Callable[..., set[str]]) -> None:
+def test_compiling_for_wandb_imports_no_engine(imported_modules: Callable[..., set[str]]) -> None:
     imported = imported_modules(
         "from sweepspec.compiler.wandb import compile_wandb\n"
         "from sweepspec.spec import check_text\n"
         "plan = compile_wandb(check_text('method: grid\\nparameters: {a: {values: [1]}}\\n')"
-        ".spec)\n")
+        ".spec)\n"
+    )
     assert "sweepspec" in imported
     assert imported & {"optuna", "wandb", "sweeps", "mlflow", "numpy"} == set()

@@ -45,8 +45,9 @@ train = _load_train()
 class RecordingTrial:
     """The trial contract of SPEC section 6; it stops the trial after ``stop_after`` reports."""
 
-    def __init__(self, params: dict[str, Any], seed: int = 0,
-                 stop_after: int | None = None) -> None:
+    def __init__(
+        self, params: dict[str, Any], seed: int = 0, stop_after: int | None = None
+    ) -> None:
         self.params = params
         self.seed = seed
         self.stop_after = stop_after
@@ -136,8 +137,15 @@ def test_a_diverging_learning_rate_reports_finite_losses() -> None:
 
 def _sweepspec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run([sys.executable, "-m", "sweepspec", *args], check=False, cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sweepspec", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _rungs() -> set[int]:
@@ -181,6 +189,5 @@ def test_the_quickstart_sweep_runs_and_its_results_read_back(tmp_path: Path) -> 
     # a second run of the same spec resumes the sweep instead of starting over
     again = _sweepspec("run", "sweep.yaml", "--trials", "7", "--tracker", "none", cwd=folder)
     assert again.returncode == 0, again.stderr
-    trials = json.loads(_sweepspec("results", "sweep.yaml", "--format", "json",
-                                   cwd=folder).stdout)
+    trials = json.loads(_sweepspec("results", "sweep.yaml", "--format", "json", cwd=folder).stdout)
     assert len(trials) == 7

@@ -44,9 +44,14 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _sweepspec(folder: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "sweepspec", *args], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def test_two_machines_share_one_study_and_one_budget(postgres_url: str, tmp_path: Path) -> None:
@@ -54,18 +59,32 @@ def test_two_machines_share_one_study_and_one_budget(postgres_url: str, tmp_path
     each, one budget of 12 finished trials: exactly 12 complete, counted in PostgreSQL."""
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
     (tmp_path / "shared_trial.py").write_text(TRIAL)
-    args = ["run", "sweep.yaml", "--storage", postgres_url, "--tracker", "none",
-            "--workers", "2", "--trials", "12"]
+    args = [
+        "run",
+        "sweep.yaml",
+        "--storage",
+        postgres_url,
+        "--tracker",
+        "none",
+        "--workers",
+        "2",
+        "--trials",
+        "12",
+    ]
     runs = [_sweepspec(tmp_path, *args), _sweepspec(tmp_path, *args)]
     for proc in runs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    result = _sweepspec(tmp_path, "results", "sweep.yaml", "--storage", postgres_url,
-                        "--format", "json")
+    result = _sweepspec(
+        tmp_path, "results", "sweep.yaml", "--storage", postgres_url, "--format", "json"
+    )
     out, err = result.communicate(timeout=120)
     assert result.returncode == 0, err
     trials = json.loads(out)
     assert sum(t["state"] == "COMPLETE" for t in trials) == 12
     others = [t for t in trials if t["state"] != "COMPLETE"]
-    assert all(t["state"] == "FAIL" and t["error"] == "not run: the trial budget was filled by "
-               "trials of other workers" for t in others), others
+    assert all(
+        t["state"] == "FAIL"
+        and t["error"] == "not run: the trial budget was filled by trials of other workers"
+        for t in others
+    ), others

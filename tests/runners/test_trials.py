@@ -43,50 +43,75 @@ def _wandb_args(params: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("params", [
-    {"lr": 0.001, "layers": 3, "act": "gelu"},
-    {"flag": True, "off": False, "none": None},
-    {"opt": {"lr": 0.1, "betas": [0.9, 0.99]}, "name": "two words"},
-    {"cmd": "x; rm -rf ~", "quote": "it's \"quoted\""},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lr": 0.001, "layers": 3, "act": "gelu"},
+        {"flag": True, "off": False, "none": None},
+        {"opt": {"lr": 0.1, "betas": [0.9, 0.99]}, "name": "two words"},
+        {"cmd": "x; rm -rf ~", "quote": 'it\'s "quoted"'},
+    ],
+)
 def test_macros_are_wandbs_own(params: dict[str, Any]) -> None:
     assert macro_values(params) == _wandb_args(params)
 
 
 def test_default_command_is_wandbs() -> None:
-    argv = command_line(None, "train.py", {"lr": 0.1, "flag": False}, "/tmp/c.json",
-                        interpreter="/venv/bin/python")
+    argv = command_line(
+        None, "train.py", {"lr": 0.1, "flag": False}, "/tmp/c.json", interpreter="/venv/bin/python"
+    )
     assert argv == ["/usr/bin/env", "/venv/bin/python", "train.py", "--lr=0.1", "--flag=False"]
 
 
 def test_command_macros_and_envvars(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATA_DIR", "/data")
     monkeypatch.delenv("NOT_SET", raising=False)
-    template = ["${interpreter}", "-u", "${program}", "--data=${envvar:DATA_DIR}",
-                "${envvar:NOT_SET}", "${args_no_boolean_flags}", "${args_json_file}", 7]
-    argv = command_line(template, "t.py", {"a": True, "b": False, "c": 2}, "/w/config.json",
-                        interpreter="py")
-    assert argv == ["py", "-u", "t.py", "--data=/data", "NOT_SET", "--a", "--c=2",
-                    "/w/config.json", "7"]
+    template = [
+        "${interpreter}",
+        "-u",
+        "${program}",
+        "--data=${envvar:DATA_DIR}",
+        "${envvar:NOT_SET}",
+        "${args_no_boolean_flags}",
+        "${args_json_file}",
+        7,
+    ]
+    argv = command_line(
+        template, "t.py", {"a": True, "b": False, "c": 2}, "/w/config.json", interpreter="py"
+    )
+    assert argv == [
+        "py",
+        "-u",
+        "t.py",
+        "--data=/data",
+        "NOT_SET",
+        "--a",
+        "--c=2",
+        "/w/config.json",
+        "7",
+    ]
 
 
 # --------------------------------------------------------------------------- stdout lines
 
 
-@pytest.mark.parametrize("line, expected", [
-    ('{"val_loss": 0.5, "_step": 3}', ({"val_loss": 0.5}, 3)),
-    ('{"loss": 1, "note": "text", "step": 2}', ({"loss": 1.0}, 2)),
-    ("val_loss=0.25 acc=0.9", ({"val_loss": 0.25, "acc": 0.9}, None)),
-    ("val_loss=0.25, step=4", ({"val_loss": 0.25}, 4)),
-    ("loss=1e-3\r", ({"loss": 0.001}, None)),
-    ("Epoch 1: loss=0.3", None),
-    ("--lr=0.1", None),
-    ("loss=high", None),
-    ('{"note": "no numbers"}', None),
-    ('{"step": 3}', None),
-    ("[1, 2]", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('{"val_loss": 0.5, "_step": 3}', ({"val_loss": 0.5}, 3)),
+        ('{"loss": 1, "note": "text", "step": 2}', ({"loss": 1.0}, 2)),
+        ("val_loss=0.25 acc=0.9", ({"val_loss": 0.25, "acc": 0.9}, None)),
+        ("val_loss=0.25, step=4", ({"val_loss": 0.25}, 4)),
+        ("loss=1e-3\r", ({"loss": 0.001}, None)),
+        ("Epoch 1: loss=0.3", None),
+        ("--lr=0.1", None),
+        ("loss=high", None),
+        ('{"note": "no numbers"}', None),
+        ('{"step": 3}', None),
+        ("[1, 2]", None),
+        ("", None),
+    ],
+)
 def test_parse_line(line: str, expected: Any) -> None:
     assert parse_line(line) == expected
 
@@ -96,11 +121,17 @@ def test_parse_line(line: str, expected: Any) -> None:
 
 def test_report_checks_its_arguments() -> None:
     trial = Trial({"x": 1}, 0, 0, Monitor("loss"))
-    with pytest.raises(TypeError, match=r"^'metrics' must be a dict of numbers, but got "
-                       r"float: 0\.5$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^'metrics' must be a dict of numbers, but got "
+        r"float: 0\.5$",
+    ):
         trial.report(0.5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^'metrics\['loss'\]' must be a number, but got "
-                       r"str: 'low'$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^'metrics\['loss'\]' must be a number, but got "
+        r"str: 'low'$",
+    ):
         trial.report({"loss": "low"})
     with pytest.raises(ValueError, match=r"^'step >= 0' must hold, but got step=-1$"):
         trial.report({"loss": 1.0}, -1)
@@ -115,7 +146,10 @@ def test_steps_count_from_zero_without_a_step() -> None:
     trial.report({"loss": 2.0}, step=10)
     trial.report({"loss": 1.0})
     assert [(p.key, p.value, p.step) for p in monitor.history] == [
-        ("loss", 3.0, 0), ("loss", 2.0, 10), ("loss", 1.0, 11)]
+        ("loss", 3.0, 0),
+        ("loss", 2.0, 10),
+        ("loss", 1.0, 11),
+    ]
 
 
 def test_pruning_is_asked_with_finite_objective_values_only() -> None:
@@ -139,10 +173,21 @@ def test_pruning_is_asked_with_finite_objective_values_only() -> None:
 # --------------------------------------------------------------------------- outcomes
 
 
-def _run(function: Callable[[Trial], Any], objectives: list[str] = ["loss"],
-         monitor: Monitor | None = None) -> Any:
-    return run_function(function, {"x": 2}, 0, 7, monitor or Monitor(objectives[0]
-                        if objectives else None), objectives)
+def _run(
+    function: Callable[[Trial], Any],
+    objectives: list[str] = None,
+    monitor: Monitor | None = None,
+) -> Any:
+    if objectives is None:
+        objectives = ["loss"]
+    return run_function(
+        function,
+        {"x": 2},
+        0,
+        7,
+        monitor or Monitor(objectives[0] if objectives else None),
+        objectives,
+    )
 
 
 def test_dict_number_and_reported_values_become_the_objective() -> None:
@@ -160,15 +205,24 @@ def test_dict_number_and_reported_values_become_the_objective() -> None:
     assert (unnamed.values, unnamed.metrics) == ([4.0], {"objective": 4.0})
 
 
-@pytest.mark.parametrize("result, message", [
-    (None, "the trial returned None and reported no 'loss'; return {\"loss\": ...} or a "
-           "number, or call trial.report"),
-    ({"acc": 1}, "the trial returned a dict without 'loss' and reported no 'loss'; return "
-                 "{\"loss\": ...} or a number, or call trial.report"),
-    ("0.5", "the trial must return a dict of metrics or a number, but returned str: '0.5'"),
-    (float("inf"), "the objective must be a finite number, but the trial gave loss=inf"),
-    ({"loss": [1]}, "'metrics['loss']' must be a number, but got list: [1]"),
-])
+@pytest.mark.parametrize(
+    "result, message",
+    [
+        (
+            None,
+            "the trial returned None and reported no 'loss'; return {\"loss\": ...} or a "
+            "number, or call trial.report",
+        ),
+        (
+            {"acc": 1},
+            "the trial returned a dict without 'loss' and reported no 'loss'; return "
+            '{"loss": ...} or a number, or call trial.report',
+        ),
+        ("0.5", "the trial must return a dict of metrics or a number, but returned str: '0.5'"),
+        (float("inf"), "the objective must be a finite number, but the trial gave loss=inf"),
+        ({"loss": [1]}, "'metrics['loss']' must be a number, but got list: [1]"),
+    ],
+)
 def test_nothing_usable_is_a_failure_naming_the_metric(result: Any, message: str) -> None:
     outcome = _run(lambda t: result)
     assert (outcome.state, outcome.error) == ("FAIL", message)
@@ -176,8 +230,10 @@ def test_nothing_usable_is_a_failure_naming_the_metric(result: Any, message: str
 
 def test_one_number_for_several_metrics_fails() -> None:
     outcome = _run(lambda t: 1.0, objectives=["loss", "latency"])
-    assert outcome.error == ("the trial returned one number, but the spec has 2 metrics "
-                             "(loss, latency); return a dict holding each")
+    assert outcome.error == (
+        "the trial returned one number, but the spec has 2 metrics "
+        "(loss, latency); return a dict holding each"
+    )
 
 
 def test_an_exception_is_a_failure_with_its_message() -> None:
@@ -218,38 +274,54 @@ def test_a_function_past_its_timeout_is_asked_to_stop_and_fails() -> None:
     monitor = Monitor("loss", timeout=0.1)
     outcome = _run(polls, monitor=monitor)
     assert (outcome.state, outcome.error) == (
-        "FAIL", "the trial ran past budget.trial_timeout (0.1s) and was stopped")
+        "FAIL",
+        "the trial ran past budget.trial_timeout (0.1s) and was stopped",
+    )
 
 
 def test_conclude_a_command_that_reported_nothing() -> None:
     outcome = conclude(None, Monitor("val_loss"), ["val_loss"], "the command")
-    assert outcome.error == ("the command reported no 'val_loss': print a JSON line "
-                             "{\"val_loss\": ...} or a line val_loss=..., or use "
-                             "sweepspec.reporter")
+    assert outcome.error == (
+        "the command reported no 'val_loss': print a JSON line "
+        '{"val_loss": ...} or a line val_loss=..., or use '
+        "sweepspec.reporter"
+    )
 
 
 # --------------------------------------------------------------------------- loading
 
 
 def test_load_function_from_the_specs_folder(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         class Holder:
             @staticmethod
             def run(trial):
                 return 1.0
         NOT_CALLABLE = 3
-    """, "trial_fn_a.py")
+    """,
+        "trial_fn_a.py",
+    )
     function = load_function("trial_fn_a:Holder.run", str(tmp_path))
     assert function(None) == 1.0  # type: ignore[arg-type]
-    with pytest.raises(FunctionError, match=r"^function 'trial_fn_a:missing': 'trial_fn_a' "
-                       r"has no attribute 'missing'$"):
+    with pytest.raises(
+        FunctionError,
+        match=r"^function 'trial_fn_a:missing': 'trial_fn_a' "
+        r"has no attribute 'missing'$",
+    ):
         load_function("trial_fn_a:missing", str(tmp_path))
-    with pytest.raises(FunctionError, match=r"^function 'trial_fn_a:NOT_CALLABLE' must be "
-                       r"callable, but got int$"):
+    with pytest.raises(
+        FunctionError,
+        match=r"^function 'trial_fn_a:NOT_CALLABLE' must be "
+        r"callable, but got int$",
+    ):
         load_function("trial_fn_a:NOT_CALLABLE", str(tmp_path))
-    with pytest.raises(FunctionError, match=r"^function 'no_such_module_x:f': cannot import "
-                       r"'no_such_module_x' from .*: ModuleNotFoundError: No module named "
-                       r"'no_such_module_x'$"):
+    with pytest.raises(
+        FunctionError,
+        match=r"^function 'no_such_module_x:f': cannot import "
+        r"'no_such_module_x' from .*: ModuleNotFoundError: No module named "
+        r"'no_such_module_x'$",
+    ):
         load_function("no_such_module_x:f", str(tmp_path))
 
 
@@ -270,21 +342,26 @@ def _command(tmp_path: Path, program: str = "prog.py", **kwargs: Any) -> Command
 
 
 def test_shell_metacharacters_arrive_as_one_argument(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         import json, sys
         json.dump(sys.argv[1:], open("argv.json", "w"))
         print(json.dumps({"loss": 0.5}))
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     value = "x; rm -rf ~ && touch pwned $(touch pwned2) `touch pwned3` | cat"
-    outcome = run_command(_command(tmp_path), {"name": value, "n": 2}, 0, 0, Monitor("loss"),
-                          ["loss"])
+    outcome = run_command(
+        _command(tmp_path), {"name": value, "n": 2}, 0, 0, Monitor("loss"), ["loss"]
+    )
     assert outcome.state == "COMPLETE"
     assert json.loads((tmp_path / "argv.json").read_text()) == [f"--name={value}", "--n=2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["argv.json", "prog.py"]
 
 
 def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         import json, os
         from sweepspec import reporter
         print(json.dumps({"loss": 3.0, "_step": 0}))
@@ -293,24 +370,37 @@ def test_reporter_json_lines_and_katib_lines_all_count(tmp_path: Path, write_spe
         reporter.report({"loss": 2.0}, step=2)
         reporter.report({"loss": 1.0, "seed": reporter.seed(),
                          "trial": int(os.environ["SWEEPSPEC_TRIAL"])}, step=3)
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     monitor = Monitor("loss")
     outcome = run_command(_command(tmp_path), {}, 5, 9, monitor, ["loss"])
     # stdout and the reporter's pipe are two channels: order within each is kept
     assert sorted((p.step, p.key, p.value) for p in monitor.history) == [
-        (0, "loss", 3.0), (1, "acc", 0.7), (1, "loss", 2.5), (2, "loss", 2.0), (3, "loss", 1.0),
-        (3, "seed", 5.0), (3, "trial", 9.0)]
+        (0, "loss", 3.0),
+        (1, "acc", 0.7),
+        (1, "loss", 2.5),
+        (2, "loss", 2.0),
+        (3, "loss", 1.0),
+        (3, "seed", 5.0),
+        (3, "trial", 9.0),
+    ]
     assert (outcome.state, outcome.values) == ("COMPLETE", [1.0])
 
 
 def test_failed_command_keeps_its_last_error_line(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         print("loss=0.5")
         1 / 0
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     outcome = run_command(_command(tmp_path), {}, 0, 0, Monitor("loss"), ["loss"])
     assert (outcome.state, outcome.error) == (
-        "FAIL", "the command exited with code 1: ZeroDivisionError: division by zero")
+        "FAIL",
+        "the command exited with code 1: ZeroDivisionError: division by zero",
+    )
     assert outcome.metrics == {"loss": 0.5}
 
 
@@ -318,11 +408,14 @@ def test_a_command_that_cannot_start(tmp_path: Path) -> None:
     command = Command(["./missing-binary", "${args}"], None, str(tmp_path))
     outcome = run_command(command, {}, 0, 0, Monitor("loss"), ["loss"])
     assert (outcome.state, outcome.error) == (
-        "FAIL", "cannot start the command './missing-binary': No such file or directory")
+        "FAIL",
+        "cannot start the command './missing-binary': No such file or directory",
+    )
 
 
 def test_pruned_command_gets_sigterm(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         import signal, sys, time
         from sweepspec import reporter
         def stop(signum, frame):
@@ -332,7 +425,9 @@ def test_pruned_command_gets_sigterm(tmp_path: Path, write_spec: Write) -> None:
         for step in range(1000):
             reporter.report({"loss": 1.0 / (step + 1)}, step=step)
             time.sleep(0.02)
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     monitor = Monitor("loss", lambda value, step: step >= 2)
     outcome = run_command(_command(tmp_path), {}, 0, 0, monitor, ["loss"])
     assert outcome.state == "PRUNED"
@@ -340,19 +435,24 @@ def test_pruned_command_gets_sigterm(tmp_path: Path, write_spec: Write) -> None:
     assert max(p.step for p in monitor.history) == 2
 
 
-def test_command_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path,
-                                                            write_spec: Write) -> None:
-    write_spec("""
+def test_command_ignoring_sigterm_is_killed_after_the_grace(
+    tmp_path: Path, write_spec: Write
+) -> None:
+    write_spec(
+        """
         import os, signal, time
         from sweepspec import reporter
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         open("pid", "w").write(str(os.getpid()))
         reporter.report({"loss": 1.0}, step=0)
         time.sleep(60)
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     started = time.monotonic()
-    outcome = run_command(_command(tmp_path, grace=0.5), {}, 0, 0,
-                          Monitor("loss", lambda value, step: True), ["loss"])
+    outcome = run_command(
+        _command(tmp_path, grace=0.5), {}, 0, 0, Monitor("loss", lambda value, step: True), ["loss"]
+    )
     elapsed = time.monotonic() - started
     assert outcome.state == "PRUNED"
     assert 0.5 <= elapsed < 10
@@ -361,26 +461,35 @@ def test_command_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path,
 
 
 def test_trial_timeout_stops_a_command(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         import time
         print("loss=1.0", flush=True)
         time.sleep(60)
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     monitor = Monitor("loss", timeout=0.3)
     outcome = run_command(_command(tmp_path, grace=1.0), {}, 0, 0, monitor, ["loss"])
     assert (outcome.state, outcome.error) == (
-        "FAIL", "the command ran past budget.trial_timeout (0.3s) and was stopped")
+        "FAIL",
+        "the command ran past budget.trial_timeout (0.3s) and was stopped",
+    )
 
 
 def test_command_output_is_echoed(tmp_path: Path, write_spec: Write) -> None:
-    write_spec("""
+    write_spec(
+        """
         import sys
         print("hello")
         print("warn", file=sys.stderr)
         print("loss=2")
-    """, "prog.py")
+    """,
+        "prog.py",
+    )
     lines: list[tuple[str, str]] = []
-    command = Command(None, "prog.py", str(tmp_path),
-                      echo=lambda line, stream: lines.append((stream, line)))
+    command = Command(
+        None, "prog.py", str(tmp_path), echo=lambda line, stream: lines.append((stream, line))
+    )
     run_command(command, {}, 0, 0, Monitor("loss"), ["loss"])
     assert sorted(lines) == [("err", "warn"), ("out", "hello"), ("out", "loss=2")]

@@ -17,7 +17,8 @@ def test_duplicate_key_is_an_error_at_the_second_one() -> None:
     doc = loads("method: grid\nmethod: random\n", "s.yaml")
     assert [f.format() for f in doc.findings] == [
         "s.yaml:2:1: error: method: duplicate key 'method' (first at line 1); PyYAML and W&B "
-        "would silently keep only the last one"]
+        "would silently keep only the last one"
+    ]
     assert doc.data == {"method": "random"}
 
 
@@ -51,7 +52,8 @@ def test_recursive_alias_is_an_error() -> None:
     doc = loads("a: &x [1, *x]\n", "s.yaml")
     assert [f.format() for f in doc.findings] == [
         "s.yaml:1:4: error: a[1]: an alias refers to the node that contains it; a spec cannot "
-        "be recursive"]
+        "be recursive"
+    ]
 
 
 def test_alias_bomb_is_refused() -> None:
@@ -62,21 +64,24 @@ def test_alias_bomb_is_refused() -> None:
     assert doc.data is None
     assert [f.format() for f in doc.findings] == [
         "s.yaml:1:1: error: the document expands to more than 200000 nodes (aliases?); "
-        "refusing to read it"]
+        "refusing to read it"
+    ]
 
 
 def test_syntax_error_points_at_the_problem() -> None:
     doc = loads("method: grid\nparameters:\n  lr: [1, 2\n", "s.yaml")
     assert [f.format() for f in doc.findings] == [
         "s.yaml:4:1: error: not valid YAML: while parsing a flow sequence did not find "
-        "expected ',' or ']'"]
+        "expected ',' or ']'"
+    ]
 
 
 def test_unsupported_tag() -> None:
     doc = loads("a: !!python/name:os.system x\n", "s.yaml")
     assert [f.format() for f in doc.findings] == [
         "s.yaml:1:4: error: a: unsupported YAML tag 'tag:yaml.org,2002:python/name:os.system';"
-        " a spec holds plain values only"]
+        " a spec holds plain values only"
+    ]
 
 
 def test_empty_file_and_missing_file(tmp_path: Path) -> None:
@@ -84,14 +89,17 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     assert [f.format() for f in load(str(empty)).findings] == [
         f"{empty}:1:1: error: the file is empty; a spec is a mapping with at least 'method' and "
-        "'parameters'"]
+        "'parameters'"
+    ]
     missing = tmp_path / "m.yaml"
     assert [f.format() for f in load(str(missing)).findings] == [
-        f"{missing}:1:1: error: cannot read the file: No such file or directory"]
+        f"{missing}:1:1: error: cannot read the file: No such file or directory"
+    ]
 
 
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "b.yaml"
     path.write_bytes(b"method: grid\n\xff\xfe\n")
     assert [f.format() for f in load(str(path)).findings] == [
-        f"{path}:1:1: error: not UTF-8 text (byte 13); a spec must be UTF-8"]
+        f"{path}:1:1: error: not UTF-8 text (byte 13); a spec must be UTF-8"
+    ]

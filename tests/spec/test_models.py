@@ -20,15 +20,24 @@ with warnings.catch_warnings():
     from sweeps.config.schema import fill_parameter
 
 W_AND_B_NAMES = {
-    "param_single_value": "constant", "param_categorical": "categorical",
+    "param_single_value": "constant",
+    "param_categorical": "categorical",
     "param_categorical_w_probabilities": "categorical_w_probabilities",
-    "param_int_uniform": "int_uniform", "param_uniform": "uniform",
-    "param_quniform": "q_uniform", "param_loguniform": "log_uniform",
-    "param_loguniform_v2": "log_uniform_values", "param_inv_loguniform": "inv_log_uniform",
-    "param_inv_loguniform_v2": "inv_log_uniform_values", "param_qloguniform": "q_log_uniform",
-    "param_qloguniform_v2": "q_log_uniform_values", "param_normal": "normal",
-    "param_qnormal": "q_normal", "param_lognormal": "log_normal",
-    "param_qlognormal": "q_log_normal", "param_beta": "beta", "param_qbeta": "q_beta",
+    "param_int_uniform": "int_uniform",
+    "param_uniform": "uniform",
+    "param_quniform": "q_uniform",
+    "param_loguniform": "log_uniform",
+    "param_loguniform_v2": "log_uniform_values",
+    "param_inv_loguniform": "inv_log_uniform",
+    "param_inv_loguniform_v2": "inv_log_uniform_values",
+    "param_qloguniform": "q_log_uniform",
+    "param_qloguniform_v2": "q_log_uniform_values",
+    "param_normal": "normal",
+    "param_qnormal": "q_normal",
+    "param_lognormal": "log_normal",
+    "param_qlognormal": "q_log_normal",
+    "param_beta": "beta",
+    "param_qbeta": "q_beta",
 }
 ADAPTER = TypeAdapter(models.Parameter)
 
@@ -36,8 +45,9 @@ ADAPTER = TypeAdapter(models.Parameter)
 def wandb_fill(cfg: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """W&B's verdict on one parameter; its refusal of the exponent forms (deprecated, still
     valid specs: SPEC section 1) does not count."""
-    violations = schema_violations_from_proposed_config({"method": "random",
-                                                         "parameters": {"p": cfg}})
+    violations = schema_violations_from_proposed_config(
+        {"method": "random", "parameters": {"p": cfg}}
+    )
     if [v for v in violations if "min/max specify base-e exponents" not in v]:
         return None
     try:
@@ -125,8 +135,12 @@ def test_refused_like_wandb(cfg: dict[str, Any]) -> None:
 
 
 _scalars = st.one_of(
-    st.integers(-5, 5), st.floats(-5, 5, allow_nan=False), st.booleans(), st.none(),
-    st.sampled_from(["a", "1e-5", "x"]))
+    st.integers(-5, 5),
+    st.floats(-5, 5, allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["a", "1e-5", "x"]),
+)
 _keys = st.sampled_from(["min", "max", "q", "mu", "sigma", "a", "b", "value"])
 _dists = st.sampled_from(list(models.DISTRIBUTION_MODELS) + ["bogus"])
 
@@ -159,4 +173,26 @@ def test_random_parameters_agree_with_wandb(cfg: dict[str, Any]) -> None:
 def _nan_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.keys() == b.keys() and all(
         x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
-        for x, y in ((a[k], b[k]) for k in a))
+        for x, y in ((a[k], b[k]) for k in a)
+    )
+
+
+def test_the_written_out_unions_list_every_registered_model():
+    """Parameter and EarlyTerminate are written out for type checkers; they must not drift
+    from the registries that inference and messages use."""
+    import typing
+
+    from sweepspec.spec import models
+
+    def members(annotated: object) -> dict[str, type]:
+        union = typing.get_args(annotated)[0]
+        out = {}
+        for member in typing.get_args(union):
+            model, tag = typing.get_args(member)
+            out[tag.tag] = model
+        return out
+
+    params = members(models.Parameter)
+    assert params.pop(models.NESTED) is models.NestedParam
+    assert params == models.DISTRIBUTION_MODELS
+    assert members(models.EarlyTerminate) == models.STOPPING_MODELS

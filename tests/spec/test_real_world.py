@@ -25,11 +25,13 @@ VERDICTS = json.loads((HERE / "wandb_verdicts.json").read_text())
 REFUSED_ON_PURPOSE = {
     "ayers1013__dreamprolog__sweep.yaml": [
         "ayers1013__dreamprolog__sweep.yaml:22:5: error: command[1]: unknown macro "
-        "'${interpereter}'; did you mean '${interpreter}'?"],
+        "'${interpereter}'; did you mean '${interpreter}'?"
+    ],
     "etheredge-works__gloves__wandb_sweep.yaml": [
         "etheredge-works__gloves__wandb_sweep.yaml:13:5: error: parameters.epochs.values: "
         "duplicate key 'values' (first at line 12); PyYAML and W&B would silently keep only "
-        "the last one"],
+        "the last one"
+    ],
 }
 
 
@@ -64,8 +66,9 @@ def test_what_wandb_accepts_is_valid(name: str) -> None:
     checked = check(name)
     if name in REFUSED_ON_PURPOSE:
         assert not checked.ok
-        assert [f.format() for f in checked.findings
-                if f.level == "error"] == REFUSED_ON_PURPOSE[name]
+        assert [f.format() for f in checked.findings if f.level == "error"] == REFUSED_ON_PURPOSE[
+            name
+        ]
     else:
         assert checked.ok, [f.format() for f in checked.findings]
 
@@ -77,7 +80,8 @@ def test_what_wandb_refuses(name: str) -> None:
     checked = check(name)
     violations = " ".join(VERDICTS[name]["violations"])
     lifted = "uses log_uniform, where min/max" in violations or any(
-        f.rule == "yaml12-float" for f in checked.findings)
+        f.rule == "yaml12-float" for f in checked.findings
+    )
     if checked.ok:
         assert lifted, violations
     else:

@@ -17,7 +17,8 @@ def lines(text: str) -> list[str]:
 
 def test_parameters_required() -> None:
     assert lines("method: random\n") == [
-        "s.yaml:1:1: error: 'parameters' is required unless 'scheduler.search_space' is set"]
+        "s.yaml:1:1: error: 'parameters' is required unless 'scheduler.search_space' is set"
+    ]
 
 
 def test_metric_or_metrics() -> None:
@@ -26,8 +27,10 @@ def test_metric_or_metrics() -> None:
         metric: {name: loss}
         metrics: [{name: loss}, {name: latency}]
         parameters: {x: {values: [1]}}
-    """) == ["s.yaml:3:1: error: metrics: 'metric' and 'metrics' cannot both be set: use "
-             "'metric' for one objective, 'metrics' for several"]
+    """) == [
+        "s.yaml:3:1: error: metrics: 'metric' and 'metrics' cannot both be set: use "
+        "'metric' for one objective, 'metrics' for several"
+    ]
 
 
 def test_scheduler() -> None:
@@ -36,8 +39,9 @@ def test_scheduler() -> None:
         metric: {name: loss}
         scheduler: {engine: optuna}
         parameters: {x: {values: [1]}}
-    """) == ["s.yaml:1:9: error: method: 'scheduler.engine: optuna' needs method custom, but "
-             "got 'bayes'"]
+    """) == [
+        "s.yaml:1:9: error: method: 'scheduler.engine: optuna' needs method custom, but got 'bayes'"
+    ]
 
 
 def test_hyperband_form() -> None:
@@ -46,9 +50,11 @@ def test_hyperband_form() -> None:
         metric: {name: loss}
         parameters: {x: {values: [1]}}
         early_terminate: {type: hyperband, max_iter: 27}
-    """) == ["s.yaml:4:18: error: early_terminate: hyperband with 'max_iter' needs 's' (the "
-             "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
-             "next to 'min_iter'"]
+    """) == [
+        "s.yaml:4:18: error: early_terminate: hyperband with 'max_iter' needs 's' (the "
+        "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
+        "next to 'min_iter'"
+    ]
     assert lines("""
         method: random
         metric: {name: loss}
@@ -56,15 +62,18 @@ def test_hyperband_form() -> None:
         early_terminate: {type: hyperband, max_iter: 27, min_iter: 1, s: 2.0}
     """) == [
         "s.yaml:4:66: warning: early_terminate.s: write 's: 2': W&B crashes on the float 2.0 "
-        "(it is passed to range())"]
+        "(it is passed to range())"
+    ]
     assert lines("""
         method: random
         metric: {name: loss}
         parameters: {x: {values: [1]}}
         early_terminate: {type: hyperband, max_iter: 27, min_iter: 1}
-    """) == ["s.yaml:4:18: warning: early_terminate: hyperband with 'max_iter' needs 's' (the "
-             "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
-             "next to 'min_iter'"]
+    """) == [
+        "s.yaml:4:18: warning: early_terminate: hyperband with 'max_iter' needs 's' (the "
+        "number of bands below max_iter): W&B reads 's' whenever 'max_iter' is set, even "
+        "next to 'min_iter'"
+    ]
 
 
 def test_function_or_program() -> None:
@@ -73,8 +82,10 @@ def test_function_or_program() -> None:
         function: train:objective
         program: train.py
         parameters: {x: {values: [1]}}
-    """) == ["s.yaml:3:1: error: program: 'function' and 'program' cannot both be set: a trial "
-             "is either a Python function or a command"]
+    """) == [
+        "s.yaml:3:1: error: program: 'function' and 'program' cannot both be set: a trial "
+        "is either a Python function or a command"
+    ]
 
 
 def test_condition() -> None:
@@ -113,12 +124,16 @@ def test_log_uniform_values() -> None:
     """) == [
         "s.yaml:3:22: warning: parameters.lr.distribution: log_uniform takes natural-log "
         "exponents: min=1e-06, max=0.001 samples between 1.000001 and 1.001001. For values "
-        "between 1e-06 and 0.001 write 'distribution: log_uniform_values'"]
-    assert lines("""
+        "between 1e-06 and 0.001 write 'distribution: log_uniform_values'"
+    ]
+    assert (
+        lines("""
         method: random
         parameters:
           lr: {distribution: log_uniform, min: -9.2, max: -2.3}
-    """) == []
+    """)
+        == []
+    )
 
 
 def test_grid_continuous() -> None:
@@ -127,8 +142,10 @@ def test_grid_continuous() -> None:
         parameters:
           lr: {min: 0.001, max: 0.1}
           bs: {values: [8, 16]}
-    """) == ["s.yaml:3:3: warning: parameters.lr: W&B's grid search cannot enumerate 'uniform'; "
-             "give 'values', or use int_uniform or q_uniform"]
+    """) == [
+        "s.yaml:3:3: warning: parameters.lr: W&B's grid search cannot enumerate 'uniform'; "
+        "give 'values', or use int_uniform or q_uniform"
+    ]
 
 
 def test_command_macros() -> None:
@@ -158,8 +175,10 @@ def test_command_without_args() -> None:
         method: random
         parameters: {x: {values: [1]}}
         command: [python, train.py]
-    """) == ["s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no "
-             "parameters on its command line and must read them from wandb.config"]
+    """) == [
+        "s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no "
+        "parameters on its command line and must read them from wandb.config"
+    ]
 
 
 def test_q_range() -> None:
@@ -168,8 +187,10 @@ def test_q_range() -> None:
         parameters:
           batch: {distribution: q_uniform, min: 1, max: 10, q: 3}
           ok: {distribution: q_uniform, min: 0, max: 1, q: 0.25}
-    """) == ["s.yaml:3:56: warning: parameters.batch.q: min and max should be multiples of q=3: "
-             "W&B rounds to multiples of q from 0, so values run from 0 to 9, not 1 to 10"]
+    """) == [
+        "s.yaml:3:56: warning: parameters.batch.q: min and max should be multiples of q=3: "
+        "W&B rounds to multiples of q from 0, so values run from 0 to 9, not 1 to 10"
+    ]
 
 
 def test_categorical_optuna() -> None:
@@ -177,9 +198,11 @@ def test_categorical_optuna() -> None:
         method: random
         parameters:
           layers: {values: [[64, 64], [128]]}
-    """) == ["s.yaml:3:3: warning: parameters.layers: Optuna cannot store list values natively;"
-             " on Optuna this parameter is chosen by index and the real value is passed to the "
-             "trial"]
+    """) == [
+        "s.yaml:3:3: warning: parameters.layers: Optuna cannot store list values natively;"
+        " on Optuna this parameter is chosen by index and the real value is passed to the "
+        "trial"
+    ]
     # the compiler indexes these too: Optuna would merge choices that compare equal
     assert lines("""
         method: random
@@ -187,10 +210,12 @@ def test_categorical_optuna() -> None:
           x: {values: [1, true, 1.0]}
           y: {values: [0, false]}
           ok: {values: [1, 2.5, a, null]}
-    """) == [f"s.yaml:{n}:3: warning: parameters.{name}: Optuna cannot tell apart {a} and {b} "
-             "(they compare equal); on Optuna this parameter is chosen by index and the real "
-             "value is passed to the trial" for n, name, a, b in [(3, "x", 1, "true"),
-                                                                   (4, "y", 0, "false")]]
+    """) == [
+        f"s.yaml:{n}:3: warning: parameters.{name}: Optuna cannot tell apart {a} and {b} "
+        "(they compare equal); on Optuna this parameter is chosen by index and the real "
+        "value is passed to the trial"
+        for n, name, a, b in [(3, "x", 1, "true"), (4, "y", 0, "false")]
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
@@ -251,10 +276,14 @@ def test_macro_findings_once_when_other_keys_have_errors() -> None:
 
 def test_a_file_that_is_not_a_mapping() -> None:
     for text, kind in (("null\n", "null"), ("~\n", "null"), ("[1]\n", "a list"), ("3\n", "3")):
-        assert lines(text) == ["s.yaml:1:1: error: a spec is a mapping of keys (method, "
-                               f"parameters, ...), but the file holds {kind}"], text
-    assert lines("# nothing\n") == ["s.yaml:1:1: error: the file is empty; a spec is a mapping "
-                                    "with at least 'method' and 'parameters'"]
+        assert lines(text) == [
+            "s.yaml:1:1: error: a spec is a mapping of keys (method, "
+            f"parameters, ...), but the file holds {kind}"
+        ], text
+    assert lines("# nothing\n") == [
+        "s.yaml:1:1: error: the file is empty; a spec is a mapping "
+        "with at least 'method' and 'parameters'"
+    ]
 
 
 def test_finite_numbers() -> None:
@@ -270,6 +299,11 @@ def test_finite_numbers() -> None:
     """) == [
         f"s.yaml:{line}:{col}: warning: parameters.{where}: {value} is not a finite number: W&B "
         "samples infinite or undefined (nan) values from this parameter"
-        for line, col, where, value in [(3, 22, "a.max", "inf"), (4, 43, "b.sigma", "inf"),
-                                        (5, 56, "c.max", "nan"), (6, 45, "d.max", "inf"),
-                                        (7, 12, "e.min", "-inf")]]
+        for line, col, where, value in [
+            (3, 22, "a.max", "inf"),
+            (4, 43, "b.sigma", "inf"),
+            (5, 56, "c.max", "nan"),
+            (6, 45, "d.max", "inf"),
+            (7, 12, "e.min", "-inf"),
+        ]
+    ]

@@ -90,8 +90,9 @@ class Logged:
 def _run(folder: Path, text: str, **kwargs: object) -> None:
     path = folder / f"{text.split()[1]}.yaml"
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    run_sweep(load(str(path)), str(path), tracker="mlflow", stream=io.StringIO(), tty=False,
-              **kwargs)  # type: ignore[arg-type]
+    run_sweep(
+        load(str(path)), str(path), tracker="mlflow", stream=io.StringIO(), tty=False, **kwargs
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -108,20 +109,27 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
         _run(folder, SEEDED.replace("URI", uri))
         spec = load(str(folder / "layout.yaml"))
         storage, label = open_storage(None, spec, "layout", create=False)
-        yield Logged(folder, uri, MlflowClient(uri), load_study(storage, "layout", label),
-                     folder / "layout.yaml")
+        yield Logged(
+            folder,
+            uri,
+            MlflowClient(uri),
+            load_study(storage, "layout", label),
+            folder / "layout.yaml",
+        )
 
 
 def _runs(logged: Logged, experiment: str = "layout-exp", **kwargs: object) -> list[Run]:
     with pytest.MonkeyPatch.context() as patch:  # the seed's code: MLFLOW_TRACKING_URI
         patch.setenv("MLFLOW_TRACKING_URI", logged.uri)
-        return mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                                  **kwargs)  # type: ignore[call-overload, no-any-return]
+        return mlflow.search_runs(experiment_names=[experiment], output_format="list", **kwargs)  # type: ignore[call-overload, no-any-return]
 
 
 def _trial_runs(logged: Logged, experiment: str = "layout-exp") -> dict[int, Run]:
-    return {int(r.data.tags["sweepspec.trial_number"]): r
-            for r in _runs(logged, experiment) if "sweepspec.trial_number" in r.data.tags}
+    return {
+        int(r.data.tags["sweepspec.trial_number"]): r
+        for r in _runs(logged, experiment)
+        if "sweepspec.trial_number" in r.data.tags
+    }
 
 
 def test_one_parent_run_per_sweep_with_spec_and_artifact(logged: Logged) -> None:
@@ -135,8 +143,9 @@ def test_one_parent_run_per_sweep_with_spec_and_artifact(logged: Logged) -> None
     assert tags["sweepspec.sweep_id"] == logged.study.user_attrs["sweepspec.sweep_id"]
     artifacts = {a.path for a in logged.client.list_artifacts(parent.info.run_id)}
     assert artifacts == {"layout.yaml", "optuna.json"}
-    local = logged.client.download_artifacts(parent.info.run_id, "optuna.json",
-                                             str(logged.folder / "downloaded"))
+    local = logged.client.download_artifacts(
+        parent.info.run_id, "optuna.json", str(logged.folder / "downloaded")
+    )
     artifact = json.loads(Path(local).read_text())
     assert artifact["pruner"]["name"] == "SuccessiveHalvingPruner"
     assert artifact["distributions"]["optimizer.lr"]["attributes"]["log"] is True
@@ -155,8 +164,11 @@ def test_one_nested_run_per_trial_with_state_and_real_params(logged: Logged) -> 
         assert run.data.tags["sweepspec.state"] == trial.state.name
         assert run.info.status == status[trial.state.name]
         real = trial.params  # native: Optuna holds the real values
-        assert run.data.params == {"x": str(real["x"]), "optimizer.lr": str(real["optimizer.lr"]),
-                                   "optimizer.name": "adam"}
+        assert run.data.params == {
+            "x": str(real["x"]),
+            "optimizer.lr": str(real["optimizer.lr"]),
+            "optimizer.name": "adam",
+        }
     assert {t.state.name for t in trials} == {"COMPLETE", "PRUNED", "FAIL"}
     assert runs[1].data.tags["sweepspec.error"] == "ValueError: bad trial"
 
@@ -164,13 +176,19 @@ def test_one_nested_run_per_trial_with_state_and_real_params(logged: Logged) -> 
 def test_metrics_per_step_then_final(logged: Logged) -> None:
     runs = _trial_runs(logged)
     complete = runs[0]
-    assert complete.data.metrics == {"val_loss": 0.0, "test_acc": 0.9,
-                                     "lr_seen": pytest.approx(float(complete.data.params[
-                                         "optimizer.lr"]))}
+    assert complete.data.metrics == {
+        "val_loss": 0.0,
+        "test_acc": 0.9,
+        "lr_seen": pytest.approx(float(complete.data.params["optimizer.lr"])),
+    }
     history = logged.client.get_metric_history(complete.info.run_id, "val_loss")
     assert sorted((m.step, m.timestamp, m.value) for m in history)[-1][::2] == (2, 0.0)
-    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5),
-                                                          (2, 0.0), (2, pytest.approx(1 / 3))]
+    assert sorted((m.step, m.value) for m in history) == [
+        (0, 1.0),
+        (1, 0.5),
+        (2, 0.0),
+        (2, pytest.approx(1 / 3)),
+    ]
     pruned = [t for t in logged.study.get_trials() if t.state.name == "PRUNED"][0]
     steps = logged.client.get_metric_history(runs[pruned.number].info.run_id, "val_loss")
     reported = pruned.user_attrs["sweepspec.metrics"]["val_loss"]
@@ -178,8 +196,11 @@ def test_metrics_per_step_then_final(logged: Logged) -> None:
 
 
 def test_the_seed_analysis_code_works(logged: Logged) -> None:
-    ordered = _runs(logged, filter_string="tags.`sweepspec.state` = 'COMPLETE'",
-                    order_by=["metrics.val_loss ASC"])
+    ordered = _runs(
+        logged,
+        filter_string="tags.`sweepspec.state` = 'COMPLETE'",
+        order_by=["metrics.val_loss ASC"],
+    )
     values = [r.data.metrics["val_loss"] for r in ordered]
     expected = sorted(t.values[0] for t in logged.study.get_trials() if t.state.name == "COMPLETE")
     assert values == expected
@@ -190,8 +211,9 @@ def test_the_seed_analysis_code_works(logged: Logged) -> None:
 def test_search_runs_as_a_dataframe(logged: Logged) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", logged.uri)
-        frame = mlflow.search_runs(experiment_names=["layout-exp"],
-                                   order_by=["metrics.val_loss ASC"])
+        frame = mlflow.search_runs(
+            experiment_names=["layout-exp"], order_by=["metrics.val_loss ASC"]
+        )
     assert list(frame["metrics.val_loss"].dropna()) == sorted(frame["metrics.val_loss"].dropna())
     assert "params.optimizer.lr" in frame.columns and "metrics.val_loss" in frame.columns
 
@@ -206,12 +228,21 @@ def test_seeds_log_the_aggregate_and_each_seed(logged: Logged) -> None:
 
 
 def test_final_values_are_logged_only_where_they_differ() -> None:
-    record = TrialRecord(0, {}, "COMPLETE", {"loss": 0.5, "acc": 0.9, "new": 1.0},
-                         [Point("loss", 1.0, 100, 0), Point("loss", 0.5, 100, 1),
-                          Point("acc", 0.8, 100, 1)], end_ms=100)
+    record = TrialRecord(
+        0,
+        {},
+        "COMPLETE",
+        {"loss": 0.5, "acc": 0.9, "new": 1.0},
+        [Point("loss", 1.0, 100, 0), Point("loss", 0.5, 100, 1), Point("acc", 0.8, 100, 1)],
+        end_ms=100,
+    )
     assert [(m.key, m.value, m.timestamp, m.step) for m in trial_metrics(record)] == [
-        ("loss", 1.0, 100, 0), ("loss", 0.5, 100, 1), ("acc", 0.8, 100, 1),
-        ("acc", 0.9, 101, 1), ("new", 1.0, 101, 1)]
+        ("loss", 1.0, 100, 0),
+        ("loss", 0.5, 100, 1),
+        ("acc", 0.8, 100, 1),
+        ("acc", 0.9, 101, 1),
+        ("new", 1.0, 101, 1),
+    ]
 
 
 # --------------------------------------------------------------------------- a real server
@@ -244,10 +275,27 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         problem = _wait_healthy(url, proc, 60)
         if problem is not None:
@@ -264,9 +312,12 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_logging_to_a_real_mlflow_server(mlflow_server: str, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_logging_to_a_real_mlflow_server(
+    mlflow_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     (tmp_path / "layout_trial.py").write_text(TRIAL)
@@ -274,10 +325,12 @@ def test_logging_to_a_real_mlflow_server(mlflow_server: str, tmp_path: Path,
     (tmp_path / "served.yaml").write_text(textwrap.dedent(spec).lstrip())
     assert main(["run", "served.yaml", "--trials", "2"]) == 0
     assert capsys.readouterr().err.splitlines()[0] == (
-        "sweepspec: sweep 'layout' on optuna (storage .sweepspec/layout.journal, tracker mlflow)")
+        "sweepspec: sweep 'layout' on optuna (storage .sweepspec/layout.journal, tracker mlflow)"
+    )
     client = MlflowClient(mlflow_server)
-    runs = client.search_runs([client.get_experiment_by_name("layout").experiment_id],
-                              order_by=["metrics.val_loss ASC"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("layout").experiment_id], order_by=["metrics.val_loss ASC"]
+    )
     states = sorted(r.data.tags.get("sweepspec.state", "sweep") for r in runs)
     assert states[-1] == "sweep" and len(runs) >= 3
     first = [r for r in runs if r.data.tags.get("sweepspec.trial_number") == "0"][0]
@@ -286,19 +339,25 @@ def test_logging_to_a_real_mlflow_server(mlflow_server: str, tmp_path: Path,
     assert not os.path.exists(tmp_path / "mlflow.db")  # nothing went to the default store
 
 
-def test_the_run_says_where_to_look(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_run_says_where_to_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without MLFLOW_TRACKING_URI, MLflow's own default store; the last lines say where."""
-    (tmp_path / "where_trial.py").write_text("def objective(trial):\n"
-                                             "    return {'val_loss': trial.params['x']}\n")
+    (tmp_path / "where_trial.py").write_text(
+        "def objective(trial):\n    return {'val_loss': trial.params['x']}\n"
+    )
     spec = tmp_path / "where.yaml"
-    spec.write_text("name: where\nmethod: random\nmetric: {name: val_loss}\n"
-                    "function: where_trial:objective\nrun_cap: 1\n"
-                    "parameters: {x: {min: 0.0, max: 1.0}}\n")
+    spec.write_text(
+        "name: where\nmethod: random\nmetric: {name: val_loss}\n"
+        "function: where_trial:objective\nrun_cap: 1\n"
+        "parameters: {x: {min: 0.0, max: 1.0}}\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["run", str(spec)]) == 0
     uri = mlflow.get_tracking_uri()
-    assert (f"sweepspec: runs are in MLflow, experiment 'where' at {uri}; look with: mlflow ui "
-            f"--backend-store-uri {uri}\n") in capsys.readouterr().err
+    assert (
+        f"sweepspec: runs are in MLflow, experiment 'where' at {uri}; look with: mlflow ui "
+        f"--backend-store-uri {uri}\n"
+    ) in capsys.readouterr().err
     assert MlflowClient(uri).get_experiment_by_name("where") is not None

@@ -19,8 +19,14 @@ from . import load_spec
 DEFAULT_FORMAT = {"wandb": "yaml", "optuna": "json"}
 
 
-def compile_spec(path: str, *, engine: str | None = None, fmt: str | None = None,
-                 output: str | None = None, strict: bool = False) -> int:
+def compile_spec(
+    path: str,
+    *,
+    engine: str | None = None,
+    fmt: str | None = None,
+    output: str | None = None,
+    strict: bool = False,
+) -> int:
     spec = load_spec(path)
     if spec is None:
         return 1
@@ -29,8 +35,10 @@ def compile_spec(path: str, *, engine: str | None = None, fmt: str | None = None
     if engine == "wandb" and fmt == "python":
         import click
 
-        raise click.UsageError("--format python writes an Optuna script; use it with "
-                               "--engine optuna (W&B takes yaml or json)")
+        raise click.UsageError(
+            "--format python writes an Optuna script; use it with "
+            "--engine optuna (W&B takes yaml or json)"
+        )
     try:
         text = _compile(spec, path, engine, fmt, output, strict)
     except UnsupportedError as exc:
@@ -43,8 +51,7 @@ def compile_spec(path: str, *, engine: str | None = None, fmt: str | None = None
     return 0
 
 
-def _compile(spec: Spec, path: str, engine: str, fmt: str, output: str | None,
-             strict: bool) -> str:
+def _compile(spec: Spec, path: str, engine: str, fmt: str, output: str | None, strict: bool) -> str:
     if engine == "wandb":
         return _wandb(spec, path, fmt, strict)
     from ..compiler.optuna import compile_optuna

@@ -45,8 +45,9 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
         study = load_study(store, name, label)
     except (CompileError, RunError) as exc:
         raise SweepspecError(str(exc)) from None
-    rows = [trial_row(t, plan) for t in study.get_trials(deepcopy=False)
-            if t.state.name != "WAITING"]
+    rows = [
+        trial_row(t, plan) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"
+    ]
     sys.stdout.write(render(rows, plan, fmt))
     return 0
 
@@ -58,10 +59,14 @@ def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> Row:
     attrs = trial.user_attrs
     metrics = dict(attrs.get(METRICS_ATTR) or {})
     if not metrics and trial.values is not None:
-        metrics = dict(zip(plan.metric_names or ["objective"], trial.values))
-    row: Row = {"number": trial.number, "state": trial.state.name,
-                "params": plan.real_params(trial), "metrics": metrics,
-                "values": list(trial.values) if trial.values is not None else None}
+        metrics = dict(zip(plan.metric_names or ["objective"], trial.values, strict=False))
+    row: Row = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": plan.real_params(trial),
+        "metrics": metrics,
+        "values": list(trial.values) if trial.values is not None else None,
+    }
     if plan.spec.seeds is not None:
         row["seeds"] = attrs.get(SEEDS_ATTR, [])
     if ERROR_ATTR in attrs:
@@ -94,11 +99,19 @@ def _flat(rows: list[Row], plan: OptunaPlan) -> tuple[list[str], list[list[Any]]
     metrics = [m for m in plan.metric_names if m in found]
     metrics += sorted(found - set(metrics))
     errors = any("error" in r for r in rows)
-    header = (["number", "state"] + [f"params.{p}" for p in params]
-              + [f"metrics.{m}" for m in metrics] + (["error"] if errors else []))
-    cells = [[r["number"], r["state"]] + [r["params"].get(p) for p in params]
-             + [r["metrics"].get(m) for m in metrics] + ([r.get("error")] if errors else [])
-             for r in rows]
+    header = (
+        ["number", "state"]
+        + [f"params.{p}" for p in params]
+        + [f"metrics.{m}" for m in metrics]
+        + (["error"] if errors else [])
+    )
+    cells = [
+        [r["number"], r["state"]]
+        + [r["params"].get(p) for p in params]
+        + [r["metrics"].get(m) for m in metrics]
+        + ([r.get("error")] if errors else [])
+        for r in rows
+    ]
     return header, cells
 
 
@@ -127,6 +140,6 @@ def _cell(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     return "\n".join(lines) + "\n"

@@ -20,16 +20,23 @@ if TYPE_CHECKING:
 
 NOT_YET = {
     "engine": "running on W&B (--engine wandb) is not available yet; run on Optuna "
-              "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile "
-              "--engine wandb' and run it with 'wandb sweep' / 'wandb agent'",
+    "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile "
+    "--engine wandb' and run it with 'wandb sweep' / 'wandb agent'",
     "tracker": "the wandb tracker (--tracker wandb) is not available yet; use --tracker "
-               "mlflow or --tracker none",
+    "mlflow or --tracker none",
 }
 
 
-def run(path: str, *, engine: str | None = None, tracker: str | None = None,
-        trials: int | None = None, workers: int | None = None, storage: str | None = None,
-        fresh: bool = False) -> int:
+def run(
+    path: str,
+    *,
+    engine: str | None = None,
+    tracker: str | None = None,
+    trials: int | None = None,
+    workers: int | None = None,
+    storage: str | None = None,
+    fresh: bool = False,
+) -> int:
     spec = load_spec(path)
     if spec is None:
         return 1
@@ -50,15 +57,23 @@ def _refuse_later(spec: Spec, engine: str | None, tracker: str | None) -> None:
         raise SweepspecError(NOT_YET["tracker"] + origin)
 
 
-def _run(spec: Spec, path: str, tracker: str, trials: int | None, workers: int | None,
-         storage: str | None, fresh: bool) -> int:
+def _run(
+    spec: Spec,
+    path: str,
+    tracker: str,
+    trials: int | None,
+    workers: int | None,
+    storage: str | None,
+    fresh: bool,
+) -> int:
     try:
         from ..compiler.base import CompileError
         from ..compiler.optuna import compile_optuna
         from ..runners.optuna import RunError, run_sweep
     except ImportError as exc:
-        raise SweepspecError(f"sweepspec run needs {exc.name}: pip install "
-                             "'sweepspec[optuna]'") from None
+        raise SweepspecError(
+            f"sweepspec run needs {exc.name}: pip install 'sweepspec[optuna]'"
+        ) from None
     try:
         plan = compile_optuna(spec)
     except CompileError as exc:
@@ -68,8 +83,16 @@ def _run(spec: Spec, path: str, tracker: str, trials: int | None, workers: int |
         sys.stderr.write(f"{path}: warning: {item.format('optuna')}\n")
     count = workers or (spec.budget.workers if spec.budget else 1)
     try:
-        finished = run_sweep(spec, path, tracker=tracker, storage=storage, trials=trials,
-                             workers=count, fresh=fresh, plan=plan)
+        finished = run_sweep(
+            spec,
+            path,
+            tracker=tracker,
+            storage=storage,
+            trials=trials,
+            workers=count,
+            fresh=fresh,
+            plan=plan,
+        )
     except RunError as exc:
         raise SweepspecError(str(exc)) from None
     _summary(finished, path, plan.metric_names)
@@ -82,6 +105,8 @@ def _summary(finished: Finished, path: str, metric_names: list[str]) -> None:
     if tally.best is not None and tally.best.values is not None:
         name = metric_names[0] if metric_names else "value"
         best = f"; best {name}={tally.best.values[0]:.6g} (trial {tally.best.number})"
-    sys.stderr.write(f"sweepspec: stopped: {finished.reason}\n"
-                     f"sweepspec: {tally.finished} finished ({tally.pruned} stopped early), "
-                     f"{tally.failed} failed{best}; see 'sweepspec results {path}'\n")
+    sys.stderr.write(
+        f"sweepspec: stopped: {finished.reason}\n"
+        f"sweepspec: {tally.finished} finished ({tally.pruned} stopped early), "
+        f"{tally.failed} failed{best}; see 'sweepspec results {path}'\n"
+    )

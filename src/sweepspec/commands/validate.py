@@ -18,9 +18,21 @@ def _check_one(path: str) -> Checked:
     try:
         return check(path)
     except Exception as exc:  # a bug must not hide the other files' findings
-        return Checked(path, None, [Finding(path, 1, 1, "error", (), "internal error while "
-                                            f"checking: {type(exc).__name__}: {exc}",
-                                            "internal")])
+        return Checked(
+            path,
+            None,
+            [
+                Finding(
+                    path,
+                    1,
+                    1,
+                    "error",
+                    (),
+                    f"internal error while checking: {type(exc).__name__}: {exc}",
+                    "internal",
+                )
+            ],
+        )
 
 
 def validate(files: list[str], *, strict: bool = False, fmt: str = "text") -> int:

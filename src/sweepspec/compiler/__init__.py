@@ -21,11 +21,25 @@ if TYPE_CHECKING:
     from .optuna import OptunaPlan, compile_optuna
     from .wandb import WandbPlan, compile_wandb
 
-__all__ = ["CompileError", "Note", "OptunaPlan", "Policy", "SearchSpaceChangedError",
-           "Unsupported", "UnsupportedError", "WandbPlan", "compile_optuna", "compile_wandb"]
+__all__ = [
+    "CompileError",
+    "Note",
+    "OptunaPlan",
+    "Policy",
+    "SearchSpaceChangedError",
+    "Unsupported",
+    "UnsupportedError",
+    "WandbPlan",
+    "compile_optuna",
+    "compile_wandb",
+]
 
-_LAZY = {"compile_optuna": "optuna", "OptunaPlan": "optuna", "compile_wandb": "wandb",
-         "WandbPlan": "wandb"}
+_LAZY = {
+    "compile_optuna": "optuna",
+    "OptunaPlan": "optuna",
+    "compile_wandb": "wandb",
+    "WandbPlan": "wandb",
+}
 
 
 def __getattr__(name: str) -> Any:

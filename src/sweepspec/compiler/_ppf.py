@@ -34,9 +34,10 @@ error of a rounding boundary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Any, Callable
+from typing import Any
 
 INT64_MIN = -(2**63)
 """What numpy's ``float64 -> int64`` cast returns for inf, nan and overflow on x86-64."""

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CompileError", "Note", "Policy", "SearchSpaceChangedError", "Unsupported",
-           "UnsupportedError"]
+__all__ = [
+    "CompileError",
+    "Note",
+    "Policy",
+    "SearchSpaceChangedError",
+    "Unsupported",
+    "UnsupportedError",
+]
 
 
 @dataclass(frozen=True)

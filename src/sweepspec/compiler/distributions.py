@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from optuna.distributions import (
@@ -125,7 +126,7 @@ def _kind(cfg: dict[str, Any]) -> str:
         raise ValueError(
             f"unknown W&B distribution {kind!r}; expected one of: {', '.join(DISTRIBUTIONS)}"
         )
-    return kind
+    return str(kind)
 
 
 def _get(cfg: dict[str, Any], key: str) -> Any:
@@ -140,10 +141,13 @@ def _unstorable_reason(values: list[Any]) -> str | None:
         return None
     value, other = clash
     if other is None:
-        return (f"Optuna's categorical choices must be None/bool/int/float/str but"
-                f" {value!r} is a {type(value).__name__}")
-    return (f"Optuna's categorical cannot tell apart {value!r} and {other!r}"
-            " because they compare equal")
+        return (
+            f"Optuna's categorical choices must be None/bool/int/float/str but"
+            f" {value!r} is a {type(value).__name__}"
+        )
+    return (
+        f"Optuna's categorical cannot tell apart {value!r} and {other!r} because they compare equal"
+    )
 
 
 def _categorical(values: list[Any]) -> OptunaParam:

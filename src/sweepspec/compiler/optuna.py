@@ -32,9 +32,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import optuna
 from optuna.distributions import (
@@ -45,22 +46,33 @@ from optuna.distributions import (
     distribution_to_json,
 )
 
-from ..spec.models import HyperbandStopping, NestedParam, PatientStopping, Spec
+from ..spec.models import ConstantParam, HyperbandStopping, NestedParam, PatientStopping, Spec
 from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
 from .table import SAMPLERS
 
-__all__ = ["HASH_ATTR", "PARAMS_ATTR", "OptunaPlan", "compile_optuna", "study_name_for",
-           "wandb_bands"]
+__all__ = [
+    "HASH_ATTR",
+    "PARAMS_ATTR",
+    "OptunaPlan",
+    "compile_optuna",
+    "study_name_for",
+    "wandb_bands",
+]
 
 PARAMS_ATTR = "sweepspec.params"
 """Trial user attribute holding the real (flat, dotted) parameter values."""
 HASH_ATTR = "sweepspec.search_space_hash"
 """Study user attribute holding :meth:`OptunaPlan.search_space_hash`."""
 
-_PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
-            "successive_halving": "SuccessiveHalvingPruner", "threshold": "ThresholdPruner",
-            "patient": "PatientPruner", "wilcoxon": "WilcoxonPruner"}
+_PRUNERS = {
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "threshold": "ThresholdPruner",
+    "patient": "PatientPruner",
+    "wilcoxon": "WilcoxonPruner",
+}
 _NOP: dict[str, Any] = {"name": "NopPruner", "kwargs": {}}
 
 
@@ -84,8 +96,9 @@ class _NestMethod:
     """``OptunaPlan.nest(flat)`` splits at every dot; ``plan.nest(flat)`` follows the spec, so
     a top-level W&B name that contains a dot (``trainer.epochs``) stays one key."""
 
-    def __get__(self, obj: OptunaPlan | None, objtype: type | None = None) -> Callable[
-            [dict[str, Any]], dict[str, Any]]:
+    def __get__(
+        self, obj: OptunaPlan | None, objtype: type | None = None
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
         if obj is None:
             return _nest_dotted
         return lambda flat: _nest_paths(obj.paths, flat)
@@ -122,8 +135,7 @@ class OptunaPlan:
     n_trials: int | None
     prune_on: Literal["count", "step"]
     unsupported: list[Unsupported]
-    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "TPESampler",
-                                                             "kwargs": {}})
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "TPESampler", "kwargs": {}})
     pruner: dict[str, Any] = field(default_factory=lambda: dict(_NOP))
     constants: dict[str, Any] = field(default_factory=dict)
     targets: list[float | None] = field(default_factory=list)
@@ -152,10 +164,12 @@ class OptunaPlan:
             "prune_on": self.prune_on,
             "n_trials": self.n_trials,
             "budget": self._budget(),
-            "distributions": {n: json.loads(distribution_to_json(d))
-                              for n, d in self.distributions.items()},
-            "reparametrised": {n: p.reparam for n, p in self.params.items()
-                               if p.reparam is not None},
+            "distributions": {
+                n: json.loads(distribution_to_json(d)) for n, d in self.distributions.items()
+            },
+            "reparametrised": {
+                n: p.reparam for n, p in self.params.items() if p.reparam is not None
+            },
             "constants": dict(self.constants),
             "conditions": copy.deepcopy(self.conditions),
             "notes": {n: p.note for n, p in self.params.items() if p.note is not None},
@@ -174,13 +188,17 @@ class OptunaPlan:
     def search_space_hash(self) -> str:
         """A stable hash of what is sampled (distributions, reparametrisations, conditions,
         constants): a resumed study must have been created from the same one."""
-        space = {k: v for k, v in self.to_json().items()
-                 if k in ("distributions", "reparametrised", "conditions", "constants")}
+        space = {
+            k: v
+            for k, v in self.to_json().items()
+            if k in ("distributions", "reparametrised", "conditions", "constants")
+        }
         text = json.dumps(space, sort_keys=True, default=repr, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def to_python(self, spec_dir: str, script_path: str | None = None,
-                  source: str | None = None) -> str:
+    def to_python(
+        self, spec_dir: str, script_path: str | None = None, source: str | None = None
+    ) -> str:
         """A standalone Optuna script (``--format python``) that runs this study without
         sweepspec: it calls the spec's ``function`` or runs its ``program``/``command``.
 
@@ -191,20 +209,32 @@ class OptunaPlan:
         """
         spec = self.spec
         if spec.function is None and spec.program is None and spec.command is None:
-            raise CompileError("--format python needs the trial: give 'function', or "
-                               "'program'/'command'")
+            raise CompileError(
+                "--format python needs the trial: give 'function', or 'program'/'command'"
+            )
         import jinja2
 
-        env = jinja2.Environment(loader=jinja2.PackageLoader("sweepspec", "templates"),
-                                 keep_trailing_newline=True, autoescape=False)
-        relative = (os.path.relpath(os.path.abspath(spec_dir),
-                                    os.path.dirname(os.path.abspath(script_path)))
-                    if script_path else None)
+        env = jinja2.Environment(
+            loader=jinja2.PackageLoader("sweepspec", "templates"),
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        relative = (
+            os.path.relpath(
+                os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path))
+            )
+            if script_path
+            else None
+        )
         return env.get_template("optuna_script.py.j2").render(
-            source=source or "the spec", script_name=os.path.basename(script_path or "study.py"),
+            source=source or "the spec",
+            script_name=os.path.basename(script_path or "study.py"),
             trial_kind="a Python function" if spec.function else "a command",
-            ppf_source=_ppf_source(), plan_json=json.dumps(self._script_plan(source), indent=4),
-            spec_dir=os.path.abspath(spec_dir), spec_dir_relative=relative)
+            ppf_source=_ppf_source(),
+            plan_json=json.dumps(self._script_plan(source), indent=4),
+            spec_dir=os.path.abspath(spec_dir),
+            spec_dir_relative=relative,
+        )
 
     def _script_plan(self, source: str | None) -> dict[str, Any]:
         section = self.spec.optuna
@@ -213,10 +243,15 @@ class OptunaPlan:
             "order": list(self.order),
             "names": list(self.params),
             "paths": {name: list(path) for name, path in self.paths.items()},
-            "trial": {"function": self.spec.function, "program": self.spec.program,
-                      "command": self.spec.command},
-            "study": {"name": study_name_for(self.spec, source),
-                      "storage": section.storage if section else None},
+            "trial": {
+                "function": self.spec.function,
+                "program": self.spec.program,
+                "command": self.spec.command,
+            },
+            "study": {
+                "name": study_name_for(self.spec, source),
+                "storage": section.storage if section else None,
+            },
             "search_space_hash": self.search_space_hash(),
         }
 
@@ -226,16 +261,21 @@ class OptunaPlan:
         kwargs = copy.deepcopy(self.sampler["kwargs"])
         if seed is not None:
             kwargs["seed"] = seed
-        sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers,
-                                                        self.sampler["name"])(**kwargs)
+        sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers, self.sampler["name"])(
+            **kwargs
+        )
         return sampler
 
     def create_pruner(self) -> optuna.pruners.BasePruner:
         return _build_pruner(self.pruner)
 
-    def create_study(self, storage: str | optuna.storages.BaseStorage | None = None,
-                     study_name: str | None = None, load_if_exists: bool = True,
-                     seed: int | None = None) -> optuna.Study:
+    def create_study(
+        self,
+        storage: str | optuna.storages.BaseStorage | None = None,
+        study_name: str | None = None,
+        load_if_exists: bool = True,
+        seed: int | None = None,
+    ) -> optuna.Study:
         """A real study with this plan's sampler, pruner and directions.
 
         ``storage`` and ``study_name`` default to the spec's ``optuna`` section (then
@@ -245,9 +285,14 @@ class OptunaPlan:
         section = self.spec.optuna
         storage = storage if storage is not None else (section.storage if section else None)
         study_name = study_name or study_name_for(self.spec)
-        study = optuna.create_study(storage=storage, sampler=self.create_sampler(seed),
-                                    pruner=self.create_pruner(), study_name=study_name,
-                                    directions=self.directions, load_if_exists=load_if_exists)
+        study = optuna.create_study(
+            storage=storage,
+            sampler=self.create_sampler(seed),
+            pruner=self.create_pruner(),
+            study_name=study_name,
+            directions=list(self.directions),  # type: ignore[arg-type]  # goals are checked
+            load_if_exists=load_if_exists,
+        )
         self._stamp(study)
         return study
 
@@ -260,7 +305,8 @@ class OptunaPlan:
             raise SearchSpaceChangedError(
                 f"study {study.study_name!r} was created from a different search space "
                 f"(hash {found[:12]}, the spec now gives {expected[:12]}); start a fresh "
-                "study (another study_name or storage) to sample the new space")
+                "study (another study_name or storage) to sample the new space"
+            )
         # checked after the search space (which is stamped even when the goal differs)
         goal = [optuna.study.StudyDirection[d.upper()] for d in self.directions]
         if list(study.directions) != goal:
@@ -269,7 +315,8 @@ class OptunaPlan:
                 f"study {study.study_name!r} was created with another metric goal "
                 f"(directions {had}, the spec now gives {list(self.directions)}); start a "
                 "fresh study (another study_name or storage) to optimise the new goal",
-                "metric goal")
+                "metric goal",
+            )
 
     # ---- define-by-run
 
@@ -301,8 +348,9 @@ class OptunaPlan:
         space): the recorded user attribute, else decoded from ``trial.params``."""
         if PARAMS_ATTR in trial.user_attrs:
             return dict(trial.user_attrs[PARAMS_ATTR])
-        decoded = {n: self.params[n].to_value(v) for n, v in trial.params.items()
-                   if n in self.params}
+        decoded = {
+            n: self.params[n].to_value(v) for n, v in trial.params.items() if n in self.params
+        }
         decoded.update({n: v for n, v in self.constants.items() if self._active(n, decoded)})
         return {n: decoded[n] for n in self.params if n in decoded}
 
@@ -348,19 +396,24 @@ def compile_optuna(spec: Spec, *, strict: bool = False) -> OptunaPlan:
     """
     policy = Policy("optuna", strict)
     if spec.parameters is None:
-        raise CompileError("'parameters' is required to compile for Optuna: the search space "
-                           "of a W&B custom scheduler ('scheduler.search_space') is code")
+        raise CompileError(
+            "'parameters' is required to compile for Optuna: the search space "
+            "of a W&B custom scheduler ('scheduler.search_space') is code"
+        )
     flat = spec.flat_parameters()
     sampler_name = _sampler_name(spec)
     params = {name: _param(name, p, sampler_name == "GridSampler") for name, p in flat.items()}
-    constants = {n: p.value for n, p in flat.items() if p.distribution == "constant"}
+    constants = {n: p.value for n, p in flat.items() if isinstance(p, ConstantParam)}
     conditions = _conditions(spec.parameters, "")
     order = _order(list(flat), conditions)
     pruner, prune_on = _pruner(spec, policy)
     if spec.scheduler is not None:
-        policy.unsupported("scheduler", f"W&B's custom scheduler (engine: "
-                           f"{spec.scheduler.engine}) is not used; {sampler_name} samples",
-                           "scheduler")
+        policy.unsupported(
+            "scheduler",
+            f"W&B's custom scheduler (engine: "
+            f"{spec.scheduler.engine}) is not used; {sampler_name} samples",
+            "scheduler",
+        )
     objectives = spec.objectives
     return OptunaPlan(
         spec=spec,
@@ -389,22 +442,26 @@ def _param(name: str, param: Any, grid: bool) -> OptunaParam:
     try:
         return _compile_param(name, cfg, grid)
     except (ValueError, OverflowError) as exc:
-        raise CompileError(f"parameters.{name}: Optuna cannot take this {cfg['distribution']}: "
-                           f"{exc}") from exc
+        raise CompileError(
+            f"parameters.{name}: Optuna cannot take this {cfg['distribution']}: {exc}"
+        ) from exc
 
 
 def _compile_param(name: str, cfg: dict[str, Any], grid: bool) -> OptunaParam:
     if not grid or cfg["distribution"] == "int_uniform":
         return to_optuna(cfg)
     if cfg["distribution"] not in GRID_DISTRIBUTIONS:
-        raise CompileError(f"parameters.{name}: grid search cannot enumerate "
-                           f"{cfg['distribution']!r} (W&B's grid raises on it too); give "
-                           "'values', or use int_uniform or q_uniform")
+        raise CompileError(
+            f"parameters.{name}: grid search cannot enumerate "
+            f"{cfg['distribution']!r} (W&B's grid raises on it too); give "
+            "'values', or use int_uniform or q_uniform"
+        )
     return to_optuna({"distribution": "categorical", "values": wandb_grid_values(cfg)})
 
 
-def _conditions(params: dict[str, Any], prefix: str,
-                inherited: dict[str, list[Any]] | None = None) -> dict[str, dict[str, list[Any]]]:
+def _conditions(
+    params: dict[str, Any], prefix: str, inherited: dict[str, list[Any]] | None = None
+) -> dict[str, dict[str, list[Any]]]:
     """Dotted name -> {dotted controlling name: allowed values}; a nested group's ``when``
     applies to every parameter inside it."""
     out: dict[str, dict[str, list[Any]]] = {}
@@ -437,7 +494,7 @@ def _order(names: list[str], conditions: dict[str, dict[str, list[Any]]]) -> lis
         if name in done:
             return
         if name in chain:
-            cycle = " -> ".join(chain[chain.index(name):] + (name,))
+            cycle = " -> ".join(chain[chain.index(name) :] + (name,))
             raise CompileError(f"the 'when' conditions form a cycle: {cycle}")
         for other in conditions.get(name, {}):
             if other in names:
@@ -462,13 +519,15 @@ def _sampler_name(spec: Spec) -> str:
     return "NSGAIISampler" if len(spec.objectives) > 1 else "TPESampler"
 
 
-def _sampler(spec: Spec, name: str, params: dict[str, OptunaParam],
-             constants: dict[str, Any]) -> dict[str, Any]:
+def _sampler(
+    spec: Spec, name: str, params: dict[str, OptunaParam], constants: dict[str, Any]
+) -> dict[str, Any]:
     options = spec.optuna.sampler.options if spec.optuna and spec.optuna.sampler else {}
     kwargs = copy.deepcopy(options)
     if name == "GridSampler":
-        kwargs["search_space"] = {n: _grid_values(p.distribution)
-                                  for n, p in params.items() if n not in constants}
+        kwargs["search_space"] = {
+            n: _grid_values(p.distribution) for n, p in params.items() if n not in constants
+        }
     return {"name": name, "kwargs": kwargs}
 
 
@@ -487,14 +546,22 @@ def _pruner(spec: Spec, policy: Policy) -> tuple[dict[str, Any], Literal["count"
     if et is None:
         return dict(_NOP), "step"
     if len(spec.objectives) > 1:
-        policy.unsupported("early_terminate", f"Optuna's pruners take one objective, and this "
-                           f"spec has {len(spec.objectives)} metrics; no trial is stopped early "
-                           "(NopPruner)", "multi-objective-pruning")
+        policy.unsupported(
+            "early_terminate",
+            f"Optuna's pruners take one objective, and this "
+            f"spec has {len(spec.objectives)} metrics; no trial is stopped early "
+            "(NopPruner)",
+            "multi-objective-pruning",
+        )
         return dict(_NOP), "step"
     if not spec.objectives:
-        policy.unsupported("early_terminate", f"{et.type} compares runs on 'metric', which the "
-                           "spec does not give (W&B stops the sweep with an error); no trial "
-                           "is stopped early (NopPruner)", "pruning-without-metric")
+        policy.unsupported(
+            "early_terminate",
+            f"{et.type} compares runs on 'metric', which the "
+            "spec does not give (W&B stops the sweep with an error); no trial "
+            "is stopped early (NopPruner)",
+            "pruning-without-metric",
+        )
         return dict(_NOP), "step"
     return _stopping(et, policy)
 
@@ -503,7 +570,10 @@ def _stopping(et: Any, policy: Policy) -> tuple[dict[str, Any], Literal["count",
     if isinstance(et, HyperbandStopping):
         return _hyperband(et, policy), "count"
     if isinstance(et, PatientStopping):
-        wrapped, prune_on = _stopping(et.wrapped, policy) if et.wrapped else (None, "step")
+        wrapped: dict[str, Any] | None = None
+        prune_on: Literal["count", "step"] = "step"
+        if et.wrapped:
+            wrapped, prune_on = _stopping(et.wrapped, policy)
         kwargs = {"wrapped_pruner": wrapped, "patience": et.patience, "min_delta": et.min_delta}
         return {"name": "PatientPruner", "kwargs": kwargs}, prune_on
     kwargs = et.model_dump(exclude={"type"})
@@ -514,8 +584,11 @@ def study_name_for(spec: Spec, path: str | None = None) -> str | None:
     """The study's name: ``optuna.study_name``, else the spec's ``name``, else the stem of the
     spec file ``path`` (None without one: Optuna then makes up a name)."""
     section = spec.optuna
-    return ((section.study_name if section else None) or spec.name
-            or (Path(path).stem if path else None))
+    return (
+        (section.study_name if section else None)
+        or spec.name
+        or (Path(path).stem if path else None)
+    )
 
 
 def wandb_bands(et: HyperbandStopping) -> list[int]:
@@ -540,14 +613,19 @@ def wandb_bands(et: HyperbandStopping) -> list[int]:
 def _hyperband(et: HyperbandStopping, policy: Policy) -> dict[str, Any]:
     bands = wandb_bands(et)
     if not bands:
-        raise CompileError(f"early_terminate: hyperband with max_iter={et.max_iter}, s={et.s}, "
-                           f"eta={et.eta} has no band (W&B stops with 'Bands must be an array "
-                           "of length at least 1'); increase max_iter or s, or lower eta")
+        raise CompileError(
+            f"early_terminate: hyperband with max_iter={et.max_iter}, s={et.s}, "
+            f"eta={et.eta} has no band (W&B stops with 'Bands must be an array "
+            "of length at least 1'); increase max_iter or s, or lower eta"
+        )
     rf = max(2, round(et.eta))
     if not et.strict:
-        policy.unsupported("early_terminate.strict", "W&B's non-strict hyperband compares the "
-                           "best value so far; Optuna compares the value at the rung",
-                           "hyperband-strict")
+        policy.unsupported(
+            "early_terminate.strict",
+            "W&B's non-strict hyperband compares the "
+            "best value so far; Optuna compares the value at the rung",
+            "hyperband-strict",
+        )
     if et.brackets > 1:
         return _multi_bracket(et, bands[0], rf, policy)
     _check_bands(et, bands, rf, policy)
@@ -566,12 +644,16 @@ def _check_bands(et: HyperbandStopping, bands: list[int], rf: int, policy: Polic
     differences = []
     if rungs != bands:
         more = "" if et.max_iter is not None else ", ..."
-        differences.append(f"W&B's hyperband ({form}) stops runs at iterations {bands}{more}; "
-                           f"SuccessiveHalvingPruner(min_resource={bands[0]}, "
-                           f"reduction_factor={rf}) checks at {rungs}{more}")
+        differences.append(
+            f"W&B's hyperband ({form}) stops runs at iterations {bands}{more}; "
+            f"SuccessiveHalvingPruner(min_resource={bands[0]}, "
+            f"reduction_factor={rf}) checks at {rungs}{more}"
+        )
     if rf != et.eta:
-        differences.append(f"eta={et.eta} is not an integer: Optuna keeps the best 1/{rf} of "
-                           f"the trials at a rung, W&B the best 1/{et.eta}")
+        differences.append(
+            f"eta={et.eta} is not an integer: Optuna keeps the best 1/{rf} of "
+            f"the trials at a rung, W&B the best 1/{et.eta}"
+        )
     if differences:
         policy.unsupported("early_terminate", "; ".join(differences), "hyperband-bands")
 
@@ -590,11 +672,18 @@ def _multi_bracket(et: HyperbandStopping, first: int, rf: int, policy: Policy) -
     # HyperbandPruner's own formula for its number of brackets
     n = math.floor(math.log(max_resource / first, rf)) + 1
     if n != et.brackets:
-        policy.unsupported("early_terminate.brackets", f"HyperbandPruner(min_resource={first}, "
-                           f"max_resource={max_resource}, reduction_factor={rf}) makes {n} "
-                           f"brackets, not {et.brackets}", "hyperband-brackets")
+        policy.unsupported(
+            "early_terminate.brackets",
+            f"HyperbandPruner(min_resource={first}, "
+            f"max_resource={max_resource}, reduction_factor={rf}) makes {n} "
+            f"brackets, not {et.brackets}",
+            "hyperband-brackets",
+        )
     if rf != et.eta:
-        policy.unsupported("early_terminate.eta", f"eta={et.eta} is not an integer: "
-                           f"HyperbandPruner uses reduction_factor={rf}", "hyperband-bands")
+        policy.unsupported(
+            "early_terminate.eta",
+            f"eta={et.eta} is not an integer: HyperbandPruner uses reduction_factor={rf}",
+            "hyperband-bands",
+        )
     kwargs = {"min_resource": first, "max_resource": max_resource, "reduction_factor": rf}
     return {"name": "HyperbandPruner", "kwargs": kwargs}

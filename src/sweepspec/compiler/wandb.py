@@ -27,9 +27,26 @@ from .base import Note, Policy, Unsupported
 
 __all__ = ["WandbPlan", "compile_wandb"]
 
-_ORDER = ("name", "description", "project", "entity", "program", "command", "method", "metric",
-          "metrics", "early_terminate", "run_cap", "controller", "scheduler", "job",
-          "image_uri", "apiVersion", "kind", "parameters")
+_ORDER = (
+    "name",
+    "description",
+    "project",
+    "entity",
+    "program",
+    "command",
+    "method",
+    "metric",
+    "metrics",
+    "early_terminate",
+    "run_cap",
+    "controller",
+    "scheduler",
+    "job",
+    "image_uri",
+    "apiVersion",
+    "kind",
+    "parameters",
+)
 
 _EXTENSION_NOTES = {
     "engine": "the default engine is sweepspec's choice, not part of a W&B config",
@@ -55,8 +72,14 @@ class WandbPlan:
     def to_yaml(self, source: str | None = None) -> str:
         """The config as YAML that PyYAML reads back as the same numbers (``1.0e-05``), after
         a comment block that lists what is unsupported and what was removed or rewritten."""
-        body = yaml.dump(self.config, Dumper=_Dumper, sort_keys=False,
-                         default_flow_style=False, allow_unicode=True, width=4096)
+        body = yaml.dump(
+            self.config,
+            Dumper=_Dumper,
+            sort_keys=False,
+            default_flow_style=False,
+            allow_unicode=True,
+            width=4096,
+        )
         return "".join(f"{line}\n" for line in self._header(source)) + body
 
     def _header(self, source: str | None) -> list[str]:
@@ -76,8 +99,10 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
-    flow = (all(not isinstance(item, (list, dict)) for item in data)
-            and sum(len(str(item)) + 2 for item in data) <= 60)
+    flow = (
+        all(not isinstance(item, (list, dict)) for item in data)
+        and sum(len(str(item)) + 2 for item in data) <= 60
+    )
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
@@ -100,12 +125,28 @@ def compile_wandb(spec: Spec, *, strict: bool = False) -> WandbPlan:
 
 
 def _core_keys(spec: Spec, policy: Policy) -> dict[str, Any]:
-    plain = ("name", "description", "project", "entity", "program", "command", "method",
-             "metric", "run_cap", "controller", "scheduler", "job", "image_uri", "apiVersion",
-             "kind")
-    config = {key: value for key, value in spec.model_dump(include=set(plain),
-                                                           exclude_unset=True).items()
-              if value is not None}
+    plain = (
+        "name",
+        "description",
+        "project",
+        "entity",
+        "program",
+        "command",
+        "method",
+        "metric",
+        "run_cap",
+        "controller",
+        "scheduler",
+        "job",
+        "image_uri",
+        "apiVersion",
+        "kind",
+    )
+    config = {
+        key: value
+        for key, value in spec.model_dump(include=set(plain), exclude_unset=True).items()
+        if value is not None
+    }
     if spec.metrics is not None:
         _metrics(spec, config, policy)
     if spec.early_terminate is not None:
@@ -120,9 +161,13 @@ def _metrics(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
         return
     config["metric"] = metrics[0]
     names = ", ".join(repr(m["name"]) for m in metrics)
-    policy.unsupported("metrics", f"W&B optimises several metrics ({names}) only with "
-                       f"'method: custom' and a custom scheduler; this config optimises "
-                       f"{metrics[0]['name']!r} alone", "multi-objective")
+    policy.unsupported(
+        "metrics",
+        f"W&B optimises several metrics ({names}) only with "
+        f"'method: custom' and a custom scheduler; this config optimises "
+        f"{metrics[0]['name']!r} alone",
+        "multi-objective",
+    )
 
 
 def _early_terminate(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
@@ -130,15 +175,23 @@ def _early_terminate(spec: Spec, config: dict[str, Any], policy: Policy) -> None
     if isinstance(et, HyperbandStopping):
         config["early_terminate"] = et.model_dump(exclude_unset=True, exclude={"brackets"})
         if et.brackets > 1:
-            policy.unsupported("early_terminate.brackets", f"W&B's hyperband runs one bracket, "
-                               f"not {et.brackets}", "hyperband-brackets")
+            policy.unsupported(
+                "early_terminate.brackets",
+                f"W&B's hyperband runs one bracket, not {et.brackets}",
+                "hyperband-brackets",
+            )
         return
     assert et is not None
-    policy.unsupported("early_terminate", f"W&B stops runs early only with hyperband; "
-                       f"'{et.type}' is removed and every run goes to its end", "pruner")
+    policy.unsupported(
+        "early_terminate",
+        f"W&B stops runs early only with hyperband; "
+        f"'{et.type}' is removed and every run goes to its end",
+        "pruner",
+    )
 
 
 # --------------------------------------------------------------------------- parameters
+
 
 def _parameters(params: dict[str, Any], path: str, policy: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -147,19 +200,22 @@ def _parameters(params: dict[str, Any], path: str, policy: Policy) -> dict[str, 
         if param.when:
             _condition(where, param.when, policy)
         if isinstance(param, NestedParam):
-            out[name] = {"parameters": _parameters(param.parameters, f"{where}.parameters",
-                                                   policy)}
+            out[name] = {"parameters": _parameters(param.parameters, f"{where}.parameters", policy)}
         else:
-            out[name] = _leaf(param.model_dump(exclude_unset=True, exclude={"when"}), where,
-                              policy)
+            out[name] = _leaf(param.model_dump(exclude_unset=True, exclude={"when"}), where, policy)
     return out
 
 
 def _condition(where: str, when: dict[str, Any], policy: Policy) -> None:
-    terms = " and ".join(f"{k} in {v!r}" if isinstance(v, list) else f"{k} == {v!r}"
-                         for k, v in when.items())
-    policy.unsupported(f"{where}.when", f"W&B has no conditional parameters; the parameter "
-                       f"(active only when {terms}) is sampled in every run", "condition")
+    terms = " and ".join(
+        f"{k} in {v!r}" if isinstance(v, list) else f"{k} == {v!r}" for k, v in when.items()
+    )
+    policy.unsupported(
+        f"{where}.when",
+        f"W&B has no conditional parameters; the parameter "
+        f"(active only when {terms}) is sampled in every run",
+        "condition",
+    )
 
 
 def _leaf(cfg: dict[str, Any], where: str, policy: Policy) -> dict[str, Any]:
@@ -168,13 +224,20 @@ def _leaf(cfg: dict[str, Any], where: str, policy: Policy) -> dict[str, Any]:
         return cfg
     low, high = _exponent_bounds(kind, cfg["min"], cfg["max"])
     if not (0 < low < high < math.inf):
-        policy.unsupported(where, f"{kind} with min={cfg['min']}, max={cfg['max']} has no "
-                           f"{EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} "
-                           "overflow or collapse); kept as written, which W&B's validator "
-                           "refuses", "deprecated-distribution")
+        policy.unsupported(
+            where,
+            f"{kind} with min={cfg['min']}, max={cfg['max']} has no "
+            f"{EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} "
+            "overflow or collapse); kept as written, which W&B's validator "
+            "refuses",
+            "deprecated-distribution",
+        )
         return cfg
-    policy.note(where, f"{kind} (exponents {cfg['min']}..{cfg['max']}) rewritten to "
-                f"{EXPONENT_FORMS[kind]} {low!r}..{high!r}, the same distribution")
+    policy.note(
+        where,
+        f"{kind} (exponents {cfg['min']}..{cfg['max']}) rewritten to "
+        f"{EXPONENT_FORMS[kind]} {low!r}..{high!r}, the same distribution",
+    )
     rewritten = {**cfg, "distribution": EXPONENT_FORMS[kind], "min": low, "max": high}
     return rewritten
 
@@ -194,13 +257,18 @@ def _extensions(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
         if getattr(spec, key) is not None:
             policy.note(key, f"removed: {message}")
     if spec.function is not None:
-        policy.unsupported("function", f"'wandb agent' runs a program or command, not the "
-                           f"Python function {spec.function!r}; call wandb.agent(sweep_id, "
-                           "function=...) yourself", "function")
+        policy.unsupported(
+            "function",
+            f"'wandb agent' runs a program or command, not the "
+            f"Python function {spec.function!r}; call wandb.agent(sweep_id, "
+            "function=...) yourself",
+            "function",
+        )
     if spec.seeds is not None:
         seeds = ", ".join(map(str, spec.seeds.values))
-        policy.unsupported("seeds", f"W&B runs each configuration once, not once per seed "
-                           f"({seeds})", "seeds")
+        policy.unsupported(
+            "seeds", f"W&B runs each configuration once, not once per seed ({seeds})", "seeds"
+        )
     if spec.budget is not None:
         _budget(spec, config, policy)
 
@@ -210,8 +278,11 @@ def _budget(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
     assert budget is not None
     if budget.trials is not None:
         if "run_cap" in config:
-            policy.note("budget.trials", f"removed: run_cap={config['run_cap']} is the limit "
-                        f"(budget.trials={budget.trials} is not used when run_cap is set)")
+            policy.note(
+                "budget.trials",
+                f"removed: run_cap={config['run_cap']} is the limit "
+                f"(budget.trials={budget.trials} is not used when run_cap is set)",
+            )
         else:
             config["run_cap"] = budget.trials
             policy.note("budget.trials", f"mapped to run_cap: {budget.trials}")
@@ -219,6 +290,9 @@ def _budget(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
         value = getattr(budget, key)
         if key == "cost" and value is not None:
             value = f"{value.metric} <= {value.max}"
-        policy.unsupported(f"budget.{key}", f"W&B has no such limit ({key}={value}); removed"
-                           + ("; start as many agents as workers" if key == "workers" else ""),
-                           "budget")
+        policy.unsupported(
+            f"budget.{key}",
+            f"W&B has no such limit ({key}={value}); removed"
+            + ("; start as many agents as workers" if key == "workers" else ""),
+            "budget",
+        )

@@ -90,8 +90,11 @@ class Budget:
             out.target_hit = trial
 
     def _reaches_target(self, values: tuple[float, ...]) -> bool:
-        given = [(v, t, d) for v, t, d in zip(values, self.targets, self.directions)
-                 if t is not None]
+        given = [
+            (v, t, d)
+            for v, t, d in zip(values, self.targets, self.directions, strict=False)
+            if t is not None
+        ]
         return bool(given) and all(v <= t if d == "minimize" else v >= t for v, t, d in given)
 
     def stop_reason(self, tally: Tally, now: float | None = None) -> str | None:
@@ -99,24 +102,36 @@ class Budget:
         if tally.target_hit is not None:
             return self._target_message(tally.target_hit)
         if self.trials is not None and tally.finished >= self.trials:
-            return (f"the trial budget is reached: {tally.finished} finished trials "
-                    f"({self.trials_source}: {self.trials})")
+            return (
+                f"the trial budget is reached: {tally.finished} finished trials "
+                f"({self.trials_source}: {self.trials})"
+            )
         if self.cost_max is not None and tally.cost >= self.cost_max:
-            return (f"the cost cap is reached: the trials' {self.cost_metric} adds up to "
-                    f"{tally.cost:g} (budget.cost.max: {self.cost_max:g})")
+            return (
+                f"the cost cap is reached: the trials' {self.cost_metric} adds up to "
+                f"{tally.cost:g} (budget.cost.max: {self.cost_max:g})"
+            )
         if self.deadline is not None and (now or time.time()) >= self.deadline:
-            return (f"the wall-clock limit is reached (budget.wall_clock: "
-                    f"{format_seconds(self.wall_clock or 0)})")
+            return (
+                f"the wall-clock limit is reached (budget.wall_clock: "
+                f"{format_seconds(self.wall_clock or 0)})"
+            )
         if self.trials is not None and tally.finished + tally.running >= self.trials:
-            return (f"the rest of the trial budget ({self.trials_source}: {self.trials}) is "
-                    f"taken by {tally.running} trial(s) running in other workers")
+            return (
+                f"the rest of the trial budget ({self.trials_source}: {self.trials}) is "
+                f"taken by {tally.running} trial(s) running in other workers"
+            )
         return None
 
     def _target_message(self, trial: TrialSummary) -> str:
         assert trial.values is not None
-        reached = ", ".join(f"{name}={value:g} (target {target:g})" for name, value, target
-                            in zip(self.metric_names or ("value",), trial.values, self.targets)
-                            if target is not None)
+        reached = ", ".join(
+            f"{name}={value:g} (target {target:g})"
+            for name, value, target in zip(
+                self.metric_names or ("value",), trial.values, self.targets, strict=False
+            )
+            if target is not None
+        )
         return f"metric.target is reached: trial {trial.number} has {reached}"
 
 
@@ -156,8 +171,10 @@ class FailureStreak:
         self.count += 1
         if self.count < self.limit:
             return None
-        return (f"{self.count} trials failed in a row (budget.max_consecutive_failures: "
-                f"{self.limit}); the last one, trial {number}, failed with: {error}")
+        return (
+            f"{self.count} trials failed in a row (budget.max_consecutive_failures: "
+            f"{self.limit}); the last one, trial {number}, failed with: {error}"
+        )
 
 
 def format_seconds(seconds: float) -> str:
@@ -167,6 +184,9 @@ def format_seconds(seconds: float) -> str:
     whole = int(round(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-             f"{secs}s" if secs else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
     return "".join(parts)

@@ -62,9 +62,21 @@ from .trials import (
     run_function,
 )
 
-__all__ = ["COST_ATTR", "ERROR_ATTR", "METRICS_ATTR", "SEEDS_ATTR", "STATE_DIR",
-           "TRACEBACK_ATTR", "WORKER_ATTR", "Finished", "RunError", "open_storage",
-           "run_sweep", "study_name", "worker_main"]
+__all__ = [
+    "COST_ATTR",
+    "ERROR_ATTR",
+    "METRICS_ATTR",
+    "SEEDS_ATTR",
+    "STATE_DIR",
+    "TRACEBACK_ATTR",
+    "WORKER_ATTR",
+    "Finished",
+    "RunError",
+    "open_storage",
+    "run_sweep",
+    "study_name",
+    "worker_main",
+]
 
 METRICS_ATTR = "sweepspec.metrics"
 SEEDS_ATTR = "sweepspec.seeds"
@@ -113,8 +125,9 @@ def default_journal(name: str) -> Path:
     return Path(STATE_DIR) / f"{safe}.journal"
 
 
-def open_storage(url: str | None, spec: Spec, name: str, *, create: bool = True
-                 ) -> tuple[str | optuna.storages.BaseStorage, str]:
+def open_storage(
+    url: str | None, spec: Spec, name: str, *, create: bool = True
+) -> tuple[str | optuna.storages.BaseStorage, str]:
     """The Optuna storage for ``url`` (``--storage``), else ``optuna.storage``, else the
     default journal; with its label for messages (passwords hidden). Without ``create``, a
     missing journal file is a :class:`RunError`."""
@@ -123,8 +136,10 @@ def open_storage(url: str | None, spec: Spec, name: str, *, create: bool = True
         return url, _redact(url)
     path = Path(url) if url is not None else default_journal(name)
     if not create and not path.exists():
-        raise RunError(f"no sweep state at {path} (the sweep has not run from this folder); "
-                       "run 'sweepspec run' first, or pass --storage")
+        raise RunError(
+            f"no sweep state at {path} (the sweep has not run from this folder); "
+            "run 'sweepspec run' first, or pass --storage"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
 
@@ -135,8 +150,7 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
-def load_study(storage: str | optuna.storages.BaseStorage, name: str, label: str
-               ) -> optuna.Study:
+def load_study(storage: str | optuna.storages.BaseStorage, name: str, label: str) -> optuna.Study:
     """The existing study ``name``; :class:`RunError` when there is none."""
     try:
         return optuna.load_study(study_name=name, storage=storage)
@@ -190,8 +204,9 @@ def deferred_interrupt() -> Iterator[None]:
 # --------------------------------------------------------------------------- executors
 
 
-def make_executor(spec: Spec, path: str, objectives: list[str], echo: Echo | None,
-                  grace: float = TERM_GRACE) -> Execute:
+def make_executor(
+    spec: Spec, path: str, objectives: list[str], echo: Echo | None, grace: float = TERM_GRACE
+) -> Execute:
     """How each run of a trial executes: the spec's function, or its command."""
     folder = os.path.dirname(os.path.abspath(path))
     if spec.function is not None:
@@ -200,14 +215,15 @@ def make_executor(spec: Spec, path: str, objectives: list[str], echo: Echo | Non
         except FunctionError as exc:
             raise RunError(str(exc)) from None
         return lambda params, seed, number, monitor: run_function(
-            function, params, seed, number, monitor, objectives)
+            function, params, seed, number, monitor, objectives
+        )
     if spec.program is None and spec.command is None:
-        raise RunError("nothing to run: give 'function' (module:callable) or "
-                       "'program'/'command'")
+        raise RunError("nothing to run: give 'function' (module:callable) or 'program'/'command'")
     _check_command(spec, objectives)
     command = Command(spec.command, spec.program, folder, grace, echo)
     return lambda params, seed, number, monitor: run_command(
-        command, params, seed, number, monitor, objectives)
+        command, params, seed, number, monitor, objectives
+    )
 
 
 def _check_command(spec: Spec, objectives: list[str]) -> None:
@@ -215,8 +231,10 @@ def _check_command(spec: Spec, objectives: list[str]) -> None:
     if spec.program is None and "${program}" in template:
         raise RunError("the command uses ${program}, but the spec gives no 'program'")
     if not objectives:
-        raise RunError("a command reports its metrics by name: give 'metric' (the objective "
-                       "sweepspec reads from what the command reports)")
+        raise RunError(
+            "a command reports its metrics by name: give 'metric' (the objective "
+            "sweepspec reads from what the command reports)"
+        )
 
 
 # --------------------------------------------------------------------------- one worker
@@ -246,7 +264,11 @@ class _Pruning:
 
 
 _AGGREGATE: dict[str, Callable[[list[float]], float]] = {
-    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+    "mean": statistics.fmean,
+    "median": statistics.median,
+    "min": min,
+    "max": max,
+}
 
 
 @dataclass
@@ -272,8 +294,7 @@ class Worker:
         self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
         self.seeded = spec.seeds is not None
         self.timeout = spec.budget.trial_timeout if spec.budget else None
-        self.prunable = (len(self.plan.metric_names) == 1
-                         and self.plan.pruner["name"] != "NopPruner")
+        self.prunable = len(self.plan.metric_names) == 1 and self.plan.pruner["name"] != "NopPruner"
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -286,8 +307,11 @@ class Worker:
             return self._loop()
         except BaseException as exc:
             with deferred_interrupt():
-                self._abandon(INTERRUPTED if isinstance(exc, KeyboardInterrupt)
-                              else f"sweepspec stopped: {describe(exc)}")
+                self._abandon(
+                    INTERRUPTED
+                    if isinstance(exc, KeyboardInterrupt)
+                    else f"sweepspec stopped: {describe(exc)}"
+                )
             raise
 
     def _loop(self) -> str:
@@ -299,8 +323,9 @@ class Worker:
                 return reason or "the trial budget is filled by trials of other workers"
             record = self._trial(trial)
             if self.progress is not None:  # workers in other processes show none
-                self.progress.trial(record.number, record.state, record.metrics, self.tally(),
-                                    record.error)
+                self.progress.trial(
+                    record.number, record.state, record.metrics, self.tally(), record.error
+                )
             failure = self.streak.add(record.number, record.state, record.error)
             if failure is not None:
                 raise RunError(failure)
@@ -323,13 +348,17 @@ class Worker:
         if self.lock_path is not None or self.budget.trials is None:
             return False
         taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        ahead = sum(1 for t in self.study.get_trials(deepcopy=False, states=taken)
-                    if t.number < trial.number)
+        ahead = sum(
+            1
+            for t in self.study.get_trials(deepcopy=False, states=taken)
+            if t.number < trial.number
+        )
         if ahead < self.budget.trials:
             return False
         with deferred_interrupt():
-            trial.set_user_attr(ERROR_ATTR, "not run: the trial budget was filled by trials "
-                                "of other workers")
+            trial.set_user_attr(
+                ERROR_ATTR, "not run: the trial budget was filled by trials of other workers"
+            )
             self.study.tell(trial, state=TrialState.FAIL)
             self.current = None
         return True
@@ -354,10 +383,15 @@ class Worker:
         self.tracker.log_trial(record)
         return record
 
-    def _run_seed(self, nested: dict[str, Any], seed: int, number: int,
-                  pruning: _Pruning | None) -> Outcome:
-        self.monitor = Monitor(self.plan.metric_names[0] if self.plan.metric_names else None,
-                               pruning, self.timeout, f"seed_{seed}/" if self.seeded else "")
+    def _run_seed(
+        self, nested: dict[str, Any], seed: int, number: int, pruning: _Pruning | None
+    ) -> Outcome:
+        self.monitor = Monitor(
+            self.plan.metric_names[0] if self.plan.metric_names else None,
+            pruning,
+            self.timeout,
+            f"seed_{seed}/" if self.seeded else "",
+        )
         outcome = self.execute(nested, seed, number, self.monitor)
         self.monitor = None
         return outcome
@@ -365,10 +399,19 @@ class Worker:
     def _record(self, number: int, params: dict[str, Any]) -> TrialRecord:
         seed, last = self.runs[-1]
         history = [p for _, run in self.runs for p in run.history]
-        seeds = ([{"seed": s, "metrics": run.metrics} for s, run in self.runs]
-                 if self.seeded else None)
-        record = TrialRecord(number, params, last.state, dict(last.metrics), history, seeds,
-                             start_ms=int(self.started * 1000), end_ms=int(time.time() * 1000))
+        seeds = (
+            [{"seed": s, "metrics": run.metrics} for s, run in self.runs] if self.seeded else None
+        )
+        record = TrialRecord(
+            number,
+            params,
+            last.state,
+            dict(last.metrics),
+            history,
+            seeds,
+            start_ms=int(self.started * 1000),
+            end_ms=int(time.time() * 1000),
+        )
         if last.state == "FAIL":
             several = self.seeded and len(self.seeds) > 1
             record.error = f"seed {seed}: {last.error}" if several else last.error
@@ -405,8 +448,9 @@ class Worker:
             trial.set_user_attr(COST_ATTR, cost)
         state = TrialState[record.state]
         try:
-            self.study.tell(trial, record.values if state == TrialState.COMPLETE else None,
-                            state=state)
+            self.study.tell(
+                trial, record.values if state == TrialState.COMPLETE else None, state=state
+            )
         except RuntimeError:
             # GridSampler calls study.stop() after the last point; outside optimize() that
             # raises, after the trial's state is stored.
@@ -419,9 +463,14 @@ class Worker:
         if trial is None:
             return
         if self.monitor is not None:
-            self.runs.append((self.seeds[len(self.runs)],
-                              Outcome("FAIL", dict(self.monitor.last), error=reason,
-                                      history=self.monitor.history)))
+            self.runs.append(
+                (
+                    self.seeds[len(self.runs)],
+                    Outcome(
+                        "FAIL", dict(self.monitor.last), error=reason, history=self.monitor.history
+                    ),
+                )
+            )
         if not self.runs:
             self.runs.append((self.seeds[0], Outcome("FAIL", {}, error=reason)))
         record = self._record(trial.number, self.params)
@@ -438,8 +487,12 @@ def summaries(study: optuna.Study) -> list[TrialSummary]:
 def _summary(trial: FrozenTrial) -> TrialSummary:
     values = tuple(trial.values) if trial.state == TrialState.COMPLETE and trial.values else None
     cost = trial.user_attrs.get(COST_ATTR, 0.0)
-    return TrialSummary(trial.number, trial.state.name, values,
-                        float(cost) if isinstance(cost, (int, float)) else 0.0)
+    return TrialSummary(
+        trial.number,
+        trial.state.name,
+        values,
+        float(cost) if isinstance(cost, (int, float)) else 0.0,
+    )
 
 
 # --------------------------------------------------------------------------- set-up
@@ -458,9 +511,17 @@ class Setup:
     budget: Budget
 
 
-def prepare(spec: Spec, path: str, *, storage: str | None = None, trials: int | None = None,
-            fresh: bool = False, deadline: float | None = None,
-            echo: Callable[[str], None] | None = None, plan: OptunaPlan | None = None) -> Setup:
+def prepare(
+    spec: Spec,
+    path: str,
+    *,
+    storage: str | None = None,
+    trials: int | None = None,
+    fresh: bool = False,
+    deadline: float | None = None,
+    echo: Callable[[str], None] | None = None,
+    plan: OptunaPlan | None = None,
+) -> Setup:
     """Compile, open the storage, create (or resume, or with ``fresh`` replace) the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan or compile_optuna(spec)
@@ -480,8 +541,7 @@ def prepare(spec: Spec, path: str, *, storage: str | None = None, trials: int | 
                 continue
             where = _redact(storage) if storage else default_journal(name)
             raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
-    return Setup(path, plan, name, store, label, study,
-                 make_budget(spec, plan, trials, deadline))
+    return Setup(path, plan, name, store, label, study, make_budget(spec, plan, trials, deadline))
 
 
 _OPEN_ATTEMPTS = 5
@@ -492,11 +552,16 @@ def _raced(exc: Exception) -> bool:
     one hit "duplicate key" or "already exists", and find the tables there on a second try."""
     text = str(exc)
     return type(exc).__name__ in ("IntegrityError", "ProgrammingError") and (
-        "already exists" in text or "duplicate key" in text)
+        "already exists" in text or "duplicate key" in text
+    )
 
 
-def _delete(store: str | optuna.storages.BaseStorage, name: str, label: str,
-            echo: Callable[[str], None] | None) -> None:
+def _delete(
+    store: str | optuna.storages.BaseStorage,
+    name: str,
+    label: str,
+    echo: Callable[[str], None] | None,
+) -> None:
     try:
         old = optuna.load_study(study_name=name, storage=store)
     except KeyError:
@@ -507,8 +572,9 @@ def _delete(store: str | optuna.storages.BaseStorage, name: str, label: str,
         echo(f"sweepspec: --fresh: deleted study {name!r} ({count} trials) from {label}")
 
 
-def _study(plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str, label: str,
-           path: str) -> optuna.Study:
+def _study(
+    plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str, label: str, path: str
+) -> optuna.Study:
     try:
         study = plan.create_study(store, name, load_if_exists=True)
     except SearchSpaceChangedError as exc:  # a changed search space, or metric goal
@@ -519,30 +585,38 @@ def _study(plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str
     return study
 
 
-def _changed(name: str, label: str, store: str | optuna.storages.BaseStorage,
-             what: str) -> str:
+def _changed(name: str, label: str, store: str | optuna.storages.BaseStorage, what: str) -> str:
     study = optuna.load_study(study_name=name, storage=store)
     origin = study.user_attrs.get(SPEC_ATTR)
     source = f" (created from {origin})" if origin else ""
     count = len(study.get_trials(deepcopy=False))
-    return (f"the {what} differs from that of study {name!r} in {label}{source}, which has "
-            f"{count} trials; to start a fresh sweep, run again with --fresh (deletes that "
-            "study), or give the new one another name (optuna.study_name)")
+    return (
+        f"the {what} differs from that of study {name!r} in {label}{source}, which has "
+        f"{count} trials; to start a fresh sweep, run again with --fresh (deletes that "
+        "study), or give the new one another name (optuna.study_name)"
+    )
 
 
-def make_budget(spec: Spec, plan: OptunaPlan, trials: int | None,
-                deadline: float | None = None) -> Budget:
+def make_budget(
+    spec: Spec, plan: OptunaPlan, trials: int | None, deadline: float | None = None
+) -> Budget:
     budget = spec.budget
     source = "--trials" if trials else "run_cap" if spec.run_cap else "budget.trials"
     wall = budget.wall_clock if budget else None
     if deadline is None and wall is not None:
         deadline = time.time() + wall
-    return Budget(directions=tuple(plan.directions), metric_names=tuple(plan.metric_names),
-                  trials=trials or plan.n_trials, trials_source=source, deadline=deadline,
-                  wall_clock=wall, targets=tuple(plan.targets),
-                  cost_metric=budget.cost.metric if budget and budget.cost else None,
-                  cost_max=budget.cost.max if budget and budget.cost else None,
-                  max_consecutive_failures=budget.max_consecutive_failures if budget else 5)
+    return Budget(
+        directions=tuple(plan.directions),
+        metric_names=tuple(plan.metric_names),
+        trials=trials or plan.n_trials,
+        trials_source=source,
+        deadline=deadline,
+        wall_clock=wall,
+        targets=tuple(plan.targets),
+        cost_metric=budget.cost.metric if budget and budget.cost else None,
+        cost_max=budget.cost.max if budget and budget.cost else None,
+        max_consecutive_failures=budget.max_consecutive_failures if budget else 5,
+    )
 
 
 def spec_hash(path: str) -> str:
@@ -556,8 +630,9 @@ def fail_stale(study: optuna.Study) -> list[int]:
         owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
         if owner != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR,
-                                           f"its worker (pid {pid} on {host}) was killed")
+        study._storage.set_trial_user_attr(
+            trial._trial_id, ERROR_ATTR, f"its worker (pid {pid} on {host}) was killed"
+        )
         study.tell(trial.number, state=TrialState.FAIL)
         failed.append(trial.number)
     return failed
@@ -576,10 +651,20 @@ def _alive(pid: int) -> bool:
 # --------------------------------------------------------------------------- the sweep
 
 
-def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | None = None,
-              trials: int | None = None, workers: int = 1, fresh: bool = False,
-              grace: float = TERM_GRACE, stream: Any = None, tty: bool | None = None,
-              plan: OptunaPlan | None = None) -> Finished:
+def run_sweep(
+    spec: Spec,
+    path: str,
+    *,
+    tracker: str = "mlflow",
+    storage: str | None = None,
+    trials: int | None = None,
+    workers: int = 1,
+    fresh: bool = False,
+    grace: float = TERM_GRACE,
+    stream: Any = None,
+    tty: bool | None = None,
+    plan: OptunaPlan | None = None,
+) -> Finished:
     """Run (or resume) the sweep of ``spec`` (read from ``path``) until a limit is reached.
 
     Raises :class:`RunError` for expected failures (bad storage, changed search space, a
@@ -588,14 +673,21 @@ def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | 
     """
     plan = plan or compile_optuna(spec)
     objectives = list(plan.metric_names)
-    progress = Progress(study_name(spec, path), trials or plan.n_trials,
-                        objectives[0] if objectives else None, stream, tty)
+    progress = Progress(
+        study_name(spec, path),
+        trials or plan.n_trials,
+        objectives[0] if objectives else None,
+        stream,
+        tty,
+    )
     execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
-    setup = prepare(spec, path, storage=storage, trials=trials, fresh=fresh,
-                    echo=progress.write, plan=plan)
+    setup = prepare(
+        spec, path, storage=storage, trials=trials, fresh=fresh, echo=progress.write, plan=plan
+    )
     for number in fail_stale(setup.study):
-        progress.write(f"sweepspec: trial {number} was left RUNNING by a killed worker; "
-                       "marked FAIL")
+        progress.write(
+            f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+        )
     progress.write(_opening(setup, tracker, workers))
     sink = _tracker(tracker, spec, path, setup, progress.write)
     progress.update(setup.budget.tally(summaries(setup.study)))
@@ -606,14 +698,22 @@ def run_sweep(spec: Spec, path: str, *, tracker: str = "mlflow", storage: str | 
     return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.label)
 
 
-def _drive(setup: Setup, workers: int, sink: Tracker, progress: Progress, execute: Execute,
-           grace: float) -> str:
+def _drive(
+    setup: Setup, workers: int, sink: Tracker, progress: Progress, execute: Execute, grace: float
+) -> str:
     """Run the trials here or in worker processes; close the tracker whatever happens."""
     status = "FAILED"
     try:
         if workers == 1:
-            reason = Worker(setup.plan, setup.study, setup.budget, sink, execute,
-                            progress, lock_path(setup.storage, setup.label)).run()
+            reason = Worker(
+                setup.plan,
+                setup.study,
+                setup.budget,
+                sink,
+                execute,
+                progress,
+                lock_path(setup.storage, setup.label),
+            ).run()
         else:
             reason = _supervise(setup, workers, sink, progress, grace)
         status = "FINISHED"
@@ -631,9 +731,11 @@ def _drive(setup: Setup, workers: int, sink: Tracker, progress: Progress, execut
 
 def _interrupted(setup: Setup) -> str:
     tally = setup.budget.tally(summaries(setup.study))
-    return (f"sweepspec: interrupted; {tally.finished} finished trials are kept in "
-            f"{setup.label} (a trial that was running is recorded as failed); run the same "
-            "command again to resume")
+    return (
+        f"sweepspec: interrupted; {tally.finished} finished trials are kept in "
+        f"{setup.label} (a trial that was running is recorded as failed); run the same "
+        "command again to resume"
+    )
 
 
 def _opening(setup: Setup, tracker: str, workers: int) -> str:
@@ -644,18 +746,27 @@ def _opening(setup: Setup, tracker: str, workers: int) -> str:
     return f"sweepspec: sweep {setup.name!r} on optuna ({where}{several}){resumed}"
 
 
-def _tracker(name: str, spec: Spec, path: str, setup: Setup,
-             echo: Callable[[str], None]) -> Tracker:
+def _tracker(
+    name: str, spec: Spec, path: str, setup: Setup, echo: Callable[[str], None]
+) -> Tracker:
     uri = spec.tracking.uri if spec.tracking else None
     try:
         sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
-        sink.start(SweepInfo(name=setup.name, engine="optuna",
-                             sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
-                             spec_path=os.path.abspath(path), spec_hash=spec_hash(path),
-                             artifact=setup.plan.to_json()))
+        sink.start(
+            SweepInfo(
+                name=setup.name,
+                engine="optuna",
+                sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
+                spec_path=os.path.abspath(path),
+                spec_hash=spec_hash(path),
+                artifact=setup.plan.to_json(),
+            )
+        )
     except ImportError as exc:
-        raise RunError(f"the {name} tracker needs {exc.name or name}: pip install "
-                       f"'sweepspec[{name}]', or run with --tracker none") from None
+        raise RunError(
+            f"the {name} tracker needs {exc.name or name}: pip install "
+            f"'sweepspec[{name}]', or run with --tracker none"
+        ) from None
     except Exception as exc:  # the tracking server is the user's
         raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
     return sink
@@ -664,16 +775,20 @@ def _tracker(name: str, spec: Spec, path: str, setup: Setup,
 # --------------------------------------------------------------------------- several workers
 
 
-def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress,
-               grace: float) -> str:
+def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress, grace: float) -> str:
     """Start ``workers`` processes on the storage and follow their trials until all stop."""
-    settings = {"spec": os.path.abspath(setup.path), "storage": _storage_arg(setup),
-                "name": setup.name, "trials": setup.budget.trials, "deadline":
-                setup.budget.deadline, "tracker": sink.name, "tracking": sink.worker_settings(),
-                "grace": grace}
+    settings = {
+        "spec": os.path.abspath(setup.path),
+        "storage": _storage_arg(setup),
+        "name": setup.name,
+        "trials": setup.budget.trials,
+        "deadline": setup.budget.deadline,
+        "tracker": sink.name,
+        "tracking": sink.worker_settings(),
+        "grace": grace,
+    }
     argv = [sys.executable, "-m", "sweepspec.runners.optuna", json.dumps(settings)]
-    seen = {t.number for t in setup.study.get_trials(deepcopy=False)
-            if t.state.is_finished()}
+    seen = {t.number for t in setup.study.get_trials(deepcopy=False) if t.state.is_finished()}
     procs = [subprocess.Popen(argv, start_new_session=True) for _ in range(workers)]
     try:
         while any(p.poll() is None for p in procs):
@@ -703,9 +818,13 @@ def _follow(setup: Setup, seen: set[int], progress: Progress) -> None:
     for trial in trials:
         if trial.state.is_finished() and trial.number not in seen:
             seen.add(trial.number)
-            progress.trial(trial.number, trial.state.name,
-                           trial.user_attrs.get(METRICS_ATTR, {}), tally,
-                           trial.user_attrs.get(ERROR_ATTR))
+            progress.trial(
+                trial.number,
+                trial.state.name,
+                trial.user_attrs.get(METRICS_ATTR, {}),
+                tally,
+                trial.user_attrs.get(ERROR_ATTR),
+            )
     progress.update(tally)
 
 
@@ -726,14 +845,25 @@ def worker_main(argv: list[str]) -> int:
     sink: Tracker | None = None
     try:
         spec = load(settings["spec"])
-        setup = prepare(spec, settings["spec"], storage=settings["storage"],
-                        trials=settings["trials"], deadline=settings["deadline"])
+        setup = prepare(
+            spec,
+            settings["spec"],
+            storage=settings["storage"],
+            trials=settings["trials"],
+            deadline=settings["deadline"],
+        )
         objectives = list(setup.plan.metric_names)
         execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
         sink = make_tracker(settings["tracker"])
         sink.attach(settings["tracking"])
-        Worker(setup.plan, setup.study, setup.budget, sink, execute,
-               lock_path=lock_path(setup.storage, setup.label)).run()
+        Worker(
+            setup.plan,
+            setup.study,
+            setup.budget,
+            sink,
+            execute,
+            lock_path=lock_path(setup.storage, setup.label),
+        ).run()
         return 0
     except KeyboardInterrupt:
         return 130

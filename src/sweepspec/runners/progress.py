@@ -22,8 +22,14 @@ class Progress:
     """``total`` is the trial budget (None when unbounded); ``metric`` names the objective
     in the best-value text. ``tty`` defaults to whether ``stream`` is a terminal."""
 
-    def __init__(self, name: str, total: int | None, metric: str | None,
-                 stream: IO[str] | None = None, tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        total: int | None,
+        metric: str | None,
+        stream: IO[str] | None = None,
+        tty: bool | None = None,
+    ) -> None:
         self.name = name
         self.stream = stream or sys.stderr
         self.total = total
@@ -31,12 +37,20 @@ class Progress:
         self.tty = tty if tty is not None else _isatty(self.stream)
         self.bar: Any = None
 
-    def trial(self, number: int, state: str, metrics: dict[str, float], tally: Tally,
-              error: str | None = None) -> None:
+    def trial(
+        self,
+        number: int,
+        state: str,
+        metrics: dict[str, float],
+        tally: Tally,
+        error: str | None = None,
+    ) -> None:
         """One trial finished; ``tally`` counts the storage after it."""
         if self.bar is None:
-            self.write(f"trial {number} {state}{self._detail(state, metrics, error)} | "
-                       f"{self._summary(tally)}")
+            self.write(
+                f"trial {number} {state}{self._detail(state, metrics, error)} | "
+                f"{self._summary(tally)}"
+            )
         self.update(tally)
 
     def _detail(self, state: str, metrics: dict[str, float], error: str | None) -> str:
@@ -53,8 +67,7 @@ class Progress:
     def _best(self, tally: Tally) -> str:
         if tally.best is None or tally.best.values is None:
             return ""
-        return (f", best {self.metric}={_format(tally.best.values[0])} "
-                f"(trial {tally.best.number})")
+        return f", best {self.metric}={_format(tally.best.values[0])} (trial {tally.best.number})"
 
     def update(self, tally: Tally) -> None:
         """Show ``tally``; the bar starts at the first update (at the trials already done)."""
@@ -65,9 +78,11 @@ class Progress:
             return
         self.bar.n = tally.finished
         best = tally.best.values[0] if tally.best and tally.best.values else None
-        self.bar.set_postfix_str(f"stopped early {tally.pruned}, failed {tally.failed}"
-                                 + (f", best {self.metric}={best:.4g}" if best is not None
-                                    else ""), refresh=False)
+        self.bar.set_postfix_str(
+            f"stopped early {tally.pruned}, failed {tally.failed}"
+            + (f", best {self.metric}={best:.4g}" if best is not None else ""),
+            refresh=False,
+        )
         self.bar.refresh()
 
     def write(self, line: str) -> None:
@@ -102,5 +117,12 @@ def _tqdm(name: str, total: int | None, initial: int, stream: IO[str]) -> Any:
         from tqdm import tqdm
     except ImportError:  # plain lines, then
         return None
-    return tqdm(total=total, initial=initial, desc=name, unit="trial", file=stream,
-                dynamic_ncols=True, leave=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=name,
+        unit="trial",
+        file=stream,
+        dynamic_ncols=True,
+        leave=True,
+    )

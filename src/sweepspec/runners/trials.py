@@ -39,9 +39,20 @@ from typing import Any
 from ..reporter import ENV_REPORT, ENV_SEED
 from ..trackers import Point
 
-__all__ = ["DEFAULT_COMMAND", "Command", "Monitor", "Outcome", "Trial", "command_line",
-           "conclude", "load_function", "macro_values", "parse_line", "run_command",
-           "run_function"]
+__all__ = [
+    "DEFAULT_COMMAND",
+    "Command",
+    "Monitor",
+    "Outcome",
+    "Trial",
+    "command_line",
+    "conclude",
+    "load_function",
+    "macro_values",
+    "parse_line",
+    "run_command",
+    "run_function",
+]
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 """W&B's default command (``wandb/sdk/launch/sweeps/utils.py``)."""
@@ -65,14 +76,16 @@ def _now_ms() -> int:
 def numbers(metrics: Any) -> dict[str, float]:
     """``metrics`` as ``{name: float}``; a ``TypeError`` naming what is not a number."""
     if not isinstance(metrics, dict):
-        raise TypeError(f"'metrics' must be a dict of numbers, but got "
-                        f"{type(metrics).__name__}: {metrics!r}")
+        raise TypeError(
+            f"'metrics' must be a dict of numbers, but got {type(metrics).__name__}: {metrics!r}"
+        )
     out: dict[str, float] = {}
     for name, value in metrics.items():
         number = _float(value)
         if number is None:
-            raise TypeError(f"'metrics[{name!r}]' must be a number, but got "
-                            f"{type(value).__name__}: {value!r}")
+            raise TypeError(
+                f"'metrics[{name!r}]' must be a number, but got {type(value).__name__}: {value!r}"
+            )
         out[str(name)] = number
     return out
 
@@ -100,8 +113,13 @@ class Monitor:
     recorded as timed out.
     """
 
-    def __init__(self, objective: str | None = None, prune: Prune | None = None,
-                 timeout: float | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        objective: str | None = None,
+        prune: Prune | None = None,
+        timeout: float | None = None,
+        prefix: str = "",
+    ) -> None:
         self.objective = objective
         self._prune = prune
         self.timeout = timeout
@@ -124,8 +142,12 @@ class Monitor:
             if step >= self._steps.get(key, -1):
                 self.last[key], self._steps[key] = number, step
         value = values.get(self.objective or "")
-        if self._prune is not None and not self.pruned and value is not None \
-                and math.isfinite(value):
+        if (
+            self._prune is not None
+            and not self.pruned
+            and value is not None
+            and math.isfinite(value)
+        ):
             self.pruned = self._prune(value, step)
 
     def should_stop(self) -> bool:
@@ -143,8 +165,7 @@ def _check_step(step: Any) -> int:
         except (TypeError, ValueError):
             whole = None
         if whole is None or whole != step:
-            raise TypeError(f"'step' must be an integer, but got {type(step).__name__}: "
-                            f"{step!r}")
+            raise TypeError(f"'step' must be an integer, but got {type(step).__name__}: {step!r}")
         step = whole
     if step < 0:
         raise ValueError(f"'step >= 0' must hold, but got step={step}")
@@ -160,8 +181,7 @@ class Trial:
         number: the trial's number in the sweep.
     """
 
-    def __init__(self, params: dict[str, Any], seed: int, number: int,
-                 monitor: Monitor) -> None:
+    def __init__(self, params: dict[str, Any], seed: int, number: int, monitor: Monitor) -> None:
         self.params = params
         self.seed = seed
         self.number = number
@@ -196,16 +216,21 @@ class Outcome:
     history: list[Point] = field(default_factory=list)
 
 
-def conclude(result: Any, monitor: Monitor, objectives: list[str],
-             what: str = "the trial") -> Outcome:
+def conclude(
+    result: Any, monitor: Monitor, objectives: list[str], what: str = "the trial"
+) -> Outcome:
     """The outcome of a run that returned ``result`` (None for a command)."""
     reported = dict(monitor.last)
     if monitor.pruned:
         merged = {**reported, **(_numeric_only(result) if isinstance(result, dict) else {})}
         return Outcome("PRUNED", merged, history=monitor.history)
     if monitor.timed_out:
-        return Outcome("FAIL", reported, error=f"{what} ran past budget.trial_timeout "
-                       f"({monitor.timeout:g}s) and was stopped", history=monitor.history)
+        return Outcome(
+            "FAIL",
+            reported,
+            error=f"{what} ran past budget.trial_timeout ({monitor.timeout:g}s) and was stopped",
+            history=monitor.history,
+        )
     try:
         metrics, values = _objective(result, reported, objectives, what)
     except (TypeError, ValueError) as exc:
@@ -213,8 +238,9 @@ def conclude(result: Any, monitor: Monitor, objectives: list[str],
     return Outcome("COMPLETE", metrics, values, history=monitor.history)
 
 
-def _objective(result: Any, reported: dict[str, float], objectives: list[str],
-               what: str) -> tuple[dict[str, float], list[float]]:
+def _objective(
+    result: Any, reported: dict[str, float], objectives: list[str], what: str
+) -> tuple[dict[str, float], list[float]]:
     if isinstance(result, dict):
         merged = {**reported, **numbers(result)}
     elif result is None:
@@ -222,36 +248,45 @@ def _objective(result: Any, reported: dict[str, float], objectives: list[str],
     else:
         number = _float(result)
         if number is None:
-            raise TypeError(f"{what} must return a dict of metrics or a number, but returned "
-                            f"{type(result).__name__}: {result!r}")
+            raise TypeError(
+                f"{what} must return a dict of metrics or a number, but returned "
+                f"{type(result).__name__}: {result!r}"
+            )
         if len(objectives) > 1:
-            raise TypeError(f"{what} returned one number, but the spec has "
-                            f"{len(objectives)} metrics ({', '.join(objectives)}); return a "
-                            "dict holding each")
+            raise TypeError(
+                f"{what} returned one number, but the spec has "
+                f"{len(objectives)} metrics ({', '.join(objectives)}); return a "
+                "dict holding each"
+            )
         merged = {**reported, (objectives or ["objective"])[0]: number}
     names = objectives or ["objective"]
     missing = [n for n in names if n not in merged]
     if missing:
         raise ValueError(_missing_message(what, result, missing, objectives))
     values = [merged[n] for n in names]
-    bad = [f"{n}={v}" for n, v in zip(names, values) if not math.isfinite(v)]
+    bad = [f"{n}={v}" for n, v in zip(names, values, strict=False) if not math.isfinite(v)]
     if bad:
-        raise ValueError(f"the objective must be a finite number, but {what} gave "
-                         f"{', '.join(bad)}")
+        raise ValueError(f"the objective must be a finite number, but {what} gave {', '.join(bad)}")
     return merged, values
 
 
 def _missing_message(what: str, result: Any, missing: list[str], objectives: list[str]) -> str:
     if not objectives:
-        return (f"the spec has no 'metric', so {what} must return a number (the objective "
-                f"to minimise), but it returned {type(result).__name__}")
+        return (
+            f"the spec has no 'metric', so {what} must return a number (the objective "
+            f"to minimise), but it returned {type(result).__name__}"
+        )
     names = ", ".join(repr(n) for n in missing)
     if what == "the command":
-        return (f"the command reported no {names}: print a JSON line {{\"{missing[0]}\": "
-                f"...}} or a line {missing[0]}=..., or use sweepspec.reporter")
+        return (
+            f'the command reported no {names}: print a JSON line {{"{missing[0]}": '
+            f"...}} or a line {missing[0]}=..., or use sweepspec.reporter"
+        )
     got = f"a dict without {names}" if isinstance(result, dict) else repr(result)
-    return (f"{what} returned {got} and reported no {names}; return "
-            f"{{\"{missing[0]}\": ...}} or a number, or call trial.report")
+    return (
+        f"{what} returned {got} and reported no {names}; return "
+        f'{{"{missing[0]}": ...}} or a number, or call trial.report'
+    )
 
 
 def describe(exc: BaseException) -> str:
@@ -277,16 +312,15 @@ def load_function(ref: str, folder: str) -> Callable[[Trial], Any]:
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
-        raise FunctionError(f"function {ref!r}: cannot import {module_name!r} from "
-                            f"{folder}: {describe(exc)}") from None
+        raise FunctionError(
+            f"function {ref!r}: cannot import {module_name!r} from {folder}: {describe(exc)}"
+        ) from None
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise FunctionError(f"function {ref!r}: {module_name!r} has no attribute "
-                                f"{attr!r}")
+            raise FunctionError(f"function {ref!r}: {module_name!r} has no attribute {attr!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise FunctionError(f"function {ref!r} must be callable, but got "
-                            f"{type(target).__name__}")
+        raise FunctionError(f"function {ref!r} must be callable, but got {type(target).__name__}")
     return target  # type: ignore[no-any-return]
 
 
@@ -304,15 +338,26 @@ def _forget_foreign(module_name: str, folder: str) -> None:
         del sys.modules[name]
 
 
-def run_function(function: Callable[[Trial], Any], params: dict[str, Any], seed: int,
-                 number: int, monitor: Monitor, objectives: list[str]) -> Outcome:
+def run_function(
+    function: Callable[[Trial], Any],
+    params: dict[str, Any],
+    seed: int,
+    number: int,
+    monitor: Monitor,
+    objectives: list[str],
+) -> Outcome:
     """Call ``function`` once; any exception (``sys.exit`` too, not Ctrl-C) is a ``FAIL``
     holding its message."""
     try:
         result = function(Trial(params, seed, number, monitor))
     except (Exception, SystemExit) as exc:
-        return Outcome("FAIL", dict(monitor.last), error=describe(exc),
-                       traceback=traceback.format_exc(), history=monitor.history)
+        return Outcome(
+            "FAIL",
+            dict(monitor.last),
+            error=describe(exc),
+            traceback=traceback.format_exc(),
+            history=monitor.history,
+        )
     return conclude(result, monitor, objectives)
 
 
@@ -322,9 +367,14 @@ def run_function(function: Callable[[Trial], Any], params: dict[str, Any], seed:
 def macro_values(params: dict[str, Any]) -> dict[str, list[str]]:
     """W&B's argument macros for top-level ``params`` (``create_sweep_command_args``): a
     nested parameter's value is printed with ``str()``, as W&B prints it."""
-    out: dict[str, list[str]] = {"args": [], "args_no_equals": [], "args_no_hyphens": [],
-                                 "args_no_boolean_flags": [], "args_append_hydra": [],
-                                 "args_override_hydra": []}
+    out: dict[str, list[str]] = {
+        "args": [],
+        "args_no_equals": [],
+        "args_no_hyphens": [],
+        "args_no_boolean_flags": [],
+        "args_append_hydra": [],
+        "args_override_hydra": [],
+    }
     for name, value in params.items():
         flag = f"{name}={value}"
         out["args"].append("--" + flag)
@@ -340,14 +390,23 @@ def macro_values(params: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def command_line(template: list[Any] | None, program: str | None, params: dict[str, Any],
-                 json_file: str, interpreter: str = sys.executable) -> list[str]:
+def command_line(
+    template: list[Any] | None,
+    program: str | None,
+    params: dict[str, Any],
+    json_file: str,
+    interpreter: str = sys.executable,
+) -> list[str]:
     """The argument vector W&B's agent builds (``wandb_agent.py``), for ``params`` nested as
     the trial sees them. ``${interpreter}`` is the Python running sweepspec, not whatever
     ``python`` is first on PATH. Unknown macros expand to nothing, as in W&B."""
     macros = macro_values(params)
-    macros.update(env=[] if os.name == "nt" else ["/usr/bin/env"], interpreter=[interpreter],
-                  program=[program] if program is not None else [], args_json_file=[json_file])
+    macros.update(
+        env=[] if os.name == "nt" else ["/usr/bin/env"],
+        interpreter=[interpreter],
+        program=[program] if program is not None else [],
+        args_json_file=[json_file],
+    )
     argv: list[str] = []
     for item in template or DEFAULT_COMMAND:
         item = ENVVAR.sub(lambda m: os.environ.get(m.group(1), m.group(1)), str(item))
@@ -420,25 +479,35 @@ class Command:
     echo: Echo | None = None
 
 
-def run_command(command: Command, params: dict[str, Any], seed: int, number: int,
-                monitor: Monitor, objectives: list[str]) -> Outcome:
+def run_command(
+    command: Command,
+    params: dict[str, Any],
+    seed: int,
+    number: int,
+    monitor: Monitor,
+    objectives: list[str],
+) -> Outcome:
     """Run the command once for ``params`` (nested as the trial sees them)."""
     with tempfile.TemporaryDirectory(prefix="sweepspec-trial-") as workdir:
-        argv = command_line(command.template, command.program, params,
-                            os.path.join(workdir, "config.json"))
+        argv = command_line(
+            command.template, command.program, params, os.path.join(workdir, "config.json")
+        )
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(params))
         watch = _Watch(command, monitor)
         try:
             code = watch.run(argv, seed, number)
         except OSError as exc:
-            return Outcome("FAIL", {}, error=f"cannot start the command {argv[0]!r}: "
-                           f"{exc.strerror or exc}", history=monitor.history)
+            return Outcome(
+                "FAIL",
+                {},
+                error=f"cannot start the command {argv[0]!r}: {exc.strerror or exc}",
+                history=monitor.history,
+            )
     return _command_outcome(code, watch, monitor, objectives)
 
 
-def _command_outcome(code: int, watch: _Watch, monitor: Monitor,
-                     objectives: list[str]) -> Outcome:
+def _command_outcome(code: int, watch: _Watch, monitor: Monitor, objectives: list[str]) -> Outcome:
     if monitor.pruned or monitor.timed_out or code == 0:
         return conclude(None, monitor, objectives, "the command")
     if code < 0:
@@ -450,8 +519,12 @@ def _command_outcome(code: int, watch: _Watch, monitor: Monitor,
     else:
         error = f"the command exited with code {code}"
     tail = watch.last_error_line()
-    return Outcome("FAIL", dict(monitor.last), error=f"{error}: {tail}" if tail else error,
-                   history=monitor.history)
+    return Outcome(
+        "FAIL",
+        dict(monitor.last),
+        error=f"{error}: {tail}" if tail else error,
+        history=monitor.history,
+    )
 
 
 class _Watch:
@@ -469,13 +542,26 @@ class _Watch:
     def run(self, argv: list[str], seed: int, number: int) -> int:
         read_fd, write_fd = os.pipe()
         # PYTHONUNBUFFERED: a Python program's printed metrics arrive as they are printed
-        env = dict(os.environ, **{ENV_REPORT: str(write_fd), ENV_SEED: str(seed),
-                                  "SWEEPSPEC_TRIAL": str(number), "PYTHONUNBUFFERED": "1"})
+        env = dict(
+            os.environ,
+            **{
+                ENV_REPORT: str(write_fd),
+                ENV_SEED: str(seed),
+                "SWEEPSPEC_TRIAL": str(number),
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
         try:
-            self.proc = subprocess.Popen(argv, cwd=self.command.folder, env=env,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, pass_fds=(write_fd,),
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.command.folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
         except OSError:
             os.close(read_fd)
             raise
@@ -489,8 +575,11 @@ class _Watch:
 
     def _follow(self, report_fd: int) -> int:
         assert self.proc is not None and self.proc.stdout and self.proc.stderr
-        kinds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err",
-                 report_fd: "report"}
+        kinds = {
+            self.proc.stdout.fileno(): "out",
+            self.proc.stderr.fileno(): "err",
+            report_fd: "report",
+        }
         with selectors.DefaultSelector() as selector:
             for fd, kind in kinds.items():
                 os.set_blocking(fd, False)

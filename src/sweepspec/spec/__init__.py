@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from .findings import Finding, format_path
-from .loader import Document, load as load_yaml, loads as loads_yaml
+from .loader import Document
+from .loader import load as load_yaml
+from .loader import loads as loads_yaml
 from .models import Spec
 
-__all__ = ["Checked", "Finding", "Spec", "SpecError", "check", "check_text", "format_path",
-           "load"]
+__all__ = ["Checked", "Finding", "Spec", "SpecError", "check", "check_text", "format_path", "load"]
 
 
 @dataclass
@@ -44,10 +45,20 @@ def _check_document(doc: Document) -> Checked:
     if doc.data is None and any(f.level == "error" for f in findings):  # the loader said why
         return Checked(doc.file, None, _sorted(findings))
     if not isinstance(doc.data, dict):
-        kind = ("a list" if isinstance(doc.data, list) else
-                "null" if doc.data is None else repr(doc.data))
-        findings.append(doc.finding("error", (), f"a spec is a mapping of keys (method, "
-                                    f"parameters, ...), but the file holds {kind}"))
+        kind = (
+            "a list"
+            if isinstance(doc.data, list)
+            else "null"
+            if doc.data is None
+            else repr(doc.data)
+        )
+        findings.append(
+            doc.finding(
+                "error",
+                (),
+                f"a spec is a mapping of keys (method, parameters, ...), but the file holds {kind}",
+            )
+        )
         return Checked(doc.file, None, _sorted(findings), doc.data)
     try:
         spec = Spec.model_validate(doc.data)
@@ -80,9 +91,11 @@ def _lint_the_rest(doc: Document, exc: ValidationError) -> list[Finding]:
         except ValidationError as again:
             exc = again
             continue
-        out.extend(f for f in run_rules(spec, doc)
-                   if f.level == "warning"
-                   and f.rule not in ("metric-required", "command-macros"))
+        out.extend(
+            f
+            for f in run_rules(spec, doc)
+            if f.level == "warning" and f.rule not in ("metric-required", "command-macros")
+        )
         break
     return out
 

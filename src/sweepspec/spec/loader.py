@@ -65,8 +65,9 @@ class Document:
             probe = probe[:-1]
         return self.value_marks.get((), Mark(1, 1))
 
-    def finding(self, level: Level, path: Path, message: str, *, rule: str = "schema",
-                key: bool = False) -> Finding:
+    def finding(
+        self, level: Level, path: Path, message: str, *, rule: str = "schema", key: bool = False
+    ) -> Finding:
         m = self.mark(path, key=key)
         return Finding(self.file, m.line, m.col, level, tuple(path), message, rule)
 
@@ -96,13 +97,19 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
         if id(node) in self.active:
-            self._add("error", node, path, "an alias refers to the node that contains it; "
-                      "a spec cannot be recursive", "yaml")
+            self._add(
+                "error",
+                node,
+                path,
+                "an alias refers to the node that contains it; a spec cannot be recursive",
+                "yaml",
+            )
             return None
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode)
             return self._mapping(node, path)
         finally:
             self.active.discard(id(node))
@@ -116,17 +123,27 @@ class _Builder:
                 merged.update(self._merge(value_node, path))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                self._add("error", key_node, path, "a key must be a plain value, not a list "
-                          "or mapping", "yaml")
+                self._add(
+                    "error",
+                    key_node,
+                    path,
+                    "a key must be a plain value, not a list or mapping",
+                    "yaml",
+                )
                 continue
             key = self._scalar(key_node, path, warn=False)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 key = str(key)
             if key in first_seen:
                 first = first_seen[key]
-                self._add("error", key_node, path + (key,),
-                          f"duplicate key {key!r} (first at line {first.line}); PyYAML and W&B "
-                          "would silently keep only the last one", "duplicate-key")
+                self._add(
+                    "error",
+                    key_node,
+                    path + (key,),
+                    f"duplicate key {key!r} (first at line {first.line}); PyYAML and W&B "
+                    "would silently keep only the last one",
+                    "duplicate-key",
+                )
             first_seen[key] = self._mark(key_node)
             self.doc.key_marks[path + (key,)] = self._mark(key_node)
             self.doc.value_marks[path + (key,)] = self._mark(value_node)
@@ -153,24 +170,32 @@ class _Builder:
             if node.style in (None, "") and _YAML12_FLOAT.match(text):
                 value = float(text)
                 if warn:
-                    self._add("warning", node, path,
-                              f"{text!r} is a string to PyYAML (YAML 1.1) and so to W&B; "
-                              f"sweepspec reads it as the number {value!r} (YAML 1.2). Write "
-                              f"{_yaml11_float(value)} so that every tool reads the same number",
-                              "yaml12-float")
+                    self._add(
+                        "warning",
+                        node,
+                        path,
+                        f"{text!r} is a string to PyYAML (YAML 1.1) and so to W&B; "
+                        f"sweepspec reads it as the number {value!r} (YAML 1.2). Write "
+                        f"{_yaml11_float(value)} so that every tool reads the same number",
+                        "yaml12-float",
+                    )
                 return value
             return text
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None or not tag.startswith("tag:yaml.org,2002:"):
-            self._add("error", node, path, f"unsupported YAML tag {tag!r}; a spec holds plain "
-                      "values only", "yaml")
+            self._add(
+                "error",
+                node,
+                path,
+                f"unsupported YAML tag {tag!r}; a spec holds plain values only",
+                "yaml",
+            )
             return node.value
         try:
             return constructor(_scalar_constructor, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             kind = tag.rsplit(":", 1)[-1]
-            self._add("error", node, path, f"cannot read {node.value!r} as {kind}:"
-                      f" {exc}", "yaml")
+            self._add("error", node, path, f"cannot read {node.value!r} as {kind}: {exc}", "yaml")
             return node.value
 
 
@@ -192,37 +217,64 @@ def loads(text: str, file: str = "<string>") -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        doc.findings.append(Finding(file, line, col, "error", (),
-                                    f"not valid YAML: {problem}", "yaml"))
+        doc.findings.append(
+            Finding(file, line, col, "error", (), f"not valid YAML: {problem}", "yaml")
+        )
         return doc
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        doc.findings.append(Finding(file, line, col, "error", (), f"not valid YAML: the "
-                                    f"character {char!r} is not allowed in a YAML file",
-                                    "yaml"))
+        doc.findings.append(
+            Finding(
+                file,
+                line,
+                col,
+                "error",
+                (),
+                f"not valid YAML: the character {char!r} is not allowed in a YAML file",
+                "yaml",
+            )
+        )
         return doc
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
-        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {message}",
-                                    "yaml"))
+        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {message}", "yaml"))
         return doc
     if node is None:
-        doc.findings.append(Finding(file, 1, 1, "error", (), "the file is empty; a spec is a "
-                                    "mapping with at least 'method' and 'parameters'", "yaml"))
+        doc.findings.append(
+            Finding(
+                file,
+                1,
+                1,
+                "error",
+                (),
+                "the file is empty; a spec is a mapping with at least 'method' and 'parameters'",
+                "yaml",
+            )
+        )
         return doc
     try:
         doc.data = _Builder(doc).build(node, ())
     except _TooLarge:
         doc.data = None
-        doc.findings.append(Finding(file, 1, 1, "error", (), f"the document expands to more than "
-                                    f"{_MAX_NODES} nodes (aliases?); refusing to read it",
-                                    "yaml"))
+        doc.findings.append(
+            Finding(
+                file,
+                1,
+                1,
+                "error",
+                (),
+                f"the document expands to more than "
+                f"{_MAX_NODES} nodes (aliases?); refusing to read it",
+                "yaml",
+            )
+        )
     except RecursionError:
         doc.data = None
-        doc.findings.append(Finding(file, 1, 1, "error", (), "the document is nested too deeply "
-                                    "to read", "yaml"))
+        doc.findings.append(
+            Finding(file, 1, 1, "error", (), "the document is nested too deeply to read", "yaml")
+        )
     return doc
 
 
@@ -233,15 +285,24 @@ def load(path: str) -> Document:
             raw = fh.read()
     except OSError as exc:
         doc = Document(file=path, data=None)
-        doc.findings.append(Finding(path, 1, 1, "error", (),
-                                    f"cannot read the file: {exc.strerror or exc}", "io"))
+        doc.findings.append(
+            Finding(path, 1, 1, "error", (), f"cannot read the file: {exc.strerror or exc}", "io")
+        )
         return doc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         doc = Document(file=path, data=None)
-        doc.findings.append(Finding(path, 1, 1, "error", (),
-                                    f"not UTF-8 text (byte {exc.start}); a spec must be UTF-8",
-                                    "io"))
+        doc.findings.append(
+            Finding(
+                path,
+                1,
+                1,
+                "error",
+                (),
+                f"not UTF-8 text (byte {exc.start}); a spec must be UTF-8",
+                "io",
+            )
+        )
         return doc
     return loads(text, path)

@@ -14,10 +14,18 @@ from .findings import Finding, Path
 from .loader import Document
 
 _TYPE_NAMES = {
-    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-    "float_type": "a number", "float_parsing": "a number", "string_type": "a string",
-    "bool_type": "true or false", "bool_parsing": "true or false", "list_type": "a list",
-    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
 }
 
 # keys that only mean something with another distribution
@@ -29,13 +37,26 @@ _KEY_HINTS = {
     "a": "'a' needs 'distribution: beta'",
     "b": "'b' needs 'distribution: beta'",
     "values": "'values' lists choices: write 'distribution: categorical' or leave "
-              "'distribution' out",
+    "'distribution' out",
     "value": "'value' is a constant: write 'distribution: constant' or leave 'distribution' out",
     "min": "'min' needs a distribution with bounds, e.g. 'uniform'",
     "max": "'max' needs a distribution with bounds, e.g. 'uniform'",
 }
-_PARAM_KEYS = ("distribution", "values", "value", "probabilities", "min", "max", "q", "mu",
-               "sigma", "a", "b", "parameters", "when")
+_PARAM_KEYS = (
+    "distribution",
+    "values",
+    "value",
+    "probabilities",
+    "min",
+    "max",
+    "q",
+    "mu",
+    "sigma",
+    "a",
+    "b",
+    "parameters",
+    "when",
+)
 
 
 def did_you_mean(word: Any, choices: typing.Iterable[str]) -> str:
@@ -118,14 +139,13 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Path, bool]:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and part == loc[-1] and kind in ("missing",
-                                                                      "extra_forbidden"):
+        elif isinstance(node, dict) and part == loc[-1] and kind in ("missing", "extra_forbidden"):
             path.append(part)  # a missing or unknown key
             node = None
     return tuple(path), is_key
 
 
-def _message(err: dict[str, Any], path: Path) -> tuple[str, Path, bool]:
+def _message(err: Any, path: Path) -> tuple[str, Path, bool]:
     """(message, path to report, point at the key?)"""
     kind = err["type"]
     loc = err["loc"]
@@ -143,21 +163,36 @@ def _message(err: dict[str, Any], path: Path) -> tuple[str, Path, bool]:
         return f"{loc[-1]!r} is required", holder, False
     if kind == "distribution":
         unknown = [k for k in given if k not in _PARAM_KEYS] if isinstance(given, dict) else []
-        if unknown and "distribution" not in given:
-            return (f"cannot infer the distribution: unknown key {unknown[0]!r}"
-                    f"{did_you_mean(unknown[0], _PARAM_KEYS)}", path + (unknown[0],), True)
+        if unknown and isinstance(given, dict) and "distribution" not in given:
+            return (
+                f"cannot infer the distribution: unknown key {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], _PARAM_KEYS)}",
+                path + (unknown[0],),
+                True,
+            )
         return _distribution_message(given), path, False
     if kind == "stopping_type":
         if not isinstance(given, dict):
-            return (f"must be a mapping such as {{type: hyperband, min_iter: 3}}, but got "
-                    f"{_show(given)}", path, False)
+            return (
+                f"must be a mapping such as {{type: hyperband, min_iter: 3}}, but got "
+                f"{_show(given)}",
+                path,
+                False,
+            )
         kind_given = given.get("type")
         if kind_given is None:
-            return ("'type' is required: one of " + ", ".join(map(repr, models.STOPPING_MODELS)),
-                    path, False)
-        return (f"unknown early termination type {_show(kind_given)}; must be one of "
-                + ", ".join(map(repr, models.STOPPING_MODELS))
-                + did_you_mean(kind_given, models.STOPPING_MODELS), path + ("type",), False)
+            return (
+                "'type' is required: one of " + ", ".join(map(repr, models.STOPPING_MODELS)),
+                path,
+                False,
+            )
+        return (
+            f"unknown early termination type {_show(kind_given)}; must be one of "
+            + ", ".join(map(repr, models.STOPPING_MODELS))
+            + did_you_mean(kind_given, models.STOPPING_MODELS),
+            path + ("type",),
+            False,
+        )
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         choices = [c.strip().strip("'") for c in expected.replace(" or ", ", ").split(",")]
@@ -168,8 +203,12 @@ def _message(err: dict[str, Any], path: Path) -> tuple[str, Path, bool]:
     if kind == "string_pattern_mismatch":
         if path and path[0] == "function":
             return (f"must be 'package.module:callable', but got {_show(given)}", path, False)
-        return (f"parameter name {_show(given)} is not allowed: W&B wants letters, digits, "
-                "'_', '.', '-', starting with a letter or '_'", path, True)
+        return (
+            f"parameter name {_show(given)} is not allowed: W&B wants letters, digits, "
+            "'_', '.', '-', starting with a letter or '_'",
+            path,
+            True,
+        )
     if kind in _TYPE_NAMES:
         want = _TYPE_NAMES[kind]
         hint = ""
@@ -180,10 +219,12 @@ def _message(err: dict[str, Any], path: Path) -> tuple[str, Path, bool]:
         return f"must be {want}, but got {_show(given)}{hint}", path, False
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         ctx = err.get("ctx", {})
-        op, bound = {"greater_than": (">", ctx.get("gt")),
-                     "greater_than_equal": (">=", ctx.get("ge")),
-                     "less_than": ("<", ctx.get("lt")),
-                     "less_than_equal": ("<=", ctx.get("le"))}[kind]
+        op, bound = {
+            "greater_than": (">", ctx.get("gt")),
+            "greater_than_equal": (">=", ctx.get("ge")),
+            "less_than": ("<", ctx.get("lt")),
+            "less_than_equal": ("<=", ctx.get("le")),
+        }[kind]
         return f"'{loc[-1]} {op} {bound}' must hold, but got {_show(given)}", path, False
     if kind == "too_short":
         n = err.get("ctx", {}).get("min_length", 1)
@@ -195,13 +236,17 @@ def _distribution_message(given: Any) -> str:
     names = list(models.DISTRIBUTION_MODELS)
     if isinstance(given, dict) and "distribution" in given:
         dist = given["distribution"]
-        return (f"unknown distribution {_show(dist)}{did_you_mean(dist, names)}"
-                if did_you_mean(dist, names) else
-                f"unknown distribution {_show(dist)}; must be one of {', '.join(names)}")
+        return (
+            f"unknown distribution {_show(dist)}{did_you_mean(dist, names)}"
+            if did_you_mean(dist, names)
+            else f"unknown distribution {_show(dist)}; must be one of {', '.join(names)}"
+        )
     if not isinstance(given, dict):
         return f"a parameter must be a mapping (e.g. 'values: [...]'), but got {_show(given)}"
-    return ("cannot infer the distribution: give 'distribution', or 'values', 'value', "
-            "'min' and 'max', or nested 'parameters'")
+    return (
+        "cannot infer the distribution: give 'distribution', or 'values', 'value', "
+        "'min' and 'max', or nested 'parameters'"
+    )
 
 
 def findings_from(exc: ValidationError, doc: Document) -> list[Finding]:
@@ -211,8 +256,11 @@ def findings_from(exc: ValidationError, doc: Document) -> list[Finding]:
     for err in exc.errors(include_url=False):
         path, is_key = _data_path(doc.data, tuple(err["loc"]), err["type"])
         message, path, at_key = _message(err, path)
-        if err["type"] == "distribution" and isinstance(err.get("input"), dict) \
-                and "distribution" in err["input"]:
+        if (
+            err["type"] == "distribution"
+            and isinstance(err.get("input"), dict)
+            and "distribution" in err["input"]
+        ):
             path = path + ("distribution",)
         if (path, message) in seen:
             continue

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 # W&B's schema says "number": an int or a float, never a bool, never a string.
-Number = Union[StrictInt, StrictFloat]
+Number = StrictInt | StrictFloat
 PositiveNumber = Annotated[Number, Field(gt=0)]
 NonNegativeNumber = Annotated[Number, Field(ge=0)]
 
@@ -75,7 +75,8 @@ class _Bounded(_Param):
         lo, hi = self.min, self.max  # type: ignore[attr-defined]
         if lo >= hi:
             raise PydanticCustomError(
-                "min_max", "'min < max' must hold, but got min={lo}, max={hi}",
+                "min_max",
+                "'min < max' must hold, but got min={lo}, max={hi}",
                 {"lo": lo, "hi": hi},
             )
         return self
@@ -106,14 +107,16 @@ class CategoricalWProbabilitiesParam(_Param):
     def _check_probabilities(self) -> CategoricalWProbabilitiesParam:
         if len(self.values) != len(self.probabilities):
             raise PydanticCustomError(
-                "probabilities", "'len(values) == len(probabilities)' must hold, but got "
+                "probabilities",
+                "'len(values) == len(probabilities)' must hold, but got "
                 "{nv} values and {np} probabilities",
                 {"nv": len(self.values), "np": len(self.probabilities)},
             )
         total = math.fsum(self.probabilities)
         if abs(total - 1.0) > 1e-8 + 1e-5:  # numpy.isclose, as W&B checks it
             raise PydanticCustomError(
-                "probabilities", "'sum(probabilities) == 1' must hold, but got {total}",
+                "probabilities",
+                "'sum(probabilities) == 1' must hold, but got {total}",
                 {"total": total},
             )
         return self
@@ -316,10 +319,29 @@ def infer_distribution(raw: Any) -> str | None:
     return None
 
 
+# Written out (not built from DISTRIBUTION_MODELS) so that type checkers read the union;
+# tests/spec/test_models.py checks that the two list the same models.
 Parameter = Annotated[
-    Union[
-        tuple(Annotated[model, Tag(name)] for name, model in DISTRIBUTION_MODELS.items())
-        + (Annotated[NestedParam, Tag(NESTED)],)
+    Union[  # noqa: UP007 (a union of Annotated members reads best this way)
+        Annotated[ConstantParam, Tag("constant")],
+        Annotated[CategoricalParam, Tag("categorical")],
+        Annotated[CategoricalWProbabilitiesParam, Tag("categorical_w_probabilities")],
+        Annotated[IntUniformParam, Tag("int_uniform")],
+        Annotated[UniformParam, Tag("uniform")],
+        Annotated[QUniformParam, Tag("q_uniform")],
+        Annotated[LogUniformParam, Tag("log_uniform")],
+        Annotated[LogUniformValuesParam, Tag("log_uniform_values")],
+        Annotated[InvLogUniformParam, Tag("inv_log_uniform")],
+        Annotated[InvLogUniformValuesParam, Tag("inv_log_uniform_values")],
+        Annotated[QLogUniformParam, Tag("q_log_uniform")],
+        Annotated[QLogUniformValuesParam, Tag("q_log_uniform_values")],
+        Annotated[NormalParam, Tag("normal")],
+        Annotated[QNormalParam, Tag("q_normal")],
+        Annotated[LogNormalParam, Tag("log_normal")],
+        Annotated[QLogNormalParam, Tag("q_log_normal")],
+        Annotated[BetaParam, Tag("beta")],
+        Annotated[QBetaParam, Tag("q_beta")],
+        Annotated[NestedParam, Tag(NESTED)],
     ],
     Discriminator(
         infer_distribution,
@@ -397,12 +419,15 @@ class ThresholdStopping(_Model):
     @model_validator(mode="after")
     def _check_bounds(self) -> ThresholdStopping:
         if self.lower is None and self.upper is None:
-            raise PydanticCustomError("threshold", "'lower' or 'upper' must be given, but got "
-                                      "neither", {})
+            raise PydanticCustomError(
+                "threshold", "'lower' or 'upper' must be given, but got neither", {}
+            )
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
-            raise PydanticCustomError("threshold", "'lower <= upper' must hold, but got "
-                                      "lower={lo}, upper={hi}",
-                                      {"lo": self.lower, "hi": self.upper})
+            raise PydanticCustomError(
+                "threshold",
+                "'lower <= upper' must hold, but got lower={lo}, upper={hi}",
+                {"lo": self.lower, "hi": self.upper},
+            )
         return self
 
 
@@ -441,14 +466,24 @@ STOPPING_MODELS: dict[str, type[_Model]] = {
     "wilcoxon": WilcoxonStopping,
 }
 
+# Written out for type checkers, like Parameter; a test checks it against STOPPING_MODELS.
 EarlyTerminate = Annotated[
-    Union[tuple(Annotated[model, Tag(name)] for name, model in STOPPING_MODELS.items())],
+    Union[  # noqa: UP007
+        Annotated[HyperbandStopping, Tag("hyperband")],
+        Annotated[MedianStopping, Tag("median")],
+        Annotated[PercentileStopping, Tag("percentile")],
+        Annotated[SuccessiveHalvingStopping, Tag("successive_halving")],
+        Annotated[ThresholdStopping, Tag("threshold")],
+        Annotated[PatientStopping, Tag("patient")],
+        Annotated[WilcoxonStopping, Tag("wilcoxon")],
+    ],
     Discriminator(
         _stopping_type,
         custom_error_type="stopping_type",
         custom_error_message="the early termination type is unknown",
     ),
 ]
+
 
 # --------------------------------------------------------------------------- W&B extras
 
@@ -490,8 +525,11 @@ class Seeds(_Model):
         counts = Counter(values)
         repeated = sorted(v for v, n in counts.items() if n > 1)
         if repeated:
-            raise PydanticCustomError("seeds", "seeds must be distinct, but got {rep} more than "
-                                      "once", {"rep": ", ".join(map(str, repeated))})
+            raise PydanticCustomError(
+                "seeds",
+                "seeds must be distinct, but got {rep} more than once",
+                {"rep": ", ".join(map(str, repeated))},
+            )
         return values
 
 
@@ -499,16 +537,21 @@ def _seeds(value: Any) -> Any:
     """``seeds: 3`` means seeds 0, 1, 2; ``seeds: [0, 7]`` lists them."""
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SEEDS:
-            raise PydanticCustomError("seeds", "'1 <= seeds <= {top}' must hold, but got {n}",
-                                      {"n": value, "top": MAX_SEEDS})
+            raise PydanticCustomError(
+                "seeds",
+                "'1 <= seeds <= {top}' must hold, but got {n}",
+                {"n": value, "top": MAX_SEEDS},
+            )
         return {"values": list(range(value))}
     if isinstance(value, list):
         return {"values": value}
     return value
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-                       r"(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
+    r"(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+)
 
 
 def parse_duration(value: Any) -> Any:
@@ -516,15 +559,19 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not value.strip() or not match or not any(match.groups()):
-            raise PydanticCustomError("duration", "must be seconds or a duration like '1h30m', "
-                                      "'45m', '90s'; got {v!r}", {"v": value})
+            raise PydanticCustomError(
+                "duration",
+                "must be seconds or a duration like '1h30m', '45m', '90s'; got {v!r}",
+                {"v": value},
+            )
         d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
         return ((d * 24 + h) * 60 + m) * 60 + s
     return value
 
 
-Duration = Annotated[PositiveNumber, BeforeValidator(
-    parse_duration, json_schema_input_type=PositiveNumber | str)]
+Duration = Annotated[
+    PositiveNumber, BeforeValidator(parse_duration, json_schema_input_type=PositiveNumber | str)
+]
 
 
 class CostCap(_Model):
@@ -536,7 +583,8 @@ class CostCap(_Model):
 
 class Budget(_Model):
     trials: Annotated[int, Field(ge=1)] | None = Field(
-        default=None, description="finished trials over all workers (like run_cap)")
+        default=None, description="finished trials over all workers (like run_cap)"
+    )
     wall_clock: Duration | None = None
     workers: Annotated[int, Field(ge=1)] = 1
     cost: CostCap | None = None
@@ -544,14 +592,16 @@ class Budget(_Model):
     max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
 
 
-SamplerName = Literal["tpe", "gp", "cmaes", "qmc", "nsgaii", "nsgaiii", "random", "grid",
-                      "bruteforce"]
+SamplerName = Literal[
+    "tpe", "gp", "cmaes", "qmc", "nsgaii", "nsgaiii", "random", "grid", "bruteforce"
+]
 
 
 class Sampler(_Model):
     name: SamplerName
-    options: dict[str, Any] = Field(default_factory=dict,
-                                    description="keyword arguments of the Optuna sampler")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the Optuna sampler"
+    )
 
 
 def _sampler(value: Any) -> Any:
@@ -559,8 +609,10 @@ def _sampler(value: Any) -> Any:
 
 
 class OptunaSection(_Model):
-    sampler: Annotated[Sampler, BeforeValidator(
-        _sampler, json_schema_input_type=SamplerName | Sampler)] | None = None
+    sampler: (
+        Annotated[Sampler, BeforeValidator(_sampler, json_schema_input_type=SamplerName | Sampler)]
+        | None
+    ) = None
     storage: str | None = None
     study_name: str | None = None
 
@@ -597,13 +649,20 @@ class Spec(_Model):
 
     # sweepspec's extensions
     function: Annotated[str, StringConstraints(pattern=FUNCTION_REF)] | None = Field(
-        default=None, description="package.module:callable, relative to the spec's folder")
+        default=None, description="package.module:callable, relative to the spec's folder"
+    )
     engine: Literal["optuna", "wandb"] | None = None
     tracking: Tracking | None = None
-    seeds: Annotated[Seeds, BeforeValidator(
-        _seeds,
-        json_schema_input_type=Annotated[StrictInt, Field(ge=1)] | list[StrictInt] | Seeds,
-    )] | None = None
+    seeds: (
+        Annotated[
+            Seeds,
+            BeforeValidator(
+                _seeds,
+                json_schema_input_type=Annotated[StrictInt, Field(ge=1)] | list[StrictInt] | Seeds,
+            ),
+        ]
+        | None
+    ) = None
     budget: Budget | None = None
     optuna: OptunaSection | None = None
     wandb: WandbSection | None = None
@@ -627,4 +686,3 @@ class Spec(_Model):
     @property
     def objectives(self) -> list[Metric]:
         return list(self.metrics or ([self.metric] if self.metric else []))
-

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import models
-from .findings import Finding, Path
+from .findings import Finding, Level, Path
 from .loader import Document
 from .messages import did_you_mean
 
@@ -55,8 +55,12 @@ def parameters_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         method: random      # error: 'parameters' is required
     """
     if spec.parameters is None and not (spec.scheduler and spec.scheduler.search_space):
-        yield doc.finding("error", (), "'parameters' is required unless "
-                          "'scheduler.search_space' is set", rule="parameters-required")
+        yield doc.finding(
+            "error",
+            (),
+            "'parameters' is required unless 'scheduler.search_space' is set",
+            rule="parameters-required",
+        )
 
 
 @rule("metric-or-metrics")
@@ -69,9 +73,14 @@ def metric_or_metrics(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         metrics: [{name: loss}, {name: latency}]   # error
     """
     if spec.metric is not None and spec.metrics is not None:
-        yield doc.finding("error", ("metrics",), "'metric' and 'metrics' cannot both be set: use "
-                          "'metric' for one objective, 'metrics' for several",
-                          rule="metric-or-metrics", key=True)
+        yield doc.finding(
+            "error",
+            ("metrics",),
+            "'metric' and 'metrics' cannot both be set: use "
+            "'metric' for one objective, 'metrics' for several",
+            rule="metric-or-metrics",
+            key=True,
+        )
 
 
 @rule("scheduler")
@@ -87,18 +96,32 @@ def scheduler_rules(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     if spec.scheduler is None:
         return
     if spec.controller is not None and spec.controller.type == "local":
-        yield doc.finding("error", ("controller",), "'controller: {type: local}' cannot be used "
-                          "together with 'scheduler'", rule="scheduler", key=True)
+        yield doc.finding(
+            "error",
+            ("controller",),
+            "'controller: {type: local}' cannot be used together with 'scheduler'",
+            rule="scheduler",
+            key=True,
+        )
     if spec.early_terminate is not None:
-        yield doc.finding("error", ("early_terminate",), "'early_terminate' cannot be used "
-                          "together with 'scheduler': the scheduler must stop runs itself",
-                          rule="scheduler", key=True)
+        yield doc.finding(
+            "error",
+            ("early_terminate",),
+            "'early_terminate' cannot be used "
+            "together with 'scheduler': the scheduler must stop runs itself",
+            rule="scheduler",
+            key=True,
+        )
     allowed = {"wandb": ("grid", "random", "bayes"), "optuna": ("custom",), "ax": ("custom",)}
     methods = allowed[spec.scheduler.engine]
     if spec.method not in methods:
-        yield doc.finding("error", ("method",), f"'scheduler.engine: {spec.scheduler.engine}' "
-                          f"needs method {' or '.join(methods)}, but got {spec.method!r}",
-                          rule="scheduler")
+        yield doc.finding(
+            "error",
+            ("method",),
+            f"'scheduler.engine: {spec.scheduler.engine}' "
+            f"needs method {' or '.join(methods)}, but got {spec.method!r}",
+            rule="scheduler",
+        )
 
 
 @rule("hyperband-form")
@@ -116,19 +139,36 @@ def hyperband_form(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         return
     where = ("early_terminate",)
     if et.max_iter is not None and et.s is None:
-        level = "warning" if et.min_iter is not None else "error"
-        yield doc.finding(level, where, "hyperband with 'max_iter' needs 's' (the number of "
-                          "bands below max_iter): W&B reads 's' whenever 'max_iter' is set, "
-                          "even next to 'min_iter'", rule="hyperband-form")
+        level: Level = "warning" if et.min_iter is not None else "error"
+        yield doc.finding(
+            level,
+            where,
+            "hyperband with 'max_iter' needs 's' (the number of "
+            "bands below max_iter): W&B reads 's' whenever 'max_iter' is set, "
+            "even next to 'min_iter'",
+            rule="hyperband-form",
+        )
     elif et.max_iter is None and et.min_iter is None:
-        yield doc.finding("error", where, "hyperband needs 'min_iter', or 'max_iter' and 's'",
-                          rule="hyperband-form")
+        yield doc.finding(
+            "error",
+            where,
+            "hyperband needs 'min_iter', or 'max_iter' and 's'",
+            rule="hyperband-form",
+        )
     if et.s is not None and not float(et.s).is_integer():
-        yield doc.finding("error", where + ("s",), f"'s' must be a whole number, but got {et.s}: "
-                          "W&B passes it to range() and crashes", rule="hyperband-form")
+        yield doc.finding(
+            "error",
+            where + ("s",),
+            f"'s' must be a whole number, but got {et.s}: W&B passes it to range() and crashes",
+            rule="hyperband-form",
+        )
     elif isinstance(et.s, float):
-        yield doc.finding("warning", where + ("s",), f"write 's: {int(et.s)}': W&B crashes on "
-                          f"the float {et.s} (it is passed to range())", rule="hyperband-form")
+        yield doc.finding(
+            "warning",
+            where + ("s",),
+            f"write 's: {int(et.s)}': W&B crashes on the float {et.s} (it is passed to range())",
+            rule="hyperband-form",
+        )
 
 
 # ----------------------------------------------------------------------------- sweepspec rules
@@ -145,9 +185,14 @@ def function_or_program(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     """
     if spec.function is not None and (spec.program is not None or spec.command is not None):
         other = "program" if spec.program is not None else "command"
-        yield doc.finding("error", (other,), f"'function' and '{other}' cannot both be set: a "
-                          "trial is either a Python function or a command",
-                          rule="function-or-program", key=True)
+        yield doc.finding(
+            "error",
+            (other,),
+            f"'function' and '{other}' cannot both be set: a "
+            "trial is either a Python function or a command",
+            rule="function-or-program",
+            key=True,
+        )
 
 
 @rule("condition")
@@ -169,22 +214,31 @@ def condition(spec: models.Spec, doc: Document) -> Iterator[Finding]:
             where = path + ("when", other)
             if other == path[-1] or other not in siblings:
                 names = [n for n in siblings if n != path[-1]]
-                yield doc.finding("error", where, f"'when' names {other!r}, which is not a "
-                                  f"parameter beside {path[-1]!r}{did_you_mean(other, names)}",
-                                  rule="condition", key=True)
+                yield doc.finding(
+                    "error",
+                    where,
+                    f"'when' names {other!r}, which is not a "
+                    f"parameter beside {path[-1]!r}{did_you_mean(other, names)}",
+                    rule="condition",
+                    key=True,
+                )
                 continue
             choices = _choices(siblings[other])
             for value in wanted if isinstance(wanted, list) else [wanted]:
                 if choices is not None and value not in choices:
-                    yield doc.finding("error", where, f"{other!r} never takes the value "
-                                      f"{value!r}; it takes one of {choices!r}", rule="condition")
+                    yield doc.finding(
+                        "error",
+                        where,
+                        f"{other!r} never takes the value {value!r}; it takes one of {choices!r}",
+                        rule="condition",
+                    )
 
 
 def _siblings(spec: models.Spec, path: Path) -> dict[str, Any]:
     params: dict[str, Any] = spec.parameters or {}
     for part in path[1:-1]:
         if part != "parameters":
-            params = params[part].parameters
+            params = params[str(part)].parameters
     return params
 
 
@@ -213,18 +267,29 @@ def metric_required(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     if spec.objectives:
         return
     if spec.method == "bayes":
-        yield doc.finding("warning", ("method",), "'metric' is required for method 'bayes': "
-                          "W&B accepts the file, then stops with 'Bayesian search requires "
-                          "\"metric\" section' at the first run", rule="metric-required")
+        yield doc.finding(
+            "warning",
+            ("method",),
+            "'metric' is required for method 'bayes': "
+            "W&B accepts the file, then stops with 'Bayesian search requires "
+            '"metric" section\' at the first run',
+            rule="metric-required",
+        )
     et = spec.early_terminate
     if et is not None:
-        level = "warning" if isinstance(et, models.HyperbandStopping) else "error"
-        yield doc.finding(level, ("early_terminate",), f"'metric' is required for early "
-                          f"termination ({et.type}): runs are stopped on the metric",
-                          rule="metric-required", key=True)
+        level: Level = "warning" if isinstance(et, models.HyperbandStopping) else "error"
+        yield doc.finding(
+            level,
+            ("early_terminate",),
+            f"'metric' is required for early "
+            f"termination ({et.type}): runs are stopped on the metric",
+            rule="metric-required",
+            key=True,
+        )
 
 
 # ----------------------------------------------------------------------------- lint: W&B traps
+
 
 @rule("log-uniform-values")
 def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
@@ -243,11 +308,13 @@ def log_uniform_values(spec: models.Spec, doc: Document) -> Iterator[Finding]:
             if dist == "inv_log_uniform":
                 lo, hi = math.exp(-param.max), math.exp(-param.min)
             yield doc.finding(
-                "warning", path + ("distribution",),
+                "warning",
+                path + ("distribution",),
                 f"{dist} takes natural-log exponents: min={param.min:g}, max={param.max:g} "
                 f"samples between {lo:.7g} and {hi:.7g}. For values between {param.min:g} and "
                 f"{param.max:g} write 'distribution: {models.EXPONENT_FORMS[dist]}'",
-                rule="log-uniform-values")
+                rule="log-uniform-values",
+            )
 
 
 @rule("grid-continuous")
@@ -266,14 +333,29 @@ def grid_continuous(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     for path, param in _params(spec):
         dist = getattr(param, "distribution", None)
         if dist is not None and dist not in models.GRID_DISTRIBUTIONS:
-            yield doc.finding("warning", path, f"W&B's grid search cannot enumerate {dist!r}; "
-                              "give 'values', or use int_uniform or q_uniform",
-                              rule="grid-continuous", key=True)
+            yield doc.finding(
+                "warning",
+                path,
+                f"W&B's grid search cannot enumerate {dist!r}; "
+                "give 'values', or use int_uniform or q_uniform",
+                rule="grid-continuous",
+                key=True,
+            )
 
 
-_WHOLE_TOKEN_MACROS = ("env", "interpreter", "program", "args", "args_no_hyphens",
-                       "args_no_boolean_flags", "args_no_equals", "args_json", "args_json_file",
-                       "args_append_hydra", "args_override_hydra")
+_WHOLE_TOKEN_MACROS = (
+    "env",
+    "interpreter",
+    "program",
+    "args",
+    "args_no_hyphens",
+    "args_no_boolean_flags",
+    "args_no_equals",
+    "args_json",
+    "args_json_file",
+    "args_append_hydra",
+    "args_override_hydra",
+)
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _ENVVAR = re.compile(r"^envvar:[A-Z0-9_]*$")
 
@@ -302,19 +384,31 @@ def macro_findings(command: Any, doc: Document) -> Iterator[Finding]:
             if _ENVVAR.match(name):
                 continue
             if name.startswith("envvar:"):
-                yield doc.finding("error", path, f"'${{{name}}}' is not expanded: W&B's "
-                                  "'${envvar:NAME}' takes upper-case letters, digits and '_'",
-                                  rule="command-macros")
+                yield doc.finding(
+                    "error",
+                    path,
+                    f"'${{{name}}}' is not expanded: W&B's "
+                    "'${envvar:NAME}' takes upper-case letters, digits and '_'",
+                    rule="command-macros",
+                )
             elif name not in _WHOLE_TOKEN_MACROS:
                 hint = did_you_mean(name, _WHOLE_TOKEN_MACROS + ("envvar:NAME",))
-                hint = hint.replace("'", "'${", 1).replace("'?", "}'?") if hint else (
-                    "; known: " + ", ".join(f"${{{m}}}" for m in _WHOLE_TOKEN_MACROS))
-                yield doc.finding("error", path, f"unknown macro '${{{name}}}'{hint}",
-                                  rule="command-macros")
+                hint = (
+                    hint.replace("'", "'${", 1).replace("'?", "}'?")
+                    if hint
+                    else ("; known: " + ", ".join(f"${{{m}}}" for m in _WHOLE_TOKEN_MACROS))
+                )
+                yield doc.finding(
+                    "error", path, f"unknown macro '${{{name}}}'{hint}", rule="command-macros"
+                )
             elif item != match.group(0):
-                yield doc.finding("warning", path, f"'${{{name}}}' is expanded only when it is "
-                                  f"a whole item of 'command'; {item!r} is passed as written",
-                                  rule="command-macros")
+                yield doc.finding(
+                    "warning",
+                    path,
+                    f"'${{{name}}}' is expanded only when it is "
+                    f"a whole item of 'command'; {item!r} is passed as written",
+                    rule="command-macros",
+                )
 
 
 @rule("command-without-args")
@@ -330,9 +424,14 @@ def command_without_args(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         return
     if any(isinstance(c, str) and c.startswith("${args") for c in spec.command):
         return
-    yield doc.finding("warning", ("command",), "no '${args...}' macro: the program gets no "
-                      "parameters on its command line and must read them from wandb.config",
-                      rule="command-without-args", key=True)
+    yield doc.finding(
+        "warning",
+        ("command",),
+        "no '${args...}' macro: the program gets no "
+        "parameters on its command line and must read them from wandb.config",
+        rule="command-without-args",
+        key=True,
+    )
 
 
 @rule("q-range")
@@ -354,10 +453,14 @@ def q_range(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         if bad:
             lo = round(param.min / param.q) * param.q
             hi = round(param.max / param.q) * param.q
-            yield doc.finding("warning", path + ("q",), f"min and max should be multiples of "
-                              f"q={param.q:g}: W&B rounds to multiples of q from 0, so values "
-                              f"run from {lo:g} to {hi:g}, not {param.min:g} to {param.max:g}",
-                              rule="q-range")
+            yield doc.finding(
+                "warning",
+                path + ("q",),
+                f"min and max should be multiples of "
+                f"q={param.q:g}: W&B rounds to multiples of q from 0, so values "
+                f"run from {lo:g} to {hi:g}, not {param.min:g} to {param.max:g}",
+                rule="q-range",
+            )
 
 
 _NUMBERS = ("min", "max", "mu", "sigma", "q")
@@ -376,9 +479,14 @@ def finite_numbers(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         for name in _NUMBERS:
             value = getattr(param, name, None)
             if isinstance(value, float) and not math.isfinite(value):
-                yield doc.finding("warning", path + (name,), f"{value!r} is not a finite "
-                                  "number: W&B samples infinite or undefined (nan) values from "
-                                  "this parameter", rule="finite-numbers")
+                yield doc.finding(
+                    "warning",
+                    path + (name,),
+                    f"{value!r} is not a finite "
+                    "number: W&B samples infinite or undefined (nan) values from "
+                    "this parameter",
+                    rule="finite-numbers",
+                )
 
 
 def _multiple(value: float, q: float) -> bool:
@@ -404,11 +512,19 @@ def categorical_optuna(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         if clash is None:
             continue
         value, other = clash
-        what = (f"store {_show_type(value)} values natively" if other is None else
-                f"tell apart {_show_value(value)} and {_show_value(other)} (they compare equal)")
-        yield doc.finding("warning", path, f"Optuna cannot {what}; on Optuna this parameter is "
-                          "chosen by index and the real value is passed to the trial",
-                          rule="categorical-optuna", key=True)
+        what = (
+            f"store {_show_type(value)} values natively"
+            if other is None
+            else f"tell apart {_show_value(value)} and {_show_value(other)} (they compare equal)"
+        )
+        yield doc.finding(
+            "warning",
+            path,
+            f"Optuna cannot {what}; on Optuna this parameter is "
+            "chosen by index and the real value is passed to the trial",
+            rule="categorical-optuna",
+            key=True,
+        )
 
 
 def _show_value(value: Any) -> str:
@@ -417,8 +533,13 @@ def _show_value(value: Any) -> str:
 
 
 def _show_type(value: Any) -> str:
-    return "list" if isinstance(value, list) else "mapping" if isinstance(value, dict) else \
-        type(value).__name__
+    return (
+        "list"
+        if isinstance(value, list)
+        else "mapping"
+        if isinstance(value, dict)
+        else type(value).__name__
+    )
 
 
 def run_rules(spec: models.Spec, doc: Document) -> list[Finding]:
@@ -432,13 +553,15 @@ def markdown() -> str:
     """``docs/lint-rules.md``: every rule with its documentation and example."""
     import inspect
 
-    out = ["# sweepspec validate: the rules\n",
-           "Beyond the shape of each key (W&B's schema, exactly), `sweepspec validate` runs these "
-           "checks. Errors exit 1; warnings are printed and exit 0 unless `--strict`. This page "
-           "is generated from `src/sweepspec/spec/rules.py` (a test keeps it in sync).\n",
-           "Two more come from the YAML loader: `duplicate-key` (error: PyYAML keeps the last "
-           "value silently) and `yaml12-float` (warning: `1e-5` is a string to PyYAML, so "
-           "sweepspec reads it as the number and says so).\n"]
+    out = [
+        "# sweepspec validate: the rules\n",
+        "Beyond the shape of each key (W&B's schema, exactly), `sweepspec validate` runs these "
+        "checks. Errors exit 1; warnings are printed and exit 0 unless `--strict`. This page "
+        "is generated from `src/sweepspec/spec/rules.py` (a test keeps it in sync).\n",
+        "Two more come from the YAML loader: `duplicate-key` (error: PyYAML keeps the last "
+        "value silently) and `yaml12-float` (warning: `1e-5` is a string to PyYAML, so "
+        "sweepspec reads it as the number and says so).\n",
+    ]
     for name, fn in RULES.items():
         text = inspect.cleandoc(fn.__doc__ or "").replace("``", "`")
         prose, _, example = text.partition("Example::")

@@ -9,8 +9,9 @@ engine, and ``none`` imports nothing at all.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["TRACKERS", "Point", "SweepInfo", "Tracker", "TrialRecord", "make_tracker"]
 
@@ -98,8 +99,9 @@ class Tracker(abc.ABC):
         return None
 
 
-def make_tracker(name: str, *, uri: str | None = None, experiment: str = "sweepspec",
-                 echo: Echo | None = None) -> Tracker:
+def make_tracker(
+    name: str, *, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
+) -> Tracker:
     """The tracker called ``name`` (``mlflow`` or ``none``)."""
     if name == "none":
         from .none import NoneTracker

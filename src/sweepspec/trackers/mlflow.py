@@ -48,8 +48,9 @@ _MAX_PARAM = 6000
 class MlflowTracker(Tracker):
     name = "mlflow"
 
-    def __init__(self, uri: str | None = None, experiment: str = "sweepspec",
-                 echo: Echo | None = None) -> None:
+    def __init__(
+        self, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
+    ) -> None:
         self.uri = uri
         self.experiment = experiment
         self._echo = echo or _stderr
@@ -85,8 +86,12 @@ class MlflowTracker(Tracker):
         self._start_thread()
 
     def worker_settings(self) -> dict[str, Any]:
-        return {"uri": self.uri, "experiment_id": self.experiment_id,
-                "parent_run_id": self.parent_run_id, "sweep_id": self.sweep_id}
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "sweep_id": self.sweep_id,
+        }
 
     def _connect(self, uri: str | None) -> MlflowClient:
         import mlflow
@@ -97,8 +102,7 @@ class MlflowTracker(Tracker):
         return self._client
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._drain, name="sweepspec-mlflow",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._drain, name="sweepspec-mlflow", daemon=True)
         self._thread.start()
 
     # ---- trials
@@ -119,37 +123,45 @@ class MlflowTracker(Tracker):
     def _failed(self, record: TrialRecord, exc: Exception) -> None:
         self.failures += 1
         if self.failures == 1:
-            self._echo(f"sweepspec: warning: MLflow could not log trial {record.number}: "
-                       f"{type(exc).__name__}: {_first_line(exc)}")
+            self._echo(
+                f"sweepspec: warning: MLflow could not log trial {record.number}: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            )
 
     def _log(self, record: TrialRecord) -> None:
         from mlflow.entities import Param, RunTag
 
         assert self._client is not None and self.experiment_id is not None
-        run = self._client.create_run(self.experiment_id, start_time=record.start_ms,
-                                      tags=self._trial_tags(record),
-                                      run_name=f"trial-{record.number}")
+        run = self._client.create_run(
+            self.experiment_id,
+            start_time=record.start_ms,
+            tags=self._trial_tags(record),
+            run_name=f"trial-{record.number}",
+        )
         run_id = run.info.run_id
         params = [Param(name, _text(value, _MAX_PARAM)) for name, value in record.params.items()]
         tags = [RunTag("sweepspec.error", _text(record.error, _MAX_TAG))] if record.error else []
         self._client.log_batch(run_id, metrics=trial_metrics(record), params=params, tags=tags)
-        self._client.set_terminated(run_id, status=RUN_STATUS[record.state],
-                                    end_time=record.end_ms)
+        self._client.set_terminated(run_id, status=RUN_STATUS[record.state], end_time=record.end_ms)
 
     def _trial_tags(self, record: TrialRecord) -> dict[str, str]:
         assert self.parent_run_id is not None
-        return {"mlflow.parentRunId": self.parent_run_id,
-                "sweepspec.sweep_id": self.sweep_id,
-                "sweepspec.trial_number": str(record.number),
-                "sweepspec.state": record.state}
+        return {
+            "mlflow.parentRunId": self.parent_run_id,
+            "sweepspec.sweep_id": self.sweep_id,
+            "sweepspec.trial_number": str(record.number),
+            "sweepspec.state": record.state,
+        }
 
     # ---- the end
 
     def where(self) -> str | None:
         if self.uri is None:
             return None
-        return (f"sweepspec: runs are in MLflow, experiment {self.experiment!r} at {self.uri}; "
-                f"look with: mlflow ui --backend-store-uri {self.uri}")
+        return (
+            f"sweepspec: runs are in MLflow, experiment {self.experiment!r} at {self.uri}; "
+            f"look with: mlflow ui --backend-store-uri {self.uri}"
+        )
 
     def close(self, status: str = "FINISHED") -> None:
         if self._thread is not None:
@@ -157,8 +169,10 @@ class MlflowTracker(Tracker):
             self._thread.join()
             self._thread = None
         if self.failures > 1:
-            self._echo(f"sweepspec: warning: MLflow could not log {self.failures} trials "
-                       "(they are in the engine's storage: sweepspec results)")
+            self._echo(
+                f"sweepspec: warning: MLflow could not log {self.failures} trials "
+                "(they are in the engine's storage: sweepspec results)"
+            )
         if self._owner and self._client is not None and self.parent_run_id is not None:
             self._client.set_terminated(self.parent_run_id, status=status)
             self._owner = False
@@ -210,26 +224,37 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
 
 
 def _find_parent(client: MlflowClient, experiment_id: str, sweep_id: str) -> str | None:
-    runs = client.search_runs([experiment_id], max_results=1, filter_string=(
-        f"tags.`sweepspec.sweep_id` = '{sweep_id}' and tags.`sweepspec.role` = 'sweep'"))
+    runs = client.search_runs(
+        [experiment_id],
+        max_results=1,
+        filter_string=(
+            f"tags.`sweepspec.sweep_id` = '{sweep_id}' and tags.`sweepspec.role` = 'sweep'"
+        ),
+    )
     return str(runs[0].info.run_id) if runs else None
 
 
 def _create_parent(client: MlflowClient, experiment_id: str, sweep: SweepInfo) -> str:
-    tags = {"sweepspec.role": "sweep", "sweepspec.engine": sweep.engine,
-            "sweepspec.spec_hash": sweep.spec_hash, "sweepspec.sweep_id": sweep.sweep_id}
-    run = client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
-                            run_name=sweep.name)
+    tags = {
+        "sweepspec.role": "sweep",
+        "sweepspec.engine": sweep.engine,
+        "sweepspec.spec_hash": sweep.spec_hash,
+        "sweepspec.sweep_id": sweep.sweep_id,
+    }
+    run = client.create_run(
+        experiment_id, start_time=int(time.time() * 1000), tags=tags, run_name=sweep.name
+    )
     run_id = str(run.info.run_id)
     client.log_artifact(run_id, sweep.spec_path)
-    client.log_text(run_id, json.dumps(sweep.artifact, indent=2, default=repr) + "\n",
-                    sweep.artifact_name)
+    client.log_text(
+        run_id, json.dumps(sweep.artifact, indent=2, default=repr) + "\n", sweep.artifact_name
+    )
     return run_id
 
 
 def _text(value: Any, limit: int) -> str:
     text = str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_line(exc: Exception) -> str:
