@@ -1,0 +1,105 @@
+"""The engine interface: what a search engine does for the engine-neutral sweep loop.
+
+An engine decides *which* configuration runs next and *whether* a running trial stops early;
+it keeps the sweep's state durable so that a second ``run`` resumes. Everything else (the
+worker loop, budgets across workers, seeds, executing trials, progress, trackers, Ctrl-C and
+resume policy) is the engine-neutral loop's, and is the same for every engine.
+
+A new engine is one module under ``sweepspec/runners/`` with a function ``open_engine`` that
+returns an :class:`Engine`, plus one line in :data:`ENGINES`. The CLI's choices and the
+schema's engine names come from :data:`ENGINES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from ..spec import Spec
+    from ..trackers import TrialRecord
+    from .budget import TrialSummary
+
+__all__ = ["ENGINES", "Asked", "Engine", "EngineOptions", "engine_names", "open_engine"]
+
+ENGINES: dict[str, str] = {
+    "optuna": "sweepspec.runners.optuna",
+    "wandb": "sweepspec.runners.wandb",
+}
+"""Engine name -> the module whose ``open_engine(spec, path, options)`` opens it."""
+
+
+def engine_names() -> tuple[str, ...]:
+    """Every engine sweepspec knows, for the CLI's choices and messages."""
+    return tuple(ENGINES)
+
+
+@dataclass
+class Asked:
+    """A trial the engine has just started.
+
+    Attributes:
+        number: the trial's number in the sweep (0-based, unique across workers).
+        params: the real parameter values by flat (dotted) name.
+        handle: the engine's own object for the trial (an ``optuna.Trial``, a W&B run).
+    """
+
+    number: int
+    params: dict[str, Any]
+    handle: Any = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What ``run`` passes to an engine when it opens the sweep's state."""
+
+    storage: str | None = None  # where the state lives (``--storage``); None: the default
+    fresh: bool = False  # start over (delete the old state only once everything is up)
+    create: bool = True  # False for readers (``results``): missing state is an error
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """One sweep's search state on one engine, shared by every worker that opens it."""
+
+    name: str  # the registry name: "optuna", "wandb", ...
+    label: str  # where the state lives, for messages (credentials hidden)
+    sweep_id: str  # stable across resumes; trackers group trials by it
+
+    def ask(self) -> Asked | None:
+        """Start the next trial; None when the engine has nothing left (grid exhausted)."""
+
+    def report(self, trial: Asked, value: float, step: int) -> bool:
+        """Record the objective's value at ``step``; True when the trial should stop now."""
+
+    def tell(self, trial: Asked, record: TrialRecord) -> None:
+        """Store the finished trial (state COMPLETE, PRUNED or FAIL, metrics, objective)."""
+
+    def summaries(self) -> list[TrialSummary]:
+        """Every trial of the sweep, as the budget counts them (all workers)."""
+
+    def exhausted(self) -> str | None:
+        """Why the engine will give no more trials (grid done), or None."""
+
+    def fail_stale(self) -> list[int]:
+        """Mark failed the trials left RUNNING by a worker that is gone; their numbers."""
+
+    def ask_lock(self) -> AbstractContextManager[None]:
+        """Held while a worker counts the budget and asks, so workers never overshoot it."""
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The trials for ``results``: number, state, params (real values), metrics."""
+
+    def worker_settings(self) -> dict[str, Any]:
+        """What a worker process needs to open the same state (JSON-serialisable)."""
+
+
+def open_engine(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:
+    """The engine ``name`` on the sweep of ``spec`` (read from ``path``)."""
+    module = importlib.import_module(ENGINES[name])
+    engine: Engine = module.open_engine(spec, path, options)
+    return engine
