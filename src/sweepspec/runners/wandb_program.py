@@ -1,0 +1,99 @@
+"""Run a W&B sweep program unchanged: give it its parameters as W&B's agent does, and read
+back what it logs with ``wandb.log`` while it runs.
+
+W&B's agent (``wandb/wandb_agent.py``) writes a run's parameters to
+``$WANDB_DIR/wandb/sweep-<sweep id>/config-<run id>.yaml`` (``{name: {value: v}}`` after a
+``wandb_version: 1`` line), and sets ``WANDB_SWEEP_PARAM_PATH``, ``WANDB_SWEEP_ID`` and
+``WANDB_RUN_ID``; ``wandb.init()`` in the program reads them, so ``wandb.config`` holds the
+sweep's values. sweepspec does the same for every trial, on every engine, with the run in
+W&B's offline mode (``wandb sync`` uploads it later). W&B writes the run's records to its
+``run-<id>.wandb`` file; with ``WANDB__TRANSACTION_LOG_FLUSH_INTERVAL`` set low, the file
+grows while the program runs, and :meth:`WandbRun.poll` turns its new history rows into
+reports, which drive early stopping as W&B's controller does with the run's history.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..wandb_log import RunLog, RunLogError, find_run_file
+
+__all__ = ["FLUSH_INTERVAL", "WandbRun"]
+
+FLUSH_INTERVAL = "0.2"
+"""Seconds between W&B's flushes of the run file (its default, 15 s, is too slow to prune)."""
+
+
+class WandbRun:
+    """One W&B run of a trial: the environment its program gets, and what it has logged."""
+
+    def __init__(
+        self, folder: str, sweep_id: str, params: dict[str, Any], run_id: str | None = None
+    ) -> None:
+        self.base = os.environ.get("WANDB_DIR") or folder
+        self.sweep_id = sweep_id
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.param_path = (
+            Path(self.base) / "wandb" / f"sweep-{sweep_id}" / f"config-{self.run_id}.yaml"
+        )
+        self.params = params
+        self.log: RunLog | None = None
+        self.rows = 0
+
+    def env(self) -> dict[str, str]:
+        """Write the parameter file; the variables W&B's agent sets for a run."""
+        self.param_path.parent.mkdir(parents=True, exist_ok=True)
+        config = {name: {"value": value} for name, value in self.params.items()}
+        text = "wandb_version: 1\n\n" + yaml.safe_dump(config, sort_keys=False)
+        self.param_path.write_text(text, encoding="utf-8")
+        return {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(self.base),
+            "WANDB_SWEEP_ID": self.sweep_id,
+            "WANDB_RUN_ID": self.run_id,
+            "WANDB_SWEEP_PARAM_PATH": str(self.param_path),
+            "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": FLUSH_INTERVAL,
+            "WANDB_SILENT": "true",
+        }
+
+    def poll(self) -> list[tuple[dict[str, float], int]]:
+        """The history rows logged since the last call: (numeric metrics, ``_step``)."""
+        if self.log is None:
+            path = find_run_file(self.base, self.run_id)
+            if path is None:
+                return []
+            self.log = RunLog(path)
+        try:
+            self.log.read()
+        except RunLogError:
+            return []
+        rows = self.log.state.history[self.rows :]
+        self.rows += len(rows)
+        out = []
+        for row in rows:
+            metrics = {k: float(v) for k, v in row.items() if _metric(k, v)}
+            out.append((metrics, int(row.get("_step", self.rows - len(rows)))))
+        return out
+
+    def summary(self) -> dict[str, float]:
+        """The run's summary: its final metric values (W&B: the last logged, or set)."""
+        if self.log is None:
+            return {}
+        return {k: float(v) for k, v in self.log.state.summary.items() if _metric(k, v)}
+
+    @property
+    def started(self) -> bool:
+        """Whether the program called ``wandb.init`` (its run file exists)."""
+        return self.log is not None
+
+
+def _metric(key: str, value: Any) -> bool:
+    """A metric W&B's controller could read: a number logged under a name of the user's."""
+    return (
+        not key.startswith("_") and isinstance(value, (int, float)) and not isinstance(value, bool)
+    )
