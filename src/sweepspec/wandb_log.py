@@ -138,7 +138,7 @@ class RunLog:
 def _parse(payload: bytes) -> Any:
     from wandb.proto import wandb_internal_pb2
 
-    record = wandb_internal_pb2.Record()
+    record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated code
     record.ParseFromString(payload)
     return record
 
