@@ -55,9 +55,10 @@ def validate_command(files: tuple[str, ...], strict: bool, fmt: str) -> None:
 @cli.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the spec (for editors: yaml-language-server)."""
+    from .commands import emit
     from .schema import spec_schema
 
-    click.echo(json.dumps(spec_schema(), indent=2))
+    emit(json.dumps(spec_schema(), indent=2) + "\n")
 
 
 @cli.command("compile")

@@ -3,7 +3,10 @@ spec alone, as a table, CSV or JSON."""
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -163,4 +166,109 @@ def test_results_from_an_rdb_storage(
         1,
         "",
         f"Error: no study 'sweep' in {url}; it holds 'other'\n",
+    )
+
+
+HOSTILE = r"""
+method: grid
+metric: {name: loss}
+function: hostile_trial:objective
+parameters:
+  text:
+    values: ["=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "-1", "\t=1", "\r=1", "plain",
+             "\e[31mred\e[0m", "two\nlines"]
+"""
+
+HOSTILE_TRIAL = """
+def objective(trial):
+    return {"loss": -0.5, "nan": float("nan"), "inf": float("-inf")}
+"""
+
+
+@pytest.fixture
+def hostile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    """A finished sweep whose parameter values are spreadsheet formulas and terminal escapes;
+    the values in the order of the trials."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hostile_trial.py").write_text(textwrap.dedent(HOSTILE_TRIAL))
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(HOSTILE).lstrip())
+    assert main(["run", "sweep.yaml", "--tracker", "none"]) == 0
+    capsys.readouterr()
+    rows = json.loads(_results(capsys, "sweep.yaml", "--format", "json")[1])
+    return [r["params"]["text"] for r in rows]
+
+
+def test_csv_cells_cannot_be_formulas(
+    hostile: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OWASP's CSV-injection rule: a text cell starting with = + - @ tab or CR gets a leading
+    quote; numbers (the metric -0.5) stay numbers."""
+    import csv as csv_module
+
+    code, out, err = _results(capsys, "sweep.yaml", "--format", "csv")
+    assert (code, err) == (0, "")
+    rows = list(csv_module.reader(io.StringIO(out, newline="")))
+    assert rows[0] == [
+        "number",
+        "state",
+        "params.text",
+        "metrics.loss",
+        "metrics.inf",
+        "metrics.nan",
+    ]
+    safe = {
+        '=HYPERLINK("http://x")': '\'=HYPERLINK("http://x")',
+        "@SUM(A1)": "'@SUM(A1)",
+        "+1": "'+1",
+        "-1": "'-1",
+        "\t=1": "'\t=1",
+        "\r=1": "'\r=1",
+        "plain": "plain",
+        "\x1b[31mred\x1b[0m": "\x1b[31mred\x1b[0m",
+        "two\nlines": "two\nlines",
+    }
+    assert [r[2:] for r in rows[1:]] == [[safe[v], "-0.5", "-inf", "nan"] for v in hostile]
+
+
+def test_the_table_prints_no_control_characters(
+    hostile: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _results(capsys, "sweep.yaml")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(hostile)
+    assert all(line.isprintable() for line in lines)
+    shown = {line.split()[2] for line in lines[1:]}
+    assert {"\\x1b[31mred\\x1b[0m", "two\\nlines", "\\t=1", "\\r=1"} <= shown
+
+
+def test_json_has_no_bare_nan_or_infinity(
+    hostile: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Non-finite numbers are null: a strict parser (no NaN/Infinity tokens) reads the output."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"bare {token} in the JSON")
+
+    code, out, _ = _results(capsys, "sweep.yaml", "--format", "json")
+    rows = json.loads(out, parse_constant=refuse)
+    assert code == 0
+    assert {json.dumps(r["metrics"]) for r in rows} == {'{"loss": -0.5, "nan": null, "inf": null}'}
+
+
+def test_a_full_stdout_is_one_line(hostile: list[str], tmp_path: Path) -> None:
+    """``results > /dev/full``: one error line and exit 1, not a traceback or exit 3/120."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "sweepspec", "results", "sweep.yaml", "--format", "json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "Error: cannot write to stdout: No space left on device\n",
     )

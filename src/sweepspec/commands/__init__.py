@@ -19,3 +19,30 @@ def load_spec(path: str) -> Spec | None:
             if finding.level == "error":
                 sys.stderr.write(finding.format() + "\n")
     return checked.spec
+
+
+def emit(text: str) -> None:
+    """Write ``text`` to stdout now; a stdout that cannot take it (a full disk, ``> /dev/full``,
+    a closed pipe) is one error line, exit 1, instead of a traceback at exit."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        _discard_stdout()
+        from ..cli import SweepspecError
+
+        raise SweepspecError(f"cannot write to stdout: {exc.strerror or exc}") from None
+
+
+def _discard_stdout() -> None:
+    """Point stdout's file descriptor at the null device, so that the interpreter's last
+    flush of what could not be written does not fail again at exit."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (captured output): nothing is flushed at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)

@@ -7,14 +7,15 @@ each on stderr (``FILE: warning: unsupported on ENGINE: FEATURE: MESSAGE``), and
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
+from ..cli import SweepspecError
 from ..compiler.base import CompileError, Unsupported, UnsupportedError
+from ..escape import strict_json, visible
 from ..spec import Spec
-from . import load_spec
+from . import emit, load_spec
 
 DEFAULT_FORMAT = {"wandb": "yaml", "optuna": "json"}
 
@@ -27,6 +28,7 @@ def compile_spec(
     output: str | None = None,
     strict: bool = False,
 ) -> int:
+    _check_output(path, output)
     spec = load_spec(path)
     if spec is None:
         return 1
@@ -40,6 +42,7 @@ def compile_spec(
             "--engine optuna (W&B takes yaml or json)"
         )
     try:
+        _check_json_values(spec)
         text = _compile(spec, path, engine, fmt, output, strict)
     except UnsupportedError as exc:
         _report(path, "error", engine, exc.items)
@@ -75,22 +78,74 @@ def _wandb(spec: Spec, path: str, fmt: str, strict: bool) -> str:
     return _dump(plan.to_json(), fmt)
 
 
+def _check_json_values(spec: Spec) -> None:
+    """Every value in the spec must have a JSON form: W&B sends the config as JSON and the
+    Optuna plan is JSON. YAML's dates, timestamps and ``!!binary`` have none."""
+    data = spec.model_dump(exclude_unset=True, exclude_none=True)
+    for where, value in _foreign_values(data, ""):
+        if isinstance(value, bytes):
+            read = "a !!binary value as bytes"
+        elif hasattr(value, "isoformat"):
+            read = f"{value.isoformat()} as a {type(value).__name__}"
+        else:
+            read = f"{visible(repr(value))} as a {type(value).__name__}"
+        raise CompileError(
+            f"{where}: YAML read {read}, which a sweep config cannot hold (JSON has no such "
+            "type); quote it to make it a string"
+        )
+
+
+def _foreign_values(value: Any, where: str) -> list[tuple[str, Any]]:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return []
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            for found in _foreign_values(item, f"{where}.{key}" if where else str(key))
+        ]
+    if isinstance(value, (list, tuple)):
+        return [
+            found
+            for i, item in enumerate(value)
+            for found in _foreign_values(item, f"{where}[{i}]")
+        ]
+    return [(where, value)]
+
+
 def _report(path: str, level: str, engine: str, items: list[Unsupported]) -> None:
     for item in items:
-        sys.stderr.write(f"{path}: {level}: {item.format(engine)}\n")
+        sys.stderr.write(visible(f"{path}: {level}: {item.format(engine)}") + "\n")
 
 
 def _dump(data: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(data, indent=2) + "\n"
+        return strict_json(data) + "\n"  # NaN and +-Infinity are null: strict parsers take it
     import yaml
 
     return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096))
 
 
+def _check_output(path: str, output: str | None) -> None:
+    """``-o`` must not be the spec itself (the same file by any name or link)."""
+    if output is None or output == "-" or not os.path.exists(output):
+        return
+    try:
+        same = os.path.samefile(output, path)
+    except OSError:
+        return  # the spec cannot be read: load_spec says so
+    if same:
+        raise SweepspecError(
+            f"-o {output} is the spec {path} itself; write the artifact to another file"
+        )
+
+
 def _write(text: str, output: str | None) -> None:
     if output is None or output == "-":
-        sys.stdout.write(text)
+        emit(text)
         return
-    with open(output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise SweepspecError(f"cannot write {output}: {exc.strerror or exc}") from None

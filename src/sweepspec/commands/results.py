@@ -7,20 +7,21 @@ stem). ``json`` is an array with one object per trial: ``number``, ``state``, ``
 told to the engine), ``seeds`` (per-seed final metrics, when the spec has ``seeds``),
 ``error`` (for a failure), ``datetime_start`` and ``datetime_complete``. ``table`` and
 ``csv`` have one column per ``params.*`` and ``metrics.*``, as ``mlflow.search_runs`` names
-them. Non-finite numbers are ``null`` in JSON.
+them. Non-finite numbers are ``null`` in JSON (strict JSON has no token for them). In CSV, a
+text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+leading ``'`` (OWASP's rule against formula injection; numbers stay numbers). In the table,
+control characters (line breaks, terminal escapes) are shown escaped (``\\n``, ``\\x1b``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
-from . import load_spec
+from ..escape import csv_cell, strict_json, visible
+from . import emit, load_spec
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -48,7 +49,7 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     rows = [
         trial_row(t, plan) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"
     ]
-    sys.stdout.write(render(rows, plan, fmt))
+    emit(render(rows, plan, fmt))
     return 0
 
 
@@ -82,15 +83,15 @@ def _iso(moment: Any) -> str | None:
 
 def render(rows: list[Row], plan: OptunaPlan, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(_finite(rows), indent=2) + "\n"
+        return strict_json(rows) + "\n"
     header, cells = _flat(rows, plan)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([[_csv(c) for c in row] for row in cells])
+        writer = csv.writer(out)  # RFC 4180: CRLF rows, so a CR in a cell is quoted too
+        writer.writerow([csv_cell(h) for h in header])
+        writer.writerows([[csv_cell(c) for c in row] for row in cells])
         return out.getvalue()
-    return _table(header, [[_cell(c) for c in row] for row in cells])
+    return _table([visible(h) for h in header], [[_cell(c) for c in row] for row in cells])
 
 
 def _flat(rows: list[Row], plan: OptunaPlan) -> tuple[list[str], list[list[Any]]]:
@@ -115,26 +116,12 @@ def _flat(rows: list[Row], plan: OptunaPlan) -> tuple[list[str], list[list[Any]]
     return header, cells
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _csv(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = str(value)
+    text = visible(str(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

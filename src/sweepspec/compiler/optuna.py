@@ -219,6 +219,9 @@ class OptunaPlan:
             keep_trailing_newline=True,
             autoescape=False,
         )
+        # every string lands in the script as a Python literal, never in a docstring or comment
+        env.filters["pyrepr"] = repr
+        env.filters["pylines"] = _python_lines
         relative = (
             os.path.relpath(
                 os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path))
@@ -227,8 +230,7 @@ class OptunaPlan:
             else None
         )
         return env.get_template("optuna_script.py.j2").render(
-            source=source or "the spec",
-            script_name=os.path.basename(script_path or "study.py"),
+            source=source,
             trial_kind="a Python function" if spec.function else "a command",
             ppf_source=_ppf_source(),
             plan_json=json.dumps(self._script_plan(source), indent=4),
@@ -353,6 +355,12 @@ class OptunaPlan:
         }
         decoded.update({n: v for n, v in self.constants.items() if self._active(n, decoded)})
         return {n: decoded[n] for n in self.params if n in decoded}
+
+
+def _python_lines(text: str) -> str:
+    """``text`` as adjacent Python string literals, one per line (a readable multi-line
+    literal that no content can break out of)."""
+    return "\n".join(f"    {line!r}" for line in text.splitlines(keepends=True))
 
 
 def _ppf_source() -> str:

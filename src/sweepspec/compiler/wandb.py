@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..escape import visible
 from ..spec.models import EXPONENT_FORMS, HyperbandStopping, NestedParam, Spec
 from ._ppf import _exp
 from .base import Note, Policy, Unsupported
@@ -71,7 +72,8 @@ class WandbPlan:
 
     def to_yaml(self, source: str | None = None) -> str:
         """The config as YAML that PyYAML reads back as the same numbers (``1.0e-05``), after
-        a comment block that lists what is unsupported and what was removed or rewritten."""
+        a comment block that lists what is unsupported and what was removed or rewritten (one
+        comment line each: line breaks and other control characters in them are escaped)."""
         body = yaml.dump(
             self.config,
             Dumper=_Dumper,
@@ -80,17 +82,19 @@ class WandbPlan:
             allow_unicode=True,
             width=4096,
         )
-        return "".join(f"{line}\n" for line in self._header(source)) + body
+        return "".join(f"# {visible(line)}\n" for line in self._header(source)) + body
 
     def _header(self, source: str | None) -> list[str]:
+        """The comment's lines, without ``# ``: each may hold the user's strings (the path,
+        names, values), which :meth:`to_yaml` escapes so that none can end the comment."""
         origin = f" from {source}" if source else ""
-        lines = [f"# W&B sweep config compiled by sweepspec{origin}."]
+        lines = [f"W&B sweep config compiled by sweepspec{origin}."]
         if self.unsupported:
-            lines.append("# Unsupported on W&B (the spec says this; this config does not):")
-            lines += [f"#   {u.feature}: {u.message}" for u in self.unsupported]
+            lines.append("Unsupported on W&B (the spec says this; this config does not):")
+            lines += [f"  {u.feature}: {u.message}" for u in self.unsupported]
         if self.notes:
-            lines.append("# Removed or rewritten (same meaning):")
-            lines += [f"#   {n.key}: {n.message}" for n in self.notes]
+            lines.append("Removed or rewritten (same meaning):")
+            lines += [f"  {n.key}: {n.message}" for n in self.notes]
         return lines
 
 

@@ -1,0 +1,260 @@
+"""``sweepspec compile`` against hostile input and a hostile environment: strings that try to
+break out of the artifact, output onto the spec itself, into a folder that cannot take it or
+to a full stdout, values JSON cannot hold."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweepspec.main import main
+
+# A newline, triple quotes, quotes and a backslash in every string that reaches an artifact:
+# the spec's folder and file name, the metric name, a program, a description, a categorical
+# value (in a condition) and the budget's cost metric.
+HOSTILE_NAME = 'x\ncommand: [sh, -c, "touch pwned"]\n#"""\\\'.yaml'
+HOSTILE_FOLDER = 'd\n"""\\\'q'
+HOSTILE_SPEC = r"""
+method: random
+metric: {name: "m\n\"\"\"\\'"}
+program: "train\nrun: 1.py"
+description: "d\ncommand: [sh, -c, id]"
+parameters:
+  a: {values: ["x\n\"\"\"y", 2]}
+  c: {values: [1, 2], when: {a: "x\n\"\"\"y"}}
+budget:
+  cost: {metric: "cost\ncommand: [sh, -c, id]\n#\"\"\"\\", max: 3}
+"""
+
+
+@pytest.fixture
+def hostile_spec(tmp_path: Path) -> Path:
+    folder = tmp_path / HOSTILE_FOLDER
+    folder.mkdir()
+    path = folder / HOSTILE_NAME
+    path.write_text(HOSTILE_SPEC.lstrip(), encoding="utf-8")
+    return path
+
+
+def _compile(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["compile", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_wandb_yaml_header_cannot_inject_keys(
+    hostile_spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The header comment holds the path and the spec's strings, each escaped onto its comment
+    line: the YAML reads back as exactly the compiled config, with no key added."""
+    code, as_json, _ = _compile(capsys, str(hostile_spec), "--engine", "wandb", "--format", "json")
+    assert code == 0
+    code, out, err = _compile(capsys, str(hostile_spec), "--engine", "wandb")
+    assert code == 0
+    assert yaml.safe_load(out) == json.loads(as_json)
+    assert sorted(json.loads(as_json)) == [
+        "description",
+        "method",
+        "metric",
+        "parameters",
+        "program",
+    ]
+    header = out[: out.index("description:")].splitlines()
+    assert all(line.startswith("#") for line in header)
+    escaped = str(hostile_spec).replace("\n", "\\n")
+    assert header[0] == f"# W&B sweep config compiled by sweepspec from {escaped}."
+    assert header[3] == (
+        '#   budget.cost: W&B has no such limit (cost=cost\\ncommand: [sh, -c, id]\\n#"""\\ '
+        "<= 3); removed"
+    )
+    # the warnings on stderr are one line each too
+    assert len(err.splitlines()) == 2
+    assert err.splitlines()[1] == (
+        f"{escaped}: warning: unsupported on wandb: budget.cost: W&B has no such limit "
+        '(cost=cost\\ncommand: [sh, -c, id]\\n#"""\\ <= 3); removed'
+    )
+
+
+def _statements(script: Path) -> list[str]:
+    """The script's top-level statements, by kind and name."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    out = []
+    for node in tree.body:
+        name = getattr(node, "name", None)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            name = ast.unparse(target)
+        out.append(f"{type(node).__name__} {name}")
+    return out
+
+
+def _assigned(script: Path, name: str, **env: object) -> object:
+    """Evaluate the top-level assignment of ``name`` in the script, with ``env`` as globals."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == name:
+            assert node.value is not None  # type: ignore[union-attr]
+            expr = ast.Expression(node.value)  # type: ignore[union-attr]
+            return eval(compile(expr, str(script), "eval"), {"json": json, "os": os, **env})
+    raise AssertionError(f"no {name} in the script")
+
+
+def test_python_script_holds_every_string_as_a_literal(
+    hostile_spec: Path, tmp_path: Path, write_spec: Callable[..., Path]
+) -> None:
+    """The path and the spec's strings are Python literals, never pasted into the docstring or
+    a comment: the script has the same statements as a plain spec's, and each literal holds
+    exactly the string."""
+    out_folder = tmp_path / 'o\n"""\\'
+    out_folder.mkdir()
+    script = out_folder / 'study\n"""\\.py'
+    argv = ["compile", str(hostile_spec), "--engine", "optuna", "--format", "python"]
+    assert main([*argv, "-o", str(script)]) == 0
+    plain = write_spec(
+        "method: random\nmetric: {name: m}\nprogram: train.py\n"
+        "parameters:\n  a: {values: [x, 2]}\n  c: {values: [1, 2], when: {a: x}}\n"
+        "budget:\n  cost: {metric: cost, max: 3}\n",
+        "plain.yaml",
+    )
+    plain_script = tmp_path / "plain.py"
+    assert (
+        main(
+            [
+                "compile",
+                str(plain),
+                "--engine",
+                "optuna",
+                "--format",
+                "python",
+                "-o",
+                str(plain_script),
+            ]
+        )
+        == 0
+    )
+    assert _statements(script) == _statements(plain_script)
+    assert _assigned(script, "SOURCE") == str(hostile_spec)
+    assert _assigned(script, "SPEC_DIR", __file__=str(script)) == str(hostile_spec.parent)
+    plan = _assigned(script, "PLAN")
+    assert isinstance(plan, dict)
+    assert plan["metric_names"] == ['m\n"""\\\'']
+    assert plan["trial"]["program"] == "train\nrun: 1.py"
+    assert plan["conditions"] == {"c": {"a": ['x\n"""y']}}
+    assert plan["budget"]["cost"] == {"metric": 'cost\ncommand: [sh, -c, id]\n#"""\\', "max": 3.0}
+
+
+def test_output_onto_the_spec_itself_is_refused(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_spec("method: random\nparameters:\n  a: {values: [1, 2]}\n")
+    before = path.read_text()
+    link = tmp_path / "link.yaml"
+    link.symlink_to(path)
+    for target in (str(path), str(link), f"{tmp_path}/./sweep.yaml"):
+        assert _compile(capsys, str(path), "--engine", "wandb", "-o", target) == (
+            1,
+            "",
+            f"Error: -o {target} is the spec {path} itself; write the artifact to another file\n",
+        )
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize("where", ["missing", "read-only"])
+def test_output_into_a_folder_that_cannot_take_it(
+    where: str, write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_spec("method: random\nparameters:\n  a: {values: [1, 2]}\n")
+    if where == "missing":
+        target, reason = tmp_path / "no" / "such" / "c.yaml", "No such file or directory"
+    elif os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir(mode=0o555)
+        target, reason = folder / "c.yaml", "Permission denied"
+    else:  # root writes into any mode-555 folder; sysfs refuses even root
+        target, reason = Path("/sys/sweepspec-c.yaml"), "Permission denied"
+    assert _compile(capsys, str(path), "--engine", "wandb", "-o", str(target)) == (
+        1,
+        "",
+        f"Error: cannot write {target}: {reason}\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compile", "sweep.yaml", "--engine", "wandb"],
+        ["compile", "sweep.yaml", "--engine", "optuna", "--format", "json"],
+        ["schema"],
+    ],
+)
+def test_a_full_stdout_is_one_line(
+    args: list[str], write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``> /dev/full``: one error line and exit 1, not a traceback at exit (exit 120) or 3."""
+    write_spec("method: random\nparameters:\n  a: {values: [1, 2]}\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "sweepspec", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "Error: cannot write to stdout: No space left on device\n",
+    )
+
+
+@pytest.mark.parametrize("engine", ["wandb", "optuna"])
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        ("2024-01-01", "2024-01-01 as a date"),
+        ("2024-01-01 10:20:30", "2024-01-01T10:20:30 as a datetime"),
+        ("!!binary aGVsbG8=", "a !!binary value as bytes"),
+    ],
+)
+def test_a_value_json_cannot_hold_is_a_finding(
+    engine: str,
+    value: str,
+    read: str,
+    write_spec: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_spec(f"method: random\nparameters:\n  a: {{values: [1, {value}]}}\n")
+    assert _compile(capsys, str(path), "--engine", engine) == (
+        1,
+        "",
+        f"{path}: error: parameters.a.values[1]: YAML read {read}, which a sweep config cannot "
+        "hold (JSON has no such type); quote it to make it a string\n",
+    )
+
+
+def test_json_has_no_bare_nan_or_infinity(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Strict JSON has no NaN or Infinity: a non-finite number is written as null."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"bare {token} in the JSON")
+
+    path = write_spec("method: random\nparameters:\n  a: {values: [.nan, 1, .inf]}\n")
+    for engine in ("wandb", "optuna"):
+        code, out, _ = _compile(capsys, str(path), "--engine", engine, "--format", "json")
+        assert code == 0
+        data = json.loads(out, parse_constant=refuse)
+        if engine == "wandb":
+            assert data["parameters"]["a"] == {"values": [None, 1, None]}
+        else:
+            choices = data["distributions"]["a"]["attributes"]["choices"]
+            assert choices == [None, 1, None]
