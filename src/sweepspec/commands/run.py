@@ -40,8 +40,51 @@ def run(
     spec = load_spec(path)
     if spec is None:
         return 1
+    if (
+        (engine or spec.engine or "optuna") == "wandb"
+        and spec.wandb
+        and spec.wandb.mode == "server"
+    ):
+        return _run_server(spec, path, trials, fresh)
     _refuse_later(spec, engine, tracker)
     return _run(spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh)
+
+
+def _run_server(spec: Spec, path: str, trials: int | None, fresh: bool) -> int:
+    """W&B's own server and agent run the sweep (``wandb: {mode: server}``)."""
+    import os
+
+    try:
+        from ..compiler.wandb import compile_wandb
+        from ..runners.optuna import study_name
+        from ..runners.trials import FunctionError, load_function
+        from ..runners.wandb_server import ServerError, run_server
+    except ImportError as exc:
+        raise SweepspecError(
+            f"the W&B engine needs {exc.name}: pip install 'sweepspec[wandb]'"
+        ) from None
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        function = load_function(spec.function, folder) if spec.function else None
+    except FunctionError as exc:
+        raise SweepspecError(str(exc)) from None
+    tracking = spec.tracking
+    try:
+        run_server(
+            compile_wandb(spec).config,
+            name=study_name(spec, path),
+            folder=folder,
+            function=function,
+            metric=spec.metric.name if spec.metric else None,
+            count=trials or spec.run_cap,
+            project=spec.project or (tracking.project if tracking else None),
+            entity=spec.entity or (tracking.entity if tracking else None),
+            fresh=fresh,
+            echo=lambda line: print(line, file=sys.stderr),
+        )
+    except ServerError as exc:
+        raise SweepspecError(str(exc)) from None
+    return 0
 
 
 def _spec_tracker(spec: Spec) -> str:
