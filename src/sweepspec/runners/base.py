@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from ..trackers import TrialRecord
     from .budget import TrialSummary
 
-__all__ = ["ENGINES", "Asked", "Engine", "EngineOptions", "engine_names", "open_engine"]
+__all__ = [
+    "ENGINES",
+    "Asked",
+    "Engine",
+    "EngineError",
+    "EngineOptions",
+    "engine_names",
+    "open_engine",
+]
 
 ENGINES: dict[str, str] = {
     "optuna": "sweepspec.runners.optuna",
@@ -36,6 +44,11 @@ ENGINES: dict[str, str] = {
 def engine_names() -> tuple[str, ...]:
     """Every engine sweepspec knows, for the CLI's choices and messages."""
     return tuple(ENGINES)
+
+
+class EngineError(Exception):
+    """An expected failure of an engine (unreadable state, a changed search space, the
+    engine's own algorithm refusing the sweep): one line for the user, no traceback."""
 
 
 @dataclass
