@@ -18,8 +18,9 @@ appended, one ``write`` each, under an exclusive ``flock`` on ``<log>.lock``, so
 machine share one sweep; every operation first reads what other workers appended. A second
 ``run`` reads the log and resumes (numbering and every run's state and history). A log that
 cannot be read is an :class:`~sweepspec.runners.base.EngineError` naming the file and line;
-it is never rewritten. ``ask`` and ``tell`` are flushed to disk (``fsync``); a ``report`` is
-flushed to the OS only.
+it is never rewritten. Every event reaches the OS at once (a killed process loses nothing);
+``tell`` also forces the log to disk (``fsync``, as Optuna's journal does on each write), so a
+finished run survives a crash of the machine; a run that was only started may not.
 
 Runs as W&B sees them: a running trial is ``running``; one hyperband stops is ``killed`` from
 the decision on, as W&B's own in-memory optimizer records it
@@ -283,7 +284,7 @@ class WandbLocalEngine:
             name = f"{self.sweep_id[:8]}-{number}"
             event = {"ask": number, "name": name, "config": config, "worker": self.worker}
             event["time"] = time.time()
-            self._write(event, sync=True)
+            self._write(event)
         return Asked(number, flatten(config, self.nested), name)
 
     def report(self, trial: Asked, value: float, step: int) -> bool:
