@@ -188,6 +188,88 @@ def test_every_decision_is_the_one_sweeps_takes(
     assert states.count("COMPLETE") == count - stopped
 
 
+def drive_engine_concurrently(
+    engine: Engine, count: int, width: int, epochs: int
+) -> list[tuple[Any, int]]:
+    """``width`` runs at once, one value each in turn, as ``width`` workers would report them;
+    a run stops at its first report after any call has stopped it."""
+    active: list[tuple[Asked, list[float]]] = []
+    done: dict[int, tuple[Any, int]] = {}
+    while len(done) < count:
+        while len(active) < width and len(done) + len(active) < count:
+            asked = engine.ask()
+            assert asked is not None
+            active.append((asked, curve(asked.params, asked.number, epochs)))
+        for asked, values in list(active):
+            step = epochs + 1 - len(values)
+            value = values.pop(0)
+            stop = engine.report(asked, value, step)
+            if stop or not values:
+                finish(engine, asked, "PRUNED" if stop else "COMPLETE", {"loss": value})
+                done[asked.number] = (asked.params, step if stop else 0)
+                active.remove((asked, values))
+    return [done[n] for n in range(count)]
+
+
+def drive_sweeps_concurrently(
+    config: dict[str, Any], sweep_id: str, count: int, width: int, epochs: int
+) -> list[tuple[Any, int]]:
+    """The same interleaving on bare sweeps: every stop_runs call marks what it stops."""
+    runs: list[Any] = []
+    active: list[tuple[Any, list[float]]] = []
+    done: dict[int, tuple[Any, int]] = {}
+    while len(done) < count:
+        while len(active) < width and len(done) + len(active) < count:
+            number = len(runs)
+            with seeded(ask_seed(sweep_id, number)), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module="sklearn")
+                run = sweeps.next_runs(config, runs, n=1)[0]
+            run.name, run.state = f"run-{number}", sweeps.RunState.running
+            runs.append(run)
+            active.append((run, curve(flat(run.config), number, epochs)))
+        for run, values in list(active):
+            step = epochs + 1 - len(values)
+            value = values.pop(0)
+            run.history.append({"_step": step, "loss": value})
+            run.summary_metrics = {"loss": value}
+            for other in sweeps.stop_runs(config, runs):
+                other.state = sweeps.RunState.killed
+            stop = run.state == sweeps.RunState.killed
+            if stop or not values:
+                if not stop:
+                    run.state = sweeps.RunState.finished
+                done[runs.index(run)] = (flat(run.config), step if stop else 0)
+                active.remove((run, values))
+    return [done[n] for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("space", "form", "count"),
+    [("random", "min_iter-strict", 40), ("random", "max_iter", 40), ("bayes", "min_iter", 16)],
+)
+def test_runs_in_flight_together_get_the_decisions_sweeps_takes(
+    sweep_dir: Path, write_spec: Write, space: str, form: str, count: int
+) -> None:
+    """Four runs at once: a run is stopped when any report (its own or another's) makes
+    stop_runs name it, as W&B's controller re-checks every running run at each call; bayes
+    sees the runs in flight and the killed ones as W&B does."""
+    path = write_spec(spec_text(space, form, "minimize"))
+    engine = engine_for(path)
+    ours = drive_engine_concurrently(engine, count, 4, 12)
+    config = compile_wandb(load(str(path))).config
+    theirs = drive_sweeps_concurrently(config, engine.sweep_id, count, 4, 12)
+    assert ours == theirs
+    assert 0 < sum(1 for _, s in ours if s) < count
+    if space == "random":  # some runs were stopped by another run's report
+        events = _events(engine.label)
+        crossed = [
+            b["stop"]
+            for a, b in zip(events, events[1:], strict=False)
+            if "stop" in b and "report" in a and a["report"] != b["stop"]
+        ]
+        assert crossed
+
+
 def test_nested_parameters_come_flat_and_reach_sweeps_nested(
     sweep_dir: Path, write_spec: Write
 ) -> None:
