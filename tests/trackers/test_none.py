@@ -36,7 +36,7 @@ def test_make_tracker() -> None:
     assert tracker.worker_settings() == {}
     with pytest.raises(
         ValueError,
-        match=r"^'tracker in \('mlflow', 'none'\)' must hold, but "
-        r"got 'wandb'$",
+        match=r"^'tracker in \('mlflow', 'none', 'wandb'\)' must hold, but "
+        r"got 'comet'$",
     ):
-        make_tracker("wandb")
+        make_tracker("comet")

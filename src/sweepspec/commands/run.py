@@ -2,8 +2,8 @@
 
 Spec errors print as ``validate`` prints them (exit 1); what Optuna cannot express prints one
 warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C exits
-130 with the running trial recorded as failed. The W&B engine and the W&B tracker come with
-their own issue: until then they are refused, not pretended.
+130 with the running trial recorded as failed. The W&B engine comes with its own issue: until
+then it is refused, not pretended.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ NOT_YET = {
     "engine": "running on W&B (--engine wandb) is not available yet; run on Optuna "
     "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile "
     "--engine wandb' and run it with 'wandb sweep' / 'wandb agent'",
-    "tracker": "the wandb tracker (--tracker wandb) is not available yet; use --tracker "
-    "mlflow or --tracker none",
 }
 
 
@@ -95,9 +93,6 @@ def _refuse_later(spec: Spec, engine: str | None, tracker: str | None) -> None:
     if (engine or spec.engine or "optuna") == "wandb":
         origin = "" if engine else " (the spec says 'engine: wandb')"
         raise SweepspecError(NOT_YET["engine"] + origin)
-    if (tracker or _spec_tracker(spec)) == "wandb":
-        origin = "" if tracker else " (the spec says 'tracking: {tracker: wandb}')"
-        raise SweepspecError(NOT_YET["tracker"] + origin)
 
 
 def _run(

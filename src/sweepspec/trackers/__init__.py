@@ -1,4 +1,4 @@
-"""Trackers: where the runner logs a sweep's trials (MLflow, or nowhere).
+"""Trackers: where the runner logs a sweep's trials (MLflow, W&B, or nowhere).
 
 A tracker gets one :class:`SweepInfo` when the sweep starts and one :class:`TrialRecord` per
 finished trial, everything the trial reported included, so that it can log the trial in one
@@ -15,8 +15,8 @@ from typing import Any
 
 __all__ = ["TRACKERS", "Point", "SweepInfo", "Tracker", "TrialRecord", "make_tracker"]
 
-TRACKERS = ("mlflow", "none")
-"""Trackers that exist today (``wandb`` comes with the W&B runner)."""
+TRACKERS = ("mlflow", "none", "wandb")
+"""Every tracker sweepspec knows."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Tracker(abc.ABC):
 def make_tracker(
     name: str, *, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
 ) -> Tracker:
-    """The tracker called ``name`` (``mlflow`` or ``none``)."""
+    """The tracker called ``name`` (one of :data:`TRACKERS`)."""
     if name == "none":
         from .none import NoneTracker
 
@@ -111,4 +111,8 @@ def make_tracker(
         from .mlflow import MlflowTracker
 
         return MlflowTracker(uri=uri, experiment=experiment, echo=echo)
+    if name == "wandb":
+        from .wandb import WandbTracker
+
+        return WandbTracker(project=experiment, echo=echo)
     raise ValueError(f"'tracker in {TRACKERS}' must hold, but got {name!r}")
