@@ -43,6 +43,11 @@ class RunState:
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     run_id: str | None = None
+    name: str | None = None
+    group: str | None = None
+    project: str | None = None
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
 
 
 def find_run_file(wandb_dir: str | Path, run_id: str) -> Path | None:
@@ -123,8 +128,10 @@ class RunLog:
         kind = record.WhichOneof("record_type")
         state = self.state
         if kind == "run":
-            state.run_id = record.run.run_id
-            _update(state.config, record.run.config.update)
+            run = record.run
+            state.run_id, state.name, state.group = run.run_id, run.display_name, run.run_group
+            state.project, state.entity, state.tags = run.project, run.entity, list(run.tags)
+            _update(state.config, run.config.update)
         elif kind == "config":
             _update(state.config, record.config.update)
         elif kind == "history":

@@ -1,6 +1,6 @@
 """W&B: one W&B run per trial, grouped by the sweep, offline unless the user is logged in.
 
-The layout (read an offline run back with :mod:`sweepspec.trackers.wandb_offline`):
+The layout (read a run back from its ``.wandb`` file with :mod:`sweepspec.wandb_log`):
 
 * project: ``tracking.project``, else the spec's ``project``, else the MLflow experiment's
   name (``tracking.experiment``, else ``name``, else the spec file's stem); entity:
