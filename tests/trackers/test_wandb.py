@@ -315,3 +315,16 @@ def test_nest_follows_the_spec_paths() -> None:
         "trainer.epochs": 3,
         "x": 1,
     }
+
+
+def test_an_unknown_wandb_mode_is_one_line(tmp_path: Path) -> None:
+    _write(tmp_path)
+    done = _sweepspec(
+        tmp_path, _env(tmp_path, WANDB_MODE="bogus"), "run", "sweep.yaml", "--tracker", "wandb"
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        "Error: cannot start the wandb tracker: WandbSetupError: 'WANDB_MODE in ('online', "
+        "'offline', 'shared', 'disabled', 'dryrun', 'run')' must hold, but got 'bogus' (unset "
+        "it to log offline without credentials, online with them)"
+    )

@@ -52,6 +52,7 @@ EXIT_CODE = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}
 EARLY_STOPPED = "early-stopped"
 """The tag of a trial stopped early."""
 _MAX_ERROR = 2000
+_MODES = ("online", "offline", "shared", "disabled", "dryrun", "run")  # W&B's own
 
 
 class WandbSetupError(Exception):
@@ -305,6 +306,11 @@ def choose_mode() -> str | None:
     """W&B's mode for the trials' runs: ``WANDB_MODE`` when set, else online when W&B has
     credentials (None: W&B's own default), else ``offline``."""
     mode = os.environ.get("WANDB_MODE", "").strip()
+    if mode and mode not in _MODES:
+        raise WandbSetupError(
+            f"'WANDB_MODE in {_MODES}' must hold, but got {mode!r} (unset it to log offline "
+            "without credentials, online with them)"
+        )
     if mode in ("offline", "dryrun", "disabled"):
         return mode
     if _has_credentials():
