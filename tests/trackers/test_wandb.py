@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from sweepspec.trackers import Point, TrialRecord
@@ -210,6 +212,44 @@ def test_without_credentials_or_wandb_mode_workers_log_offline(tmp_path: Path) -
     }
 
 
+def test_ctrl_c_on_the_terminal_loses_no_trial_of_w_and_b(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's group; the finished trials and the one
+    interrupted are still logged (the logger runs in a session of its own and drains)."""
+    slow = TRIAL.replace(
+        "for step in range(3):", "for step in range(3):\n            time.sleep(0.3)"
+    )
+    _write(
+        tmp_path,
+        SPEC.replace("[0.5, 2.0, 9.0]", "[0.5, 1.0, 1.5, 2.0, 2.5]"),
+        "import time\n" + textwrap.dedent(slow),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "wandb"],
+        cwd=tmp_path,
+        env=_env(tmp_path, WANDB_MODE="offline"),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    while " COMPLETE " not in (line := proc.stderr.readline()):
+        assert line and time.monotonic() < deadline, "no trial finished"
+    time.sleep(0.4)  # inside the next trial
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    done = _sweepspec(tmp_path, _env(tmp_path), "results", "sweep.yaml", "--format", "json")
+    trials = json.loads(done.stdout)
+    assert [t["state"] for t in trials][0] == "COMPLETE" and trials[-1]["state"] == "FAIL"
+    assert trials[-1]["error"] == "interrupted (Ctrl-C)"
+    runs = _runs(tmp_path)
+    assert {
+        name: (run.summary["sweepspec_state"], run.exit_code) for name, run in runs.items()
+    } == {f"wbtest-{t['number']}": (t["state"], 1 if t["state"] == "FAIL" else 0) for t in trials}
+
+
 def _lr_state(run: RunState) -> tuple[float, str]:
     return run.config["opt"]["lr"], run.summary["sweepspec_state"]
 
@@ -328,3 +368,41 @@ def test_an_unknown_wandb_mode_is_one_line(tmp_path: Path) -> None:
         "'offline', 'shared', 'disabled', 'dryrun', 'run')' must hold, but got 'bogus' (unset "
         "it to log offline without credentials, online with them)"
     )
+
+
+def test_seeds_share_the_rows_of_their_steps(tmp_path: Path) -> None:
+    trial = """
+        def objective(trial):
+            for step in range(2):
+                trial.report({"loss": trial.seed + step}, step=step)
+            return {"loss": trial.seed + 1.5}
+    """
+    spec = """
+        name: wbtest
+        method: grid
+        metric: {name: loss}
+        function: wb_trial:objective
+        seeds: {values: [0, 10]}
+        parameters:
+          x: {values: [1]}
+    """
+    _write(tmp_path, spec, trial)
+    env = _env(tmp_path, WANDB_MODE="offline")
+    done = _sweepspec(tmp_path, env, "run", "sweep.yaml", "--tracker", "wandb")
+    assert done.returncode == 0, done.stderr
+    (run,) = _runs(tmp_path).values()
+    assert [
+        {k: v for k, v in row.items() if not k.startswith("_") or k == "_step"}
+        for row in run.history
+    ] == [
+        {"_step": 0, "seed_0/loss": 0, "seed_10/loss": 10},
+        {"_step": 1, "seed_0/loss": 1, "seed_10/loss": 11},
+    ]
+    assert _summary(run) == {
+        "loss": 6.5,
+        "seed_0/loss": 1.5,
+        "seed_10/loss": 11.5,
+        "sweepspec_state": "COMPLETE",
+        "sweepspec_trial": 0,
+        "sweepspec_sweep_id": _sweep_id(tmp_path),
+    }
