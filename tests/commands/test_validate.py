@@ -142,3 +142,191 @@ def test_imports_no_engine_and_runs_no_user_code(
     assert "sweepspec" in imported
     assert imported & {"optuna", "mlflow", "wandb", "sweeps", "evil", "numpy"} == set()
     assert not (tmp_path / "pwned").exists()
+
+
+# ----------------------------------------------------------------------------- issue 8
+
+
+def test_two_parameters_with_one_flat_name_are_refused_everywhere(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.6: a nested optimizer.lr and a literal 'optimizer.lr' flatten to one name, and
+    one of them was silently dropped; validate and compile refuse the file, at the second."""
+    path = write_spec("""
+        method: random
+        metric: {name: loss}
+        parameters:
+          optimizer:
+            parameters:
+              lr: {values: [0.1, 0.01]}
+          optimizer.lr: {values: [1.0]}
+    """)
+    line = (
+        f"{path}:7:3: error: parameters.optimizer.lr: 'optimizer.lr' is also the flat name of "
+        "parameters.optimizer.parameters.lr (line 6); one of them would be lost: rename one "
+        "(nested parameters are named by their dotted path)\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == line
+    assert main(["compile", str(path), "--engine", "optuna"]) == 1
+    assert capsys.readouterr() == ("", line)
+
+
+def test_a_huge_file_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.10: a 50 MB spec (one list of 9M ints) took 102 s and 3.2 GB to refuse."""
+    path = tmp_path / "sweep.yaml"
+    with path.open("w") as fh:
+        fh.write("method: grid\nparameters:\n  x:\n    values: [0")
+        fh.write(", 1" * 9_000_000)
+        fh.write("]\n")
+    size = path.stat().st_size
+    code = (
+        "import resource, time\n"
+        "from sweepspec.main import main\n"
+        "start = time.monotonic()\n"
+        f"assert main(['validate', {str(path)!r}]) == 1\n"
+        "print(time.monotonic() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr == (
+        f"{path}:1:1: error: the file is {size} bytes, more than 1048576 (1 MiB); a sweep spec "
+        "is a few KB: refusing to read it\n"
+    )
+    seconds, max_rss_kb = map(float, done.stdout.split())
+    assert seconds < 10 and max_rss_kb < 200_000  # was 102 s and 3.2 GB
+
+
+def test_a_list_too_long_for_a_sweep_is_one_line(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.10: a categorical of a million values cannot be a sweep; under 1 MiB such a list
+    has at most ~500,000 items, and is refused at the list with bounded memory."""
+    values = ",".join(["1"] * 100_001)
+    path = write_spec(f"method: random\nparameters:\n  x:\n    values: [{values}]\n")
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"{path}:4:13: error: a list of more than 100000 items is too long for a sweep (no "
+        "search explores that many values); use a range such as int_uniform or q_uniform\n"
+    )
+
+
+def test_values_that_are_not_numbers_strings_or_booleans(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.16: a date, !!binary or a NUL character reached compile, run and results
+    ("not JSON serializable"); now they are findings, and nothing runs with them."""
+    path = write_spec("""
+        method: grid
+        metric: {name: loss}
+        program: train.py
+        parameters:
+          day: {values: [2024-01-01, "2024-01-02"]}
+          blob: {value: !!binary aGVsbG8=}
+          name: {values: ["a\\0b"]}
+    """)
+    expected = (
+        f"{path}:5:18: error: parameters.day.values[0]: YAML reads '2024-01-01' as a date; a "
+        "value must be a number, a string, true/false or null: quote it to keep it as a string\n"
+        f"{path}:6:17: error: parameters.blob.value: YAML reads 'aGVsbG8=' as binary data; a "
+        "value must be a number, a string, true/false or null: remove '!!binary' to keep it as "
+        "a string\n"
+        f"{path}:7:19: error: parameters.name.values[0]: a string must not hold a NUL character "
+        "(\\0): no command line, file name or tracker can carry it\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == expected
+    for command in (["compile", "--engine", "wandb"], ["compile", "--engine", "optuna"]):
+        assert main([command[0], str(path), *command[1:]]) == 1
+        assert capsys.readouterr() == ("", expected)
+
+
+def test_infinite_and_overflowing_bounds_are_errors_before_any_run(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.16: NaN, inf or 1e308 bounds were compiled to `Infinity` and sampled."""
+    path = write_spec("""
+        method: random
+        metric: {name: loss}
+        program: train.py
+        parameters:
+          lr: {min: 0.0, max: .inf}
+          wide: {min: -1.0e+308, max: 1.0e+308}
+    """)
+    expected = (
+        f"{path}:5:23: error: parameters.lr.max: max=inf is not a finite number: W&B would "
+        "sample infinite or undefined (nan) values from this parameter, and Optuna cannot\n"
+        f"{path}:6:31: error: parameters.wide.max: 'max - min' must be a finite number, but "
+        "got min=-1e+308, max=1e+308: their difference overflows, and the samples would be inf\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == expected
+    assert main(["compile", str(path), "--engine", "optuna", "--format", "json"]) == 1
+    assert capsys.readouterr() == ("", expected)
+
+
+def test_wandb_scheduler_and_run_cap_as_wandb_sees_them(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.23: W&B refuses a scheduler 'optimizer' without 'source' (validate passed it and
+    compile wrote it), and a float run_cap got a hint about int_uniform."""
+    path = write_spec("""
+        method: custom
+        metric: {name: loss}
+        run_cap: 10.5
+        scheduler: {engine: optuna, optimizer: make_study}
+        parameters: {x: {values: [1]}}
+    """)
+    expected = (
+        f"{path}:3:10: error: run_cap: must be an integer, but got 10.5; run_cap is the number "
+        "of runs the sweep starts at most, a whole number > 0 (e.g. 'run_cap: 10')\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == expected
+    path.write_text(path.read_text().replace("10.5", "10"))
+    expected = (
+        f"{path}:4:29: error: scheduler.optimizer: 'scheduler.optimizer' names a function in "
+        "'scheduler.source', which is not set: add 'source: FILE.py' (W&B refuses the file "
+        "without it)\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == expected
+    assert main(["compile", str(path), "--engine", "wandb"]) == 1
+    assert capsys.readouterr() == ("", expected)
+
+
+def test_multi_objective_outside_custom_warns_that_wandb_refuses_it(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.23: W&B's validator refuses `metrics` unless `method: custom`."""
+    path = write_spec("""
+        method: bayes
+        metrics: [{name: accuracy, goal: maximize}, {name: latency}]
+        parameters: {x: {values: [1, 2]}}
+    """)
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", "--strict", str(path)]) == 1
+    assert capsys.readouterr().err == 2 * (
+        f"{path}:2:1: warning: metrics: W&B refuses 'metrics' with 'method: bayes' (it needs "
+        "'method: custom' and a custom scheduler); Optuna optimises every metric, W&B only the "
+        "first\n"
+    )
+
+
+def test_unquoted_macro_in_a_flow_list_says_quote_it(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.24: `command: [${env}, ...]`, as the docs had it, is not YAML."""
+    path = write_spec("""
+        method: random
+        program: train.py
+        command: [python, ${program}, "${args}"]
+        parameters: {x: {values: [1]}}
+    """)
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"{path}:3:19: error: not valid YAML: while parsing a flow sequence did not find "
+        "expected ',' or ']'; inside [...] YAML reads '${' as the start of a mapping: quote "
+        'the macro, "${program}"\n'
+    )

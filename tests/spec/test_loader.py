@@ -103,3 +103,22 @@ def test_not_utf8(tmp_path: Path) -> None:
     assert [f.format() for f in load(str(path)).findings] == [
         f"{path}:1:1: error: not UTF-8 text (byte 13); a spec must be UTF-8"
     ]
+
+
+def test_too_many_nodes_is_refused_before_a_tree_is_built() -> None:
+    """Counted on the parser's events: no list is over the limit, the file is."""
+    items = ", ".join(["1"] * 70_000)
+    doc = loads(f"a: [{items}]\nb: [{items}]\nc: [{items}]\n", "s.yaml")
+    assert doc.data is None
+    assert [f.format() for f in doc.findings] == [
+        "s.yaml:1:1: error: the file has more than 200000 YAML nodes; a sweep spec has a few "
+        "hundred: refusing to read it"
+    ]
+
+
+def test_text_over_the_size_limit_is_refused() -> None:
+    doc = loads("a: " + "x" * (1024 * 1024) + "\n", "s.yaml")
+    assert [f.format() for f in doc.findings] == [
+        "s.yaml:1:1: error: the file is 1048580 bytes, more than 1048576 (1 MiB); a sweep spec "
+        "is a few KB: refusing to read it"
+    ]

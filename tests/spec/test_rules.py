@@ -44,6 +44,28 @@ def test_scheduler() -> None:
     ]
 
 
+def test_scheduler_functions_need_source() -> None:
+    """W&B's schema: 'optimizer' and 'search_space' depend on 'source'."""
+    assert lines("""
+        method: custom
+        scheduler: {engine: optuna, optimizer: make_study, search_space: space}
+    """) == [
+        "s.yaml:2:29: error: scheduler.optimizer: 'scheduler.optimizer' names a function in "
+        "'scheduler.source', which is not set: add 'source: FILE.py' (W&B refuses the file "
+        "without it)",
+        "s.yaml:2:52: error: scheduler.search_space: 'scheduler.search_space' names a function "
+        "in 'scheduler.source', which is not set: add 'source: FILE.py' (W&B refuses the file "
+        "without it)",
+    ]
+    assert (
+        lines("""
+        method: custom
+        scheduler: {engine: optuna, source: opt.py, optimizer: make_study, search_space: space}
+    """)
+        == []
+    )
+
+
 def test_hyperband_form() -> None:
     assert lines("""
         method: random
@@ -249,8 +271,8 @@ def test_macro_findings_once_when_other_keys_have_errors() -> None:
         parameters:
           lr: {min: 0.001, max: 0.1}
     """) == [
-        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; remove the quotes to make "
-        "it a number",
+        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; run_cap is the number "
+        "of runs the sweep starts at most, a whole number > 0 (e.g. 'run_cap: 10')",
         "s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no parameters on "
         "its command line and must read them from wandb.config",
         "s.yaml:3:29: warning: command[2]: '${args}' is expanded only when it is a whole item of "
@@ -263,8 +285,8 @@ def test_macro_findings_once_when_other_keys_have_errors() -> None:
         parameters:
           lr: {min: 0.001, max: 0.1}
     """) == [
-        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; remove the quotes to make "
-        "it a number",
+        "s.yaml:2:10: error: run_cap: must be an integer, but got 'x'; run_cap is the number "
+        "of runs the sweep starts at most, a whole number > 0 (e.g. 'run_cap: 10')",
         "s.yaml:3:1: warning: command: no '${args...}' macro: the program gets no parameters on "
         "its command line and must read them from wandb.config",
         "s.yaml:3:19: error: command[1]: unknown macro '${interpeter}'; did you mean "
@@ -297,13 +319,71 @@ def test_finite_numbers() -> None:
           e: {min: -.inf, max: 1.0}
           ok: {min: 0.0, max: 1.0}
     """) == [
-        f"s.yaml:{line}:{col}: warning: parameters.{where}: {value} is not a finite number: W&B "
-        "samples infinite or undefined (nan) values from this parameter"
-        for line, col, where, value in [
-            (3, 22, "a.max", "inf"),
-            (4, 43, "b.sigma", "inf"),
-            (5, 56, "c.max", "nan"),
-            (6, 45, "d.max", "inf"),
-            (7, 12, "e.min", "-inf"),
+        f"s.yaml:{line}:{col}: error: parameters.{where}: {name}={value} is not a finite "
+        "number: W&B would sample infinite or undefined (nan) values from this parameter, and "
+        "Optuna cannot"
+        for line, col, where, name, value in [
+            (3, 22, "a.max", "max", "inf"),
+            (4, 43, "b.sigma", "sigma", "inf"),
+            (5, 56, "c.max", "max", "nan"),
+            (6, 45, "d.max", "max", "inf"),
+            (7, 12, "e.min", "min", "-inf"),
         ]
     ]
+
+
+def test_finite_numbers_overflow() -> None:
+    """Finite bounds whose width or exponential is not finite: what a sampler would compute."""
+    assert lines("""
+        method: random
+        parameters:
+          wide: {min: -1.0e+308, max: 1.0e+308}
+          exp: {distribution: log_uniform, min: 1, max: 1000}
+          inv: {distribution: inv_log_uniform, min: -710, max: 1}
+          fine: {distribution: log_uniform_values, min: 1.0e-300, max: 1.0e+308}
+          edge: {distribution: q_log_uniform, min: 0, max: 709}
+    """) == [
+        "s.yaml:3:31: error: parameters.wide.max: 'max - min' must be a finite number, but "
+        "got min=-1e+308, max=1e+308: their difference overflows, and the samples would be inf",
+        "s.yaml:4:49: error: parameters.exp.max: log_uniform samples e^max, which overflows "
+        "for max=1000 ('max <= 709.78' must hold): its bounds are natural-log exponents; for "
+        "values write 'distribution: log_uniform_values'",
+        "s.yaml:5:45: error: parameters.inv.min: inv_log_uniform samples e^-min, which "
+        "overflows for min=-710 ('-min <= 709.78' must hold): its bounds are natural-log "
+        "exponents; for values write 'distribution: inv_log_uniform_values'",
+    ]
+
+
+def test_flat_names() -> None:
+    assert lines("""
+        method: random
+        parameters:
+          optimizer:
+            parameters:
+              lr: {values: [0.1]}
+              parameters: {values: [1]}
+          optimizer.lr: {values: [0.01]}
+          optimizer.parameters: {value: 2}
+          other.lr: {values: [3]}
+    """) == [
+        "s.yaml:7:3: error: parameters.optimizer.lr: 'optimizer.lr' is also the flat name of "
+        "parameters.optimizer.parameters.lr (line 5); one of them would be lost: rename one "
+        "(nested parameters are named by their dotted path)",
+        "s.yaml:8:3: error: parameters.optimizer.parameters: 'optimizer.parameters' is also "
+        "the flat name of parameters.optimizer.parameters.parameters (line 6); one of them "
+        "would be lost: rename one (nested parameters are named by their dotted path)",
+    ]
+
+
+def test_metrics_method() -> None:
+    text = """
+        method: {method}
+        metrics: [{{name: loss}}, {{name: latency, goal: minimize}}]
+        parameters: {{x: {{values: [1]}}}}
+    """
+    assert lines(text.format(method="bayes")) == [
+        "s.yaml:2:1: warning: metrics: W&B refuses 'metrics' with 'method: bayes' (it needs "
+        "'method: custom' and a custom scheduler); Optuna optimises every metric, W&B only "
+        "the first"
+    ]
+    assert lines(text.format(method="custom")) == []

@@ -7,11 +7,16 @@ node tree with PyYAML (libyaml when present) and build the Python data ourselves
 - every key and value has its ``line:col`` (1-based), addressed by its path;
 - a duplicate key is an error finding, pointing at the second one;
 - a plain scalar that YAML 1.2 reads as a float (``1e-5``, ``1.0e5``) becomes that float, with
-  a warning, because W&B (PyYAML) would see a string there.
+  a warning, because W&B (PyYAML) would see a string there;
+- values other than numbers, strings, booleans and null (a date, ``!!binary``), and strings with
+  a NUL character, are errors: no engine, tracker or command could take them;
+- memory stays bounded: a file over ``MAX_BYTES`` is not read, and the nodes are counted on
+  the parser's event stream before any tree is built (``MAX_NODES``, ``MAX_LIST_ITEMS``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +33,14 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 _YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_MAX_NODES = 200_000  # aliases can expand a small file into a huge tree ("billion laughs")
+_NOT_PLAIN_TAGS = {  # what YAML makes of it, and how to write a string instead
+    "tag:yaml.org,2002:timestamp": ("a date", "quote it"),
+    "tag:yaml.org,2002:binary": ("binary data", "remove '!!binary'"),
+}
+MAX_BYTES = 1024 * 1024  # real sweep files are a few KB; parsing 50 MB of YAML takes GBs
+MAX_NODES = 200_000  # aliases can expand a small file into a huge tree ("billion laughs")
+MAX_LIST_ITEMS = 100_000  # no sweep explores a categorical of more values than this
+_MACRO_IN_FLOW = re.compile(r"\$\{[^}\s]*\}?")
 
 _scalar_constructor = yaml.SafeLoader("")
 
@@ -91,7 +103,7 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.count += 1
-        if self.count > _MAX_NODES:
+        if self.count > MAX_NODES:
             raise _TooLarge
         self.doc.value_marks.setdefault(path, self._mark(node))
         if isinstance(node, yaml.ScalarNode):
@@ -180,7 +192,28 @@ class _Builder:
                         "yaml12-float",
                     )
                 return value
+            if "\0" in text:
+                self._add(
+                    "error",
+                    node,
+                    path,
+                    "a string must not hold a NUL character (\\0): no command line, file name "
+                    "or tracker can carry it",
+                    "yaml",
+                )
             return text
+        if tag in _NOT_PLAIN_TAGS:
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            kind, fix = _NOT_PLAIN_TAGS[tag]
+            self._add(
+                "error",
+                node,
+                path,
+                f"YAML reads {shown!r} as {kind}; a value must be a number, a string, "
+                f"true/false or null: {fix} to keep it as a string",
+                "yaml",
+            )
+            return node.value
         constructor = yaml.SafeLoader.yaml_constructors.get(tag)
         if constructor is None or not tag.startswith("tag:yaml.org,2002:"):
             self._add(
@@ -208,52 +241,113 @@ def _yaml11_float(value: float) -> str:
     return text
 
 
+def _refusal(file: str, line: int, col: int, message: str, rule: str = "yaml") -> Document:
+    doc = Document(file=file, data=None)
+    doc.findings.append(Finding(file, line, col, "error", (), message, rule))
+    return doc
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"the file is {size} bytes, more than {MAX_BYTES} (1 MiB); a sweep spec is a few KB: "
+        "refusing to read it"
+    )
+
+
+def _too_many_nodes(text: str, file: str) -> Document | None:
+    """Count the nodes on the parser's event stream, keeping no tree, and refuse a file with
+    more than ``MAX_NODES`` or a list longer than ``MAX_LIST_ITEMS``. None when it is fine or
+    not valid YAML (composing it then says why)."""
+    count = 0
+    lists: list[list[Any]] = []  # [start mark, items] of each open list
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionEndEvent):
+                if isinstance(event, yaml.SequenceEndEvent):
+                    lists.pop()
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            count += 1
+            if lists:
+                lists[-1][1] += 1
+                if lists[-1][1] > MAX_LIST_ITEMS:
+                    mark = lists[-1][0]
+                    return _refusal(
+                        file,
+                        mark.line + 1,
+                        mark.column + 1,
+                        f"a list of more than {MAX_LIST_ITEMS} items is too long for a sweep "
+                        "(no search explores that many values); use a range such as "
+                        "int_uniform or q_uniform",
+                    )
+            if isinstance(event, yaml.SequenceStartEvent):
+                lists.append([event.start_mark, 0])
+            if count > MAX_NODES:
+                return _refusal(
+                    file,
+                    1,
+                    1,
+                    f"the file has more than {MAX_NODES} YAML nodes; a sweep spec has a few "
+                    "hundred: refusing to read it",
+                )
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _syntax_error(text: str, file: str, exc: yaml.MarkedYAMLError) -> Document:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+    start = exc.context_mark or mark
+    if start is not None and mark is not None and "flow" in str(exc.context):
+        # W&B's macros (`[${env}, ${args}]`): in a [...] or {...}, '${' opens a mapping
+        lines = text.splitlines()[start.line : mark.line + 1]
+        for offset, text_line in enumerate(lines):
+            macro = _MACRO_IN_FLOW.search(text_line)
+            if macro:
+                line, col = start.line + offset + 1, macro.start() + 1
+                problem += (
+                    f"; inside [...] YAML reads '${{' as the start of a mapping: quote the "
+                    f'macro, "{macro.group(0)}"'
+                )
+                break
+    return _refusal(file, line, col, f"not valid YAML: {problem}")
+
+
 def loads(text: str, file: str = "<string>") -> Document:
     """Parse YAML ``text``; problems become findings on the returned document."""
+    if len(text) > MAX_BYTES:
+        return _refusal(file, 1, 1, _too_large(len(text.encode("utf-8", "replace"))))
+    refused = _too_many_nodes(text, file)
+    if refused is not None:
+        return refused
     doc = Document(file=file, data=None)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        doc.findings.append(
-            Finding(file, line, col, "error", (), f"not valid YAML: {problem}", "yaml")
-        )
-        return doc
+        return _syntax_error(text, file, exc)
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        doc.findings.append(
-            Finding(
-                file,
-                line,
-                col,
-                "error",
-                (),
-                f"not valid YAML: the character {char!r} is not allowed in a YAML file",
-                "yaml",
-            )
+        return _refusal(
+            file,
+            line,
+            col,
+            f"not valid YAML: the character {char!r} is not allowed in a YAML file",
         )
-        return doc
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
-        doc.findings.append(Finding(file, 1, 1, "error", (), f"not valid YAML: {message}", "yaml"))
-        return doc
+        return _refusal(file, 1, 1, f"not valid YAML: {message}")
     if node is None:
-        doc.findings.append(
-            Finding(
-                file,
-                1,
-                1,
-                "error",
-                (),
-                "the file is empty; a spec is a mapping with at least 'method' and 'parameters'",
-                "yaml",
-            )
+        return _refusal(
+            file,
+            1,
+            1,
+            "the file is empty; a spec is a mapping with at least 'method' and 'parameters'",
         )
-        return doc
     try:
         doc.data = _Builder(doc).build(node, ())
     except _TooLarge:
@@ -266,7 +360,7 @@ def loads(text: str, file: str = "<string>") -> Document:
                 "error",
                 (),
                 f"the document expands to more than "
-                f"{_MAX_NODES} nodes (aliases?); refusing to read it",
+                f"{MAX_NODES} nodes (aliases?); refusing to read it",
                 "yaml",
             )
         )
@@ -279,30 +373,20 @@ def loads(text: str, file: str = "<string>") -> Document:
 
 
 def load(path: str) -> Document:
-    """Read and parse the file at ``path``; unreadable files become an error finding."""
+    """Read and parse the file at ``path``; unreadable files become an error finding. A file
+    larger than ``MAX_BYTES`` is refused before it is read."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        doc = Document(file=path, data=None)
-        doc.findings.append(
-            Finding(path, 1, 1, "error", (), f"cannot read the file: {exc.strerror or exc}", "io")
-        )
-        return doc
+        return _refusal(path, 1, 1, f"cannot read the file: {exc.strerror or exc}", "io")
+    if len(raw) > MAX_BYTES:
+        return _refusal(path, 1, 1, _too_large(max(size, len(raw))), "io")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        doc = Document(file=path, data=None)
-        doc.findings.append(
-            Finding(
-                path,
-                1,
-                1,
-                "error",
-                (),
-                f"not UTF-8 text (byte {exc.start}); a spec must be UTF-8",
-                "io",
-            )
+        return _refusal(
+            path, 1, 1, f"not UTF-8 text (byte {exc.start}); a spec must be UTF-8", "io"
         )
-        return doc
     return loads(text, path)

@@ -214,7 +214,12 @@ def _message(err: Any, path: Path) -> tuple[str, Path, bool]:
         hint = ""
         if isinstance(given, str) and want in ("a number", "an integer"):
             hint = "; remove the quotes to make it a number"
-        if isinstance(given, float) and want == "an integer":
+        if path == ("run_cap",):
+            hint = (
+                "; run_cap is the number of runs the sweep starts at most, a whole number "
+                f"> 0 (e.g. 'run_cap: {_whole(given)}')"
+            )
+        elif isinstance(given, float) and want == "an integer" and path[:1] == ("parameters",):
             hint = "; int_uniform wants integer bounds, use 'distribution: uniform' for reals"
         return f"must be {want}, but got {_show(given)}{hint}", path, False
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -230,6 +235,14 @@ def _message(err: Any, path: Path) -> tuple[str, Path, bool]:
         n = err.get("ctx", {}).get("min_length", 1)
         return f"must have at least {n} item{'s' if n != 1 else ''}", path, False
     return err["msg"], path, False
+
+
+def _whole(given: Any) -> int:
+    """A whole number close to what was given, for an example."""
+    try:
+        return max(1, int(float(given)))
+    except (TypeError, ValueError, OverflowError):
+        return 10
 
 
 def _distribution_message(given: Any) -> str:

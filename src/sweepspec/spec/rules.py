@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import models
-from .findings import Finding, Level, Path
+from .findings import Finding, Level, Path, format_path
 from .loader import Document
 from .messages import did_you_mean
 
@@ -83,10 +84,33 @@ def metric_or_metrics(spec: models.Spec, doc: Document) -> Iterator[Finding]:
         )
 
 
+@rule("metrics-method")
+def metrics_method(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """W&B takes ``metrics`` (several objectives) only with ``method: custom`` and a custom
+    scheduler: it refuses the file otherwise. sweepspec runs it on Optuna (multi-objective);
+    ``compile --engine wandb`` keeps the first metric.
+
+    Example::
+
+        method: bayes
+        metrics: [{name: loss}, {name: latency}]   # warning: W&B refuses it
+    """
+    if spec.metrics is not None and spec.metric is None and spec.method != "custom":
+        yield doc.finding(
+            "warning",
+            ("metrics",),
+            f"W&B refuses 'metrics' with 'method: {spec.method}' (it needs 'method: custom' "
+            "and a custom scheduler); Optuna optimises every metric, W&B only the first",
+            rule="metrics-method",
+            key=True,
+        )
+
+
 @rule("scheduler")
 def scheduler_rules(spec: models.Spec, doc: Document) -> Iterator[Finding]:
     """W&B's ``scheduler`` rules: no local ``controller`` and no ``early_terminate`` with it;
-    ``engine: wandb`` needs grid, random or bayes; ``optuna`` and ``ax`` need ``method: custom``.
+    ``engine: wandb`` needs grid, random or bayes; ``optuna`` and ``ax`` need ``method: custom``;
+    ``optimizer`` and ``search_space`` name functions in ``source``, which they need.
 
     Example::
 
@@ -112,6 +136,16 @@ def scheduler_rules(spec: models.Spec, doc: Document) -> Iterator[Finding]:
             rule="scheduler",
             key=True,
         )
+    for key in ("optimizer", "search_space"):
+        if getattr(spec.scheduler, key) is not None and spec.scheduler.source is None:
+            yield doc.finding(
+                "error",
+                ("scheduler", key),
+                f"'scheduler.{key}' names a function in 'scheduler.source', which is not "
+                "set: add 'source: FILE.py' (W&B refuses the file without it)",
+                rule="scheduler",
+                key=True,
+            )
     allowed = {"wandb": ("grid", "random", "bayes"), "optuna": ("custom",), "ax": ("custom",)}
     methods = allowed[spec.scheduler.engine]
     if spec.method not in methods:
@@ -172,6 +206,38 @@ def hyperband_form(spec: models.Spec, doc: Document) -> Iterator[Finding]:
 
 
 # ----------------------------------------------------------------------------- sweepspec rules
+
+
+@rule("flat-names")
+def flat_names(spec: models.Spec, doc: Document) -> Iterator[Finding]:
+    """Nested parameters are named by their dotted path (``optimizer.lr``) wherever one flat
+    name is needed (Optuna, MLflow, tables): a literal dotted name must not be the path of a
+    nested one, or one of the two would be lost.
+
+    Example::
+
+        parameters:
+          optimizer: {parameters: {lr: {values: [0.1]}}}
+          optimizer.lr: {values: [0.01]}   # error: same flat name as optimizer.parameters.lr
+    """
+    first: dict[str, Path] = {}
+    for path, param in _params(spec):
+        if isinstance(param, models.NestedParam):
+            continue
+        flat = ".".join(str(name) for name in path[1::2])  # (parameters, a, parameters, b)
+        if flat in first:
+            other = first[flat]
+            yield doc.finding(
+                "error",
+                path,
+                f"{flat!r} is also the flat name of {format_path(other)} (line "
+                f"{doc.mark(other, key=True).line}); one of them would be lost: rename one "
+                "(nested parameters are named by their dotted path)",
+                rule="flat-names",
+                key=True,
+            )
+        else:
+            first[flat] = path
 
 
 @rule("function-or-program")
@@ -367,7 +433,7 @@ def command_macros(spec: models.Spec, doc: Document) -> Iterator[Finding]:
 
     Example::
 
-        command: [${env}, ${interpeter}, ${program}, ${args}]
+        command: ["${env}", "${interpeter}", "${program}", "${args}"]
         # error: unknown macro '${interpeter}'; did you mean '${interpreter}'?
     """
     yield from macro_findings(spec.command, doc)
@@ -463,30 +529,60 @@ def q_range(spec: models.Spec, doc: Document) -> Iterator[Finding]:
             )
 
 
-_NUMBERS = ("min", "max", "mu", "sigma", "q")
+_NUMBERS = ("min", "max", "mu", "sigma", "q", "a", "b")
+_MAX_EXPONENT = math.log(sys.float_info.max)  # e^709.78...: the largest float
 
 
 @rule("finite-numbers")
 def finite_numbers(spec: models.Spec, doc: Document) -> Iterator[Finding]:
-    """W&B accepts ``.inf`` and ``.nan`` as bounds and parameters of a distribution, and then
-    samples infinite or undefined values from it.
+    """Every number of a distribution must be finite, and so must what is computed from it:
+    ``max - min`` (a uniform's width) and ``e^max`` (the exponent forms' largest value). W&B
+    accepts ``.inf``, ``.nan`` and ``1e308`` there and then samples infinite or undefined
+    values; Optuna cannot sample them at all. An error, so that no run starts with them.
 
     Example::
 
-        lr: {min: 0.0, max: .inf}   # warning: W&B samples inf
+        lr: {min: 0.0, max: .inf}   # error: inf is not a finite number
     """
     for path, param in _params(spec):
+        bad = False
         for name in _NUMBERS:
             value = getattr(param, name, None)
             if isinstance(value, float) and not math.isfinite(value):
+                bad = True
                 yield doc.finding(
-                    "warning",
+                    "error",
                     path + (name,),
-                    f"{value!r} is not a finite "
-                    "number: W&B samples infinite or undefined (nan) values from "
-                    "this parameter",
+                    f"{name}={value!r} is not a finite number: W&B would sample infinite or "
+                    "undefined (nan) values from this parameter, and Optuna cannot",
                     rule="finite-numbers",
                 )
+        if not bad:
+            yield from _overflow(param, path, doc)
+
+
+def _overflow(param: Any, path: Path, doc: Document) -> Iterator[Finding]:
+    dist = getattr(param, "distribution", None)
+    if dist in ("uniform", "q_uniform") and not math.isfinite(param.max - param.min):
+        yield doc.finding(
+            "error",
+            path + ("max",),
+            f"'max - min' must be a finite number, but got min={param.min!r}, "
+            f"max={param.max!r}: their difference overflows, and the samples would be inf",
+            rule="finite-numbers",
+        )
+    if dist in models.EXPONENT_FORMS:
+        name, exponent = ("min", -param.min) if dist == "inv_log_uniform" else ("max", param.max)
+        if exponent > _MAX_EXPONENT:
+            yield doc.finding(
+                "error",
+                path + (name,),
+                f"{dist} samples e^{'-' if name == 'min' else ''}{name}, which overflows for "
+                f"{name}={getattr(param, name)!r} ('{'-' if name == 'min' else ''}{name} <= "
+                f"{_MAX_EXPONENT:.2f}' must hold): its bounds are natural-log exponents; for "
+                f"values write 'distribution: {models.EXPONENT_FORMS[dist]}'",
+                rule="finite-numbers",
+            )
 
 
 def _multiple(value: float, q: float) -> bool:
@@ -560,7 +656,10 @@ def markdown() -> str:
         "is generated from `src/sweepspec/spec/rules.py` (a test keeps it in sync).\n",
         "Two more come from the YAML loader: `duplicate-key` (error: PyYAML keeps the last "
         "value silently) and `yaml12-float` (warning: `1e-5` is a string to PyYAML, so "
-        "sweepspec reads it as the number and says so).\n",
+        "sweepspec reads it as the number and says so). The loader also refuses, as errors, "
+        "values that are not numbers, strings, booleans or null (a date such as `2024-01-01`, "
+        "`!!binary`), strings with a NUL character, a file over 1 MiB and a list of more than "
+        "100,000 items, and it says to quote a `${...}` macro inside `[...]`.\n",
     ]
     for name, fn in RULES.items():
         text = inspect.cleandoc(fn.__doc__ or "").replace("``", "`")
