@@ -241,6 +241,32 @@ def _yaml11_float(value: float) -> str:
     return text
 
 
+def _expanded_size(root: yaml.Node) -> int:
+    """The number of nodes once every alias is expanded, counted on the composed graph (an
+    alias is the same node object) without building anything: an alias bomb is refused at
+    once instead of after building MAX_NODES nodes."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # a recursive alias: the builder reports it
+            return 1
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(value) for _, value in node.value)
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 def _refusal(file: str, line: int, col: int, message: str, rule: str = "yaml") -> Document:
     doc = Document(file=file, data=None)
     doc.findings.append(Finding(file, line, col, "error", (), message, rule))
@@ -349,6 +375,8 @@ def loads(text: str, file: str = "<string>") -> Document:
             "the file is empty; a spec is a mapping with at least 'method' and 'parameters'",
         )
     try:
+        if _expanded_size(node) > MAX_NODES:
+            raise _TooLarge
         doc.data = _Builder(doc).build(node, ())
     except _TooLarge:
         doc.data = None
