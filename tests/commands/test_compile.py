@@ -219,9 +219,21 @@ def test_a_full_stdout_is_one_line(
 @pytest.mark.parametrize(
     ("value", "read"),
     [
-        ("2024-01-01", "2024-01-01 as a date"),
-        ("2024-01-01 10:20:30", "2024-01-01T10:20:30 as a datetime"),
-        ("!!binary aGVsbG8=", "a !!binary value as bytes"),
+        (
+            "2024-01-01",
+            "'2024-01-01' as a date; a value must be a number, a string, "
+            "true/false or null: quote it",
+        ),
+        (
+            "2024-01-01 10:20:30",
+            "'2024-01-01 10:20:30' as a date; a value must be a number, a "
+            "string, true/false or null: quote it",
+        ),
+        (
+            "!!binary aGVsbG8=",
+            "'aGVsbG8=' as binary data; a value must be a number, a string, "
+            "true/false or null: remove '!!binary'",
+        ),
     ],
 )
 def test_a_value_json_cannot_hold_is_a_finding(
@@ -231,12 +243,12 @@ def test_a_value_json_cannot_hold_is_a_finding(
     write_spec: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The spec loader refuses them (as validate does), so no compiler sees them."""
     path = write_spec(f"method: random\nparameters:\n  a: {{values: [1, {value}]}}\n")
     assert _compile(capsys, str(path), "--engine", engine) == (
         1,
         "",
-        f"{path}: error: parameters.a.values[1]: YAML read {read}, which a sweep config cannot "
-        "hold (JSON has no such type); quote it to make it a string\n",
+        f"{path}:3:19: error: parameters.a.values[1]: YAML reads {read} to keep it as a string\n",
     )
 
 
