@@ -1,7 +1,8 @@
 """The console script's entry point: one error policy, and a click-free path for validate.
 
-Exit codes: 0 success, 1 invalid input or failed checks, 2 usage error, 130 interrupted,
-3 an unexpected error (a bug: the message says where the details are).
+Exit codes: 0 success, 1 invalid input or failed checks, 2 usage error, 130 interrupted
+(Ctrl-C; 143 on SIGTERM, 129 on SIGHUP), 3 an unexpected error (a bug: the message says
+where the details are).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import cli
 
         rv = cli.main(args=args, prog_name="sweepspec", standalone_mode=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         sys.stderr.write("Interrupted.\n")
-        return 130
+        return _interrupted_code(exc)
     except Exception as exc:
         return _handle(exc)
     return rv if isinstance(rv, int) else 0
@@ -65,11 +66,18 @@ def _handle(exc: Exception) -> int:
         return exc.exit_code
     if isinstance(exc, click.exceptions.Abort):
         click.echo("Aborted.", err=True)
-        return 130
+        return _interrupted_code(exc.__cause__ or exc.__context__)
     if isinstance(exc, click.ClickException):
         exc.show()
         return exc.exit_code
     return _internal_error(exc)
+
+
+def _interrupted_code(exc: BaseException | None) -> int:
+    """130 for Ctrl-C; 128 + the signal for SIGTERM and SIGHUP, which stop a run as Ctrl-C
+    does (they carry it as ``signum``)."""
+    signum = getattr(exc, "signum", None)
+    return 128 + signum if isinstance(signum, int) else 130
 
 
 def _internal_error(exc: BaseException) -> int:

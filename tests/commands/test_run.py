@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ import pytest
 from scipy import stats
 
 from sweepspec.main import main
+from sweepspec.runners.optuna import WORKERS_PER_CPU, bound_workers, prepare
+from sweepspec.spec import load
 
 TRIAL = """
 import time
@@ -295,3 +298,379 @@ def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
         r["number"]: {"init": str(r["params"]["init"]), "nested.w": str(r["params"]["nested.w"])}
         for r in rows
     }
+
+
+# ------------------------------------------------------------------- SIGTERM, SIGHUP, SIGKILL
+
+# each trial process writes its pid to pid-<trial number>, then sleeps as the file 'pause' says
+PID_TRIAL = """
+import os, time
+
+def objective(trial):
+    with open(f"pid-{trial.number}", "w") as fh:
+        fh.write(str(os.getpid()))
+    for step in range(5):
+        trial.report({"loss": trial.params["x"]}, step)
+        time.sleep(float(open("pause").read()))
+    return trial.params["x"]
+"""
+
+PID_PROGRAM = """
+import os, time
+with open(f"pid-{os.environ['SWEEPSPEC_TRIAL']}", "w") as fh:
+    fh.write(str(os.getpid()))
+for step in range(5):
+    print(f"loss=0.5 step={step}", flush=True)
+    time.sleep(float(open("pause").read()))
+"""
+
+
+def _pid_sweep(folder: Path, kind: str, pause: float, run_cap: int = 4) -> None:
+    trial = "function: run_trial:objective\n" if kind == "function" else "program: prog.py\n"
+    _write(
+        folder,
+        f"method: random\nmetric: {{name: loss}}\n{trial}run_cap: {run_cap}\n"
+        "tracking: {tracker: none}\nparameters:\n  x: {min: 0.0, max: 1.0}\n",
+        trial=PID_TRIAL,
+    )
+    (folder / "prog.py").write_text(PID_PROGRAM)
+    (folder / "pause").write_text(str(pause))
+
+
+def _pids(folder: Path, count: int, proc: subprocess.Popen[str]) -> list[int]:
+    """The pids of the first ``count`` trial processes, once each has written its own."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        files = sorted(folder.glob("pid-*"))
+        if len(files) >= count and all(f.read_text() for f in files):
+            return [int(f.read_text()) for f in files]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} trial processes started")
+
+
+def _gone(pid: int, seconds: float = 20) -> bool:
+    """The process ended (a zombie waiting for init counts as ended)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _spawn(folder: Path, *args: str) -> subprocess.Popen[str]:
+    """``sweepspec run`` as a terminal or a scheduler starts it: a process group of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, sig, code, workers",
+    [
+        ("function", signal.SIGTERM, 143, "1"),
+        ("command", signal.SIGHUP, 129, "1"),
+        ("command", signal.SIGTERM, 143, "2"),
+        ("function", signal.SIGHUP, 129, "2"),
+    ],
+)
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
+    tmp_path: Path, kind: str, sig: signal.Signals, code: int, workers: str
+) -> None:
+    _pid_sweep(tmp_path, kind, pause=30)
+    proc = _spawn(tmp_path, "--workers", workers)
+    pids = _pids(tmp_path, int(workers), proc)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == code, err
+    assert all(_gone(pid) for pid in pids)
+    trials = _journal_study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["FAIL"] * int(workers)
+    assert {t.user_attrs["sweepspec.error"] for t in trials} == {f"interrupted ({sig.name})"}
+    assert (
+        f"sweepspec: interrupted by {sig.name}; 0 finished trials are kept in "
+        ".sweepspec/sweep.journal (a trial that was running is recorded as failed); run the "
+        "same command again to resume"
+    ) in err.splitlines()
+
+
+@pytest.mark.parametrize("kind, workers", [("function", "1"), ("command", "1"), ("command", "2")])
+def test_sigkill_leaves_no_trial_process_and_the_next_run_fails_its_trials(
+    tmp_path: Path, kind: str, workers: str
+) -> None:
+    _pid_sweep(tmp_path, kind, pause=30, run_cap=2)
+    proc = _spawn(tmp_path, "--workers", workers)
+    pids = _pids(tmp_path, int(workers), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert all(_gone(pid) for pid in pids)
+    if workers == "2":  # the workers outlive the supervisor only to record their trials
+        deadline = time.monotonic() + 60
+        while any(t.state.name == "RUNNING" for t in _journal_study(tmp_path).trials):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    for pid_file in tmp_path.glob("pid-*"):
+        pid_file.unlink()
+    _pid_sweep(tmp_path, kind, pause=0, run_cap=2)
+    again = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    trials = _journal_study(tmp_path).trials
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert [t.state.name for t in trials].count("COMPLETE") == 2
+    assert len(failed) == int(workers)
+    if workers == "1":
+        assert (
+            "sweepspec: trial 0 was left RUNNING by a killed worker; marked FAIL"
+            in again.stderr.splitlines()
+        )
+        assert failed[0].user_attrs["sweepspec.error"] == (
+            f"its worker (pid {proc.pid} on {socket.gethostname()}) was killed"
+        )
+    else:
+        assert {t.user_attrs["sweepspec.error"] for t in failed} == {"interrupted (SIGTERM)"}
+
+
+# --------------------------------------------------------------------------- function trials
+
+
+def _run_none(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none", *args)
+    return code, err.splitlines()
+
+
+def test_a_crashing_function_fails_its_trial_and_the_sweep_goes_on(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir,
+        SPEC,
+        trial="""
+        import ctypes, faulthandler, os
+
+        def objective(trial):
+            trial.report({"loss": 1.0}, 0)
+            if trial.number == 0:
+                faulthandler.disable()  # pytest's: no traceback on stderr
+                ctypes.string_at(0)
+            if trial.number == 1:
+                os._exit(0)
+            return trial.params["x"]
+        """,
+    )
+    code, lines = _run_none(capsys)
+    assert code == 0
+    assert lines[1] == (
+        "trial 0 FAIL: the trial's process was killed by SIGSEGV before the function "
+        "returned | 0/4 finished, 0 stopped early, 1 failed"
+    )
+    assert lines[2] == (
+        "trial 1 FAIL: the trial's process exited with code 0 before the function returned"
+        " | 0/4 finished, 0 stopped early, 2 failed"
+    )
+    states = [t.state.name for t in _journal_study(sweep_dir).trials]
+    assert states == ["FAIL", "FAIL"] + ["COMPLETE"] * 4
+
+
+def test_trial_timeout_is_enforced_for_functions(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir,
+        SPEC.replace("run_cap: 4", "run_cap: 2") + "budget: {trial_timeout: 1}\n",
+        trial="""
+        import time
+
+        def objective(trial):
+            if trial.number == 0:
+                time.sleep(600)  # never asks should_stop()
+            return trial.params["x"]
+        """,
+    )
+    started = time.monotonic()
+    code, lines = run = _run_none(capsys)
+    assert code == 0, run
+    assert time.monotonic() - started < 60
+    assert lines[1] == (
+        "trial 0 FAIL: the trial ran past budget.trial_timeout (1s) and was stopped | 0/2 "
+        "finished, 0 stopped early, 1 failed"
+    )
+    assert [t.state.name for t in _journal_study(sweep_dir).trials] == [
+        "FAIL",
+        "COMPLETE",
+        "COMPLETE",
+    ]
+
+
+def test_base_exceptions_and_sys_exit_fail_the_trial_not_the_sweep(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir,
+        SPEC.replace("run_cap: 4", "run_cap: 1"),
+        trial="""
+        import sys
+
+        class Halt(BaseException):
+            pass
+
+        def objective(trial):
+            if trial.number == 0:
+                raise Halt("stop here")
+            if trial.number == 1:
+                raise GeneratorExit
+            if trial.number == 2:
+                sys.exit(0)
+            return trial.params["x"]
+        """,
+    )
+    code, lines = _run_none(capsys)
+    assert code == 0
+    assert [line.split(" | ")[0] for line in lines[1:4]] == [
+        "trial 0 FAIL: Halt: stop here",
+        "trial 1 FAIL: GeneratorExit",
+        "trial 2 FAIL: the trial function called sys.exit(0) instead of returning its metrics",
+    ]
+    assert lines[4].startswith("trial 3 COMPLETE loss=")
+
+
+def test_a_function_that_always_exits_0_ends_the_run_with_an_error(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(sweep_dir, SPEC, trial="import sys\n\ndef objective(trial):\n    sys.exit(0)\n")
+    code, lines = _run_none(capsys)
+    assert code == 1
+    assert lines[-1] == (
+        "Error: 5 trials failed in a row (budget.max_consecutive_failures: 5); the last one, "
+        "trial 4, failed with: the trial function called sys.exit(0) instead of returning its "
+        "metrics"
+    )
+
+
+def test_argparse_at_import_reads_a_clean_argv_and_sys_exit_at_import_is_one_line(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trial = """
+        import argparse, sys
+        ARGS = argparse.ArgumentParser().parse_args()
+        ARGV = sys.argv
+
+        def objective(trial):
+            return {"loss": trial.params["x"], "argv": len(ARGV) + len(sys.argv)}
+        """
+    _write(sweep_dir, SPEC.replace("run_cap: 4", "run_cap: 1"), trial=trial)
+    code, lines = _run_none(capsys)
+    assert code == 0, lines
+    assert _journal_study(sweep_dir).trials[0].user_attrs["sweepspec.metrics"]["argv"] == 2
+    _write(sweep_dir, SPEC.replace("run_trial:", "exits_at_import:"))
+    (sweep_dir / "exits_at_import.py").write_text("import sys\nsys.exit(0)\n")
+    code, lines = _run_none(capsys)
+    assert (code, lines) == (
+        1,
+        [
+            "Error: function 'exits_at_import:objective': importing 'exits_at_import' called "
+            "sys.exit(0), "
+            "so there is no function to run; put the module's own run under "
+            "'if __name__ == \"__main__\":'"
+        ],
+    )
+
+
+def test_a_function_without_an_argument_is_refused_before_any_trial(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(sweep_dir, SPEC, trial="def objective():\n    pass\n")
+    code, lines = _run_none(capsys)
+    assert (code, lines) == (
+        1,
+        [
+            "Error: function 'run_trial:objective' cannot be called with one argument (its "
+            "signature is objective()), but sweepspec calls it with the trial: write 'def "
+            "objective(trial):' and read the parameters from trial.params (a W&B-style "
+            "function that reads wandb.config is not run as such yet)"
+        ],
+    )
+    assert not (sweep_dir / ".sweepspec").exists()
+
+
+# --------------------------------------------------------------------------- what the trial reports
+
+
+def test_a_metric_never_reported_stops_after_the_first_trial(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir,
+        SPEC.replace("name: loss", "name: val_los"),
+        trial="def objective(trial):\n    trial.report({'val_loss': 0.3, 'acc': 0.9}, 0)\n",
+    )
+    code, lines = _run_none(capsys)
+    assert code == 1
+    assert lines[-1] == (
+        "Error: trial 0 never reported 'val_los', the spec's metric; it reported 'acc', "
+        "'val_loss'; did you mean 'val_loss'? Stopped after this trial: fix metric.name in "
+        "the spec, or what the trial reports"
+    )
+    assert len(_journal_study(sweep_dir).trials) == 1
+
+
+def test_early_termination_on_a_metric_reported_once_warns_once(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        sweep_dir,
+        SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3}\n",
+        trial="def objective(trial):\n    return {'loss': trial.params['x']}\n",
+    )
+    code, lines = _run_none(capsys)
+    assert code == 0
+    warning = (
+        "sweepspec: warning: early_terminate is set, but trial 0 reported 'loss' only at the "
+        "end, so stopping early had nothing to act on; report it at each step "
+        "(trial.report({'loss': ...}, step), or a metric line per step from a command)"
+    )
+    assert [line for line in lines if "warning" in line] == [warning]
+
+
+# --------------------------------------------------------------------------- --workers
+
+
+def test_workers_are_bounded_by_the_trials_left_and_the_machine(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(sweep_dir, SPEC)
+    code, lines = _run_none(capsys, "--workers", "16", "--trials", "2")
+    assert code == 0
+    assert lines[:2] == [
+        "sweepspec: 16 workers asked, 2 started (2 trials left in the budget)",
+        "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker none, "
+        "2 workers)",
+    ]
+
+
+def test_workers_are_capped_by_the_machine(sweep_dir: Path) -> None:
+    _write(sweep_dir, SPEC)
+    setup = prepare(load(str(sweep_dir / "sweep.yaml")), "sweep.yaml", trials=100000)
+    lines: list[str] = []
+    cpus = os.cpu_count() or 1
+    assert bound_workers(100000, setup, lines.append) == cpus * WORKERS_PER_CPU == cpus * 4
+    assert bound_workers(cpus, setup, lines.append) == cpus
+    assert lines == [
+        f"sweepspec: 100000 workers asked, {cpus * 4} started (at most 4 per CPU, {cpus} CPUs)"
+    ]

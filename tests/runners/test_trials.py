@@ -248,8 +248,113 @@ def test_an_exception_is_a_failure_with_its_message() -> None:
 
 
 def test_sys_exit_in_a_trial_is_a_failure_not_the_end() -> None:
-    outcome = _run(lambda t: sys.exit(2))
-    assert (outcome.state, outcome.error) == ("FAIL", "SystemExit: 2")
+    outcome = _run(lambda t: sys.exit(0))
+    assert (outcome.state, outcome.error) == (
+        "FAIL",
+        "the trial function called sys.exit(0) instead of returning its metrics",
+    )
+
+
+class StopEverything(BaseException):
+    """Not an Exception: what frameworks raise to unwind (issue 8, item 16)."""
+
+
+def _raise(exc: BaseException) -> Callable[[Trial], Any]:
+    def trial(t: Trial) -> Any:
+        t.report({"loss": 2.0}, 0)
+        raise exc
+
+    return trial
+
+
+@pytest.mark.parametrize(
+    "exc, message",
+    [
+        (StopEverything("halt"), "StopEverything: halt"),
+        (GeneratorExit(), "GeneratorExit"),
+    ],
+)
+def test_a_base_exception_is_a_failure_naming_it(exc: BaseException, message: str) -> None:
+    outcome = _run(_raise(exc))
+    assert (outcome.state, outcome.error, outcome.metrics) == ("FAIL", message, {"loss": 2.0})
+
+
+def test_keyboard_interrupt_in_a_trial_still_interrupts() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _run(_raise(KeyboardInterrupt()))
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def test_a_function_runs_in_a_process_of_its_own_with_a_clean_argv() -> None:
+    def where(trial: Trial) -> dict[str, float]:
+        trial.report({"loss": 1.0, "pid": os.getpid()}, 0)
+        return {"loss": 0.5, "argv": len(sys.argv), "argv0": float(sys.argv[0] == "train.py")}
+
+    outcome = run_function(where, {}, 0, 0, Monitor("loss"), ["loss"], argv0="train.py")
+    assert outcome.state == "COMPLETE"
+    assert outcome.metrics["pid"] != os.getpid()
+    assert (outcome.metrics["argv"], outcome.metrics["argv0"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "code, error",
+    [
+        (
+            "import ctypes, faulthandler; faulthandler.disable(); ctypes.string_at(0)",
+            "the trial's process was killed by SIGSEGV before the function returned",
+        ),
+        ("os._exit(0)", "the trial's process exited with code 0 before the function returned"),
+        ("os._exit(3)", "the trial's process exited with code 3 before the function returned"),
+    ],
+)
+def test_a_crash_in_a_function_is_a_failure(code: str, error: str) -> None:
+    def crashes(trial: Trial) -> float:
+        trial.report({"loss": 4.0}, 0)
+        exec(code)
+        return 1.0
+
+    outcome = _run(crashes)
+    assert (outcome.state, outcome.error, outcome.metrics) == ("FAIL", error, {"loss": 4.0})
+
+
+def test_a_blocked_function_is_killed_after_its_timeout(tmp_path: Path) -> None:
+    def blocks(trial: Trial) -> float:
+        (tmp_path / "pid").write_text(str(os.getpid()))
+        time.sleep(60)
+        return 1.0
+
+    started = time.monotonic()
+    outcome = run_function(blocks, {}, 0, 0, Monitor("loss", timeout=0.2), ["loss"], grace=0.3)
+    assert time.monotonic() - started < 10
+    assert (outcome.state, outcome.error) == (
+        "FAIL",
+        "the trial ran past budget.trial_timeout (0.2s) and was stopped",
+    )
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "pid").read_text()), 0)
+
+
+def test_an_overrunning_function_is_not_complete() -> None:
+    def overruns(trial: Trial) -> float:
+        time.sleep(0.3)
+        trial.should_stop()  # asked once, late: the time is up
+        return 1.0
+
+    outcome = run_function(overruns, {}, 0, 0, Monitor("loss", timeout=0.1), ["loss"])
+    assert (outcome.state, outcome.error) == (
+        "FAIL",
+        "the trial ran past budget.trial_timeout (0.1s) and was stopped",
+    )
+
+
+def test_a_result_that_cannot_leave_its_process_is_a_failure() -> None:
+    outcome = _run(lambda t: {"loss": lambda: 1})
+    assert outcome.state == "FAIL"
+    assert outcome.error is not None and outcome.error.startswith(
+        "the trial returned dict, which cannot be sent back from its process: "
+    )
 
 
 def test_returning_after_should_stop_is_stopped_early() -> None:
@@ -323,6 +428,66 @@ def test_load_function_from_the_specs_folder(tmp_path: Path, write_spec: Write) 
         r"'no_such_module_x'$",
     ):
         load_function("no_such_module_x:f", str(tmp_path))
+
+
+def test_a_function_without_the_trial_argument_is_refused(
+    tmp_path: Path, write_spec: Write
+) -> None:
+    write_spec(
+        """
+        def train():
+            pass
+        def two(a, b):
+            pass
+        def flexible(trial, extra=1, *rest, **kw):
+            return 1.0
+    """,
+        "wandb_style_a.py",
+    )
+    with pytest.raises(FunctionError) as caught:
+        load_function("wandb_style_a:train", str(tmp_path))
+    assert str(caught.value) == (
+        "function 'wandb_style_a:train' cannot be called with one argument (its signature "
+        "is train()), but sweepspec calls it with the trial: write 'def train(trial):' and "
+        "read the parameters from trial.params (a W&B-style function that reads "
+        "wandb.config is not run as such yet)"
+    )
+    with pytest.raises(FunctionError, match=r"its signature is two\(a, b\)"):
+        load_function("wandb_style_a:two", str(tmp_path))
+    assert load_function("wandb_style_a:flexible", str(tmp_path))(None) == 1.0  # type: ignore[arg-type]
+
+
+def test_import_sees_a_clean_argv_and_sys_exit_is_refused(
+    tmp_path: Path, write_spec: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["sweepspec", "run", "sweep.yaml", "--trials", "3"])
+    write_spec(
+        """
+        import argparse, sys
+        ARGV = list(sys.argv)
+        ARGS = argparse.ArgumentParser().parse_args()
+        def objective(trial):
+            return 1.0
+    """,
+        "argv_trial_a.py",
+    )
+    load_function("argv_trial_a:objective", str(tmp_path))
+    assert sys.modules["argv_trial_a"].ARGV == [str(tmp_path / "argv_trial_a.py")]
+    assert sys.argv == ["sweepspec", "run", "sweep.yaml", "--trials", "3"]
+    write_spec("import sys\nsys.exit(0)\n", "exits_trial_a.py")
+    with pytest.raises(FunctionError) as caught:
+        load_function("exits_trial_a:objective", str(tmp_path))
+    assert str(caught.value) == (
+        "function 'exits_trial_a:objective': importing 'exits_trial_a' called sys.exit(0), "
+        "so there is no function to run; put the module's own run under "
+        "'if __name__ == \"__main__\":'"
+    )
+    write_spec("class Halt(BaseException):\n    pass\nraise Halt('no')\n", "halts_trial_a.py")
+    with pytest.raises(
+        FunctionError,
+        match=r"^function 'halts_trial_a:f': cannot import 'halts_trial_a' from .*: Halt: no$",
+    ):
+        load_function("halts_trial_a:f", str(tmp_path))
 
 
 def test_a_module_of_the_same_name_elsewhere_is_not_reused(tmp_path: Path) -> None:

@@ -15,14 +15,19 @@
   ``seeds:``), ``sweepspec.error`` and ``sweepspec.traceback`` (failures),
   ``sweepspec.cost`` (with ``budget.cost``) and ``sweepspec.worker`` (``host:pid``).
 * Ctrl-C: the running trial is stopped and recorded as failed (``interrupted``), the tracker
-  is flushed, and KeyboardInterrupt goes on up (exit 130). Storage writes are shielded from
-  Ctrl-C, so no trial is left RUNNING and nothing finished is lost. A trial left RUNNING by a
-  process that was killed outright (SIGKILL) on this host is marked failed by the next run.
+  is flushed, and KeyboardInterrupt goes on up (exit 130). SIGTERM and SIGHUP do the same
+  (:class:`Interrupted`, exit 143 / 129); with several workers the signal is passed on to
+  each. Storage writes are shielded from these signals, so no trial is left RUNNING and
+  nothing finished is lost. Workers stop as on SIGTERM when the process that started them
+  ends, even killed outright; a trial left RUNNING by a process that was killed outright
+  (SIGKILL) on this host is marked failed by the next run.
+* ``--workers N`` is bounded by the trials left in the budget and by :data:`WORKERS_PER_CPU`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -47,6 +52,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..compiler.base import SearchSpaceChangedError
 from ..compiler.optuna import OptunaPlan, compile_optuna, study_name_for
 from ..spec import Spec
+from ..spec.messages import did_you_mean
 from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
 from .budget import Budget, FailureStreak, Tally, TrialSummary
 from .progress import Progress
@@ -57,7 +63,9 @@ from .trials import (
     Monitor,
     Outcome,
     describe,
+    die_with_parent,
     load_function,
+    module_file,
     run_command,
     run_function,
 )
@@ -182,23 +190,70 @@ def lock_path(storage: str | optuna.storages.BaseStorage, label: str) -> str | N
     return None if isinstance(storage, str) else f"{label}.budget-lock"
 
 
-# --------------------------------------------------------------------------- Ctrl-C
+# ------------------------------------------------------------------- Ctrl-C, SIGTERM, SIGHUP
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler's kill, a closed terminal), handled as Ctrl-C is: the
+    running trial ends as failed, nothing finished is lost; the exit code is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def interrupt_reason(exc: BaseException) -> str:
+    """What a trial cut short by ``exc`` records as its error."""
+    return f"interrupted ({exc.name})" if isinstance(exc, Interrupted) else INTERRUPTED
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt)
+    in the main thread, so they stop the sweep the way Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C until the block is done (storage writes must not be cut in half)."""
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (storage writes must not be
+    cut in half); then the first one held is delivered to the handler it had before."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *STOP_SIGNALS)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and previous is signal.default_int_handler:
-            raise KeyboardInterrupt
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 # --------------------------------------------------------------------------- executors
@@ -214,8 +269,9 @@ def make_executor(
             function = load_function(spec.function, folder)
         except FunctionError as exc:
             raise RunError(str(exc)) from None
+        argv0 = module_file(spec.function.partition(":")[0])
         return lambda params, seed, number, monitor: run_function(
-            function, params, seed, number, monitor, objectives
+            function, params, seed, number, monitor, objectives, grace=grace, argv0=argv0
         )
     if spec.program is None and spec.command is None:
         raise RunError("nothing to run: give 'function' (module:callable) or 'program'/'command'")
@@ -296,6 +352,7 @@ class Worker:
         self.timeout = spec.budget.trial_timeout if spec.budget else None
         self.prunable = len(self.plan.metric_names) == 1 and self.plan.pruner["name"] != "NopPruner"
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
+        self.warned = False
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
     # ---- the loop
@@ -308,7 +365,7 @@ class Worker:
         except BaseException as exc:
             with deferred_interrupt():
                 self._abandon(
-                    INTERRUPTED
+                    interrupt_reason(exc)
                     if isinstance(exc, KeyboardInterrupt)
                     else f"sweepspec stopped: {describe(exc)}"
                 )
@@ -326,9 +383,39 @@ class Worker:
                 self.progress.trial(
                     record.number, record.state, record.metrics, self.tally(), record.error
                 )
+            self._check_objective(record)
             failure = self.streak.add(record.number, record.state, record.error)
             if failure is not None:
                 raise RunError(failure)
+
+    def _check_objective(self, record: TrialRecord) -> None:
+        """A metric name the trial never reports (a typo) would fail every trial: stop after
+        the first. Early termination on a metric reported once has nothing to act on: warn."""
+        seed, run = self.runs[-1]
+        if run.missing and self.plan.metric_names and not self._any_complete():
+            raise RunError(_never_reported(record.number, run))
+        if not self.prunable or self.warned or record.state != "COMPLETE":
+            return
+        metric = self.plan.metric_names[0]
+        seed, run = self.runs[0]
+        key = (f"seed_{seed}/" if self.seeded else "") + metric
+        if sum(p.key == key for p in run.history) <= 1:
+            self.warned = True
+            self._warn(
+                f"sweepspec: warning: early_terminate is set, but trial {record.number} "
+                f"reported {metric!r} only at the end, so stopping early had nothing to act "
+                f"on; report it at each step (trial.report({{{metric!r}: ...}}, step), or a "
+                "metric line per step from a command)"
+            )
+
+    def _any_complete(self) -> bool:
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def _warn(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.write(line)
+        else:
+            sys.stderr.write(line + "\n")
 
     def tally(self) -> Tally:
         return self.budget.tally(summaries(self.study))
@@ -477,6 +564,17 @@ class Worker:
         record.state, record.error = "FAIL", reason
         self._tell(trial, record)
         self.tracker.log_trial(record)
+
+
+def _never_reported(number: int, outcome: Outcome) -> str:
+    name = outcome.missing[0]
+    given = sorted(outcome.metrics)
+    what = f"it reported {', '.join(map(repr, given))}" if given else "it reported no metrics"
+    return (
+        f"trial {number} never reported {name!r}, the spec's metric; {what}"
+        f"{did_you_mean(name, given) or '.'} Stopped after this trial: fix metric.name in "
+        "the spec, or what the trial reports"
+    )
 
 
 def summaries(study: optuna.Study) -> list[TrialSummary]:
@@ -681,21 +779,46 @@ def run_sweep(
         tty,
     )
     execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
-    setup = prepare(
-        spec, path, storage=storage, trials=trials, fresh=fresh, echo=progress.write, plan=plan
-    )
-    for number in fail_stale(setup.study):
-        progress.write(
-            f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+    with stop_signals():
+        setup = prepare(
+            spec, path, storage=storage, trials=trials, fresh=fresh, echo=progress.write, plan=plan
         )
-    progress.write(_opening(setup, tracker, workers))
-    sink = _tracker(tracker, spec, path, setup, progress.write)
-    progress.update(setup.budget.tally(summaries(setup.study)))
-    reason = _drive(setup, workers, sink, progress, execute, grace)
+        for number in fail_stale(setup.study):
+            progress.write(
+                f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+            )
+        workers = bound_workers(workers, setup, progress.write)
+        progress.write(_opening(setup, tracker, workers))
+        sink = _tracker(tracker, spec, path, setup, progress.write)
+        progress.update(setup.budget.tally(summaries(setup.study)))
+        reason = _drive(setup, workers, sink, progress, execute, grace)
     where = sink.where()
     if where:
         progress.write(where)
     return Finished(reason, setup.budget.tally(summaries(setup.study)), setup.label)
+
+
+WORKERS_PER_CPU = 4
+"""``--workers`` is capped at this many worker processes per CPU (``os.cpu_count()``)."""
+
+
+def bound_workers(asked: int, setup: Setup, echo: Callable[[str], None]) -> int:
+    """``asked`` workers, but never more than the trials left in the budget, nor more than
+    :data:`WORKERS_PER_CPU` per CPU; one line says so when capped."""
+    cpus = os.cpu_count() or 1
+    tally = setup.budget.tally(summaries(setup.study))
+    left = None
+    if setup.budget.trials is not None:
+        left = max(1, setup.budget.trials - tally.finished - tally.running)
+    count = min(asked, cpus * WORKERS_PER_CPU, left or asked)
+    if count < asked:
+        why = (
+            f"{left} trial{'s' if left != 1 else ''} left in the budget"
+            if count == left
+            else f"at most {WORKERS_PER_CPU} per CPU, {cpus} CPUs"
+        )
+        echo(f"sweepspec: {asked} workers asked, {count} started ({why})")
+    return count
 
 
 def _drive(
@@ -718,10 +841,10 @@ def _drive(
             reason = _supervise(setup, workers, sink, progress, grace)
         status = "FINISHED"
         return reason
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
         progress.close()
-        progress.write(_interrupted(setup))
+        progress.write(_interrupted(setup, exc))
         raise
     finally:
         progress.close()
@@ -729,10 +852,11 @@ def _drive(
             sink.close(status)
 
 
-def _interrupted(setup: Setup) -> str:
+def _interrupted(setup: Setup, exc: BaseException) -> str:
     tally = setup.budget.tally(summaries(setup.study))
+    by = f" by {exc.name}" if isinstance(exc, Interrupted) else ""
     return (
-        f"sweepspec: interrupted; {tally.finished} finished trials are kept in "
+        f"sweepspec: interrupted{by}; {tally.finished} finished trials are kept in "
         f"{setup.label} (a trial that was running is recorded as failed); run the same "
         "command again to resume"
     )
@@ -789,14 +913,18 @@ def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress, gr
     }
     argv = [sys.executable, "-m", "sweepspec.runners.optuna", json.dumps(settings)]
     seen = {t.number for t in setup.study.get_trials(deepcopy=False) if t.state.is_finished()}
-    procs = [subprocess.Popen(argv, start_new_session=True) for _ in range(workers)]
+    # a worker stops as on SIGTERM when this process ends, even killed outright (SIGKILL)
+    orphaned = functools.partial(die_with_parent, signal.SIGTERM, os.getpid())
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        for _ in range(workers):
+            procs.append(subprocess.Popen(argv, start_new_session=True, preexec_fn=orphaned))
         while any(p.poll() is None for p in procs):
             time.sleep(0.25)
             _follow(setup, seen, progress)
         _follow(setup, seen, progress)
-    except KeyboardInterrupt:
-        _interrupt(procs)
+    except KeyboardInterrupt as exc:
+        _interrupt(procs, interrupt_signal(exc))
         raise
     codes = [p.returncode for p in procs]
     failed = sum(code != 0 for code in codes)
@@ -828,11 +956,12 @@ def _follow(setup: Setup, seen: set[int], progress: Progress) -> None:
     progress.update(tally)
 
 
-def _interrupt(procs: list[subprocess.Popen[bytes]]) -> None:
+def _interrupt(procs: list[subprocess.Popen[bytes]], signum: int) -> None:
+    """Pass the signal on to the workers (each records its trial as failed) and wait."""
     with deferred_interrupt():
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)
         for proc in procs:
             proc.wait()
 
@@ -842,6 +971,17 @@ def worker_main(argv: list[str]) -> int:
     settings = json.loads(argv[0])
     from ..spec import SpecError, load
 
+    try:
+        with stop_signals():
+            return _work(settings, load)
+    except KeyboardInterrupt as exc:
+        return 128 + interrupt_signal(exc)
+    except (RunError, SpecError) as exc:
+        sys.stderr.write(f"sweepspec: worker {os.getpid()}: error: {exc}\n")
+        return 1
+
+
+def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
     sink: Tracker | None = None
     try:
         spec = load(settings["spec"])
@@ -865,11 +1005,6 @@ def worker_main(argv: list[str]) -> int:
             lock_path=lock_path(setup.storage, setup.label),
         ).run()
         return 0
-    except KeyboardInterrupt:
-        return 130
-    except (RunError, SpecError) as exc:
-        sys.stderr.write(f"sweepspec: worker {os.getpid()}: error: {exc}\n")
-        return 1
     finally:
         if sink is not None:
             with deferred_interrupt():

@@ -1,16 +1,23 @@
 """Trials: the object a trial function gets, and the two ways a trial runs.
 
-* A Python function (``function: module:callable``, imported from the spec's folder) is
+* A Python function (``function: module:callable``, imported once from the spec's folder) is
   called with a :class:`Trial`: ``.params`` (real values, nested W&B parameters as nested
   dicts), ``.seed``, ``.number``, ``.report(metrics, step)`` and ``.should_stop()``. It returns
-  a dict of final metrics or a number (the objective). An exception is a failed trial, its
-  message kept; it never ends the sweep.
+  a dict of final metrics or a number (the objective). Each call runs in a process of its own,
+  forked from the worker (so nothing is imported again): its reports come back over a pipe
+  and each answers whether to stop. An exception, ``sys.exit``, a crash (segfault,
+  ``os._exit``) or running past ``budget.trial_timeout`` is a failed trial with its reason
+  kept; it never ends the sweep.
 * A command (``program`` / ``command``) gets its parameters exactly as W&B's agent passes them
   (:func:`command_line`), never through a shell. It reports metrics with
   :mod:`sweepspec.reporter` (JSON lines on a pipe named by ``SWEEPSPEC_REPORT``), or on stdout
   as JSON lines (``{"val_loss": 0.3, "_step": 2}``) or ``name=value`` lines (Katib's
   convention: ``val_loss=0.3 step=2``). Stopped early, it gets SIGTERM, then SIGKILL after a
   grace period; so does a command that runs past ``budget.trial_timeout``.
+
+Trial processes die with the process that started them: each runs in a process group of its
+own and, on Linux, asks the kernel for SIGKILL when its parent ends (``PR_SET_PDEATHSIG``), so
+a worker killed outright leaves no trial process behind.
 
 This module imports no engine: pruning decisions come in through the ``prune`` callback of
 :class:`Monitor`.
@@ -19,10 +26,16 @@ This module imports no engine: pruning decisions come in through the ``prune`` c
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
+import functools
 import importlib
+import importlib.util
+import inspect
 import json
 import math
 import os
+import pickle
 import re
 import selectors
 import signal
@@ -31,10 +44,11 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..reporter import ENV_REPORT, ENV_SEED
 from ..trackers import Point
@@ -47,6 +61,7 @@ __all__ = [
     "Trial",
     "command_line",
     "conclude",
+    "die_with_parent",
     "load_function",
     "macro_values",
     "parse_line",
@@ -157,6 +172,19 @@ class Monitor:
             self.timed_out = True
         return self.timed_out
 
+    @property
+    def prunable(self) -> bool:
+        """Whether a report can stop the trial early (the engine has a pruner)."""
+        return self._prune is not None
+
+
+class Reports(Protocol):
+    """What a :class:`Trial` reports to: a :class:`Monitor`, or its end of a pipe."""
+
+    def report(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
 
 def _check_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, int):
@@ -181,7 +209,7 @@ class Trial:
         number: the trial's number in the sweep.
     """
 
-    def __init__(self, params: dict[str, Any], seed: int, number: int, monitor: Monitor) -> None:
+    def __init__(self, params: dict[str, Any], seed: int, number: int, monitor: Reports) -> None:
         self.params = params
         self.seed = seed
         self.number = number
@@ -214,6 +242,8 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     history: list[Point] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """The objective metrics it neither reported nor returned (a ``FAIL``)."""
 
 
 def conclude(
@@ -233,9 +263,23 @@ def conclude(
         )
     try:
         metrics, values = _objective(result, reported, objectives, what)
+    except MissingMetricError as exc:
+        return Outcome(
+            "FAIL", exc.given, error=str(exc), history=monitor.history, missing=exc.missing
+        )
     except (TypeError, ValueError) as exc:
         return Outcome("FAIL", reported, error=str(exc), history=monitor.history)
     return Outcome("COMPLETE", metrics, values, history=monitor.history)
+
+
+class MissingMetricError(ValueError):
+    """The trial neither reported nor returned an objective metric; ``given`` is what it
+    did report or return."""
+
+    def __init__(self, message: str, missing: list[str], given: dict[str, float]) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.given = given
 
 
 def _objective(
@@ -262,7 +306,9 @@ def _objective(
     names = objectives or ["objective"]
     missing = [n for n in names if n not in merged]
     if missing:
-        raise ValueError(_missing_message(what, result, missing, objectives))
+        raise MissingMetricError(
+            _missing_message(what, result, missing, objectives), missing, merged
+        )
     values = [merged[n] for n in names]
     bad = [f"{n}={v}" for n, v in zip(names, values, strict=False) if not math.isfinite(v)]
     if bad:
@@ -303,15 +349,30 @@ class FunctionError(Exception):
 
 def load_function(ref: str, folder: str) -> Callable[[Trial], Any]:
     """Import ``module:callable`` (``callable`` may be dotted) with ``folder`` first on
-    ``sys.path``; a module of that name imported from elsewhere is imported again."""
+    ``sys.path``; a module of that name imported from elsewhere is imported again.
+
+    The module is imported with a clean ``sys.argv`` (``[its file]``), so code that parses
+    arguments at import reads none of sweepspec's. Whatever the import raises, ``sys.exit``
+    included (not Ctrl-C), is a :class:`FunctionError`; so is a callable that cannot be called
+    with one argument, the trial.
+    """
     module_name, _, attr = ref.partition(":")
     folder = os.path.abspath(folder)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     _forget_foreign(module_name, folder)
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:
+        with clean_argv(module_file(module_name)):
+            target: Any = importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        raise FunctionError(
+            f"function {ref!r}: importing {module_name!r} called sys.exit({exc.code!r}), so "
+            "there is no function to run; put the module's own run under "
+            "'if __name__ == \"__main__\":'"
+        ) from None
+    except BaseException as exc:
         raise FunctionError(
             f"function {ref!r}: cannot import {module_name!r} from {folder}: {describe(exc)}"
         ) from None
@@ -321,7 +382,47 @@ def load_function(ref: str, folder: str) -> Callable[[Trial], Any]:
         target = getattr(target, part)
     if not callable(target):
         raise FunctionError(f"function {ref!r} must be callable, but got {type(target).__name__}")
+    _check_signature(ref, target)
     return target  # type: ignore[no-any-return]
+
+
+def module_file(module_name: str) -> str:
+    """The file ``module_name`` is imported from (its name when that cannot be told)."""
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    origin = found.origin if found is not None else None
+    return origin if origin and origin not in ("built-in", "frozen") else module_name
+
+
+@contextlib.contextmanager
+def clean_argv(argv0: str) -> Iterator[None]:
+    """``sys.argv`` is ``[argv0]`` inside the block, as for ``python argv0``."""
+    saved = sys.argv
+    sys.argv = [argv0]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _check_signature(ref: str, target: Callable[..., Any]) -> None:
+    """The trial function must take one positional argument, the trial (SPEC section 6)."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin or extension callable: it will tell
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        name = getattr(target, "__name__", "objective")
+        raise FunctionError(
+            f"function {ref!r} cannot be called with one argument (its signature is "
+            f"{name}{signature}), but sweepspec calls it with the trial: write "
+            f"'def {name}(trial):' and read the parameters from trial.params (a W&B-style "
+            "function that reads wandb.config is not run as such yet)"
+        ) from None
 
 
 def _forget_foreign(module_name: str, folder: str) -> None:
@@ -345,20 +446,293 @@ def run_function(
     number: int,
     monitor: Monitor,
     objectives: list[str],
+    *,
+    grace: float = TERM_GRACE,
+    argv0: str | None = None,
 ) -> Outcome:
-    """Call ``function`` once; any exception (``sys.exit`` too, not Ctrl-C) is a ``FAIL``
-    holding its message."""
+    """Call ``function`` once, in a child process forked from this one (where the function
+    is already imported), with ``sys.argv`` ``[argv0]`` there.
+
+    The child's reports reach ``monitor`` over a pipe; when the engine can stop the trial
+    early, each report waits for the answer, so ``should_stop()`` right after ``report()``
+    tells. Any exception in the function (``sys.exit`` too) is a ``FAIL`` holding its
+    message; so is a child that dies (a segfault, ``os._exit``), and one still running
+    ``grace`` seconds after ``budget.trial_timeout`` (killed). A ``KeyboardInterrupt`` in the
+    child, or Ctrl-C here, stops the child and goes on up.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows: in this process
+        return _call_here(function, params, seed, number, monitor, objectives)
+    return _Forked(monitor, grace).run(function, params, seed, number, objectives, argv0)
+
+
+def _call_here(
+    function: Callable[[Trial], Any],
+    params: dict[str, Any],
+    seed: int,
+    number: int,
+    monitor: Monitor,
+    objectives: list[str],
+) -> Outcome:  # pragma: no cover - where there is no fork
     try:
         result = function(Trial(params, seed, number, monitor))
-    except (Exception, SystemExit) as exc:
-        return Outcome(
-            "FAIL",
-            dict(monitor.last),
-            error=describe(exc),
-            traceback=traceback.format_exc(),
-            history=monitor.history,
-        )
+    except (Exception, SystemExit, GeneratorExit) as exc:
+        return _failed(monitor, _exception_message(exc), traceback.format_exc())
     return conclude(result, monitor, objectives)
+
+
+def _exception_message(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the trial function called sys.exit({exc.code!r}) instead of returning its metrics"
+    return describe(exc)
+
+
+def _failed(monitor: Monitor, error: str, trace: str | None = None) -> Outcome:
+    return Outcome(
+        "FAIL", dict(monitor.last), error=error, traceback=trace, history=monitor.history
+    )
+
+
+class _Remote:
+    """The child's side of a :class:`Monitor`: reports go to the parent over ``conn``; while
+    the trial can still be stopped early, each waits for the parent's answer."""
+
+    def __init__(self, conn: Connection, deadline: float | None, prunable: bool) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.prunable = prunable
+        self.pruned = False
+        self.timed_out = False
+
+    def report(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        values = numbers(metrics)
+        whole = None if step is None else _check_step(step)
+        self.conn.send(("report", values, whole))
+        if self.prunable and not self.pruned:
+            self.pruned = bool(self.conn.recv())
+
+    def should_stop(self) -> bool:
+        if self.pruned:
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
+
+
+class _Forked:
+    """The parent's side of one function trial run in a child process."""
+
+    def __init__(self, monitor: Monitor, grace: float) -> None:
+        self.monitor = monitor
+        self.grace = grace
+        self.pid = 0
+        self.status: int | None = None
+        self.ending = "kill"
+
+    def run(
+        self,
+        function: Callable[[Trial], Any],
+        params: dict[str, Any],
+        seed: int,
+        number: int,
+        objectives: list[str],
+        argv0: str | None,
+    ) -> Outcome:
+        here, there = Pipe()
+        parent = os.getpid()
+        _prctl()  # loaded here: the child only calls it
+        for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
+            stream.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child (coverage cannot follow it)
+            here.close()
+            _child(there, parent, function, Trial(params, seed, number, self._remote(there)), argv0)
+        there.close()
+        with contextlib.suppress(OSError):  # also in the child: no race
+            os.setpgid(self.pid, self.pid)
+        self.ending = "interrupt"  # until _follow says how it ended
+        try:
+            return self._follow(here, objectives)
+        finally:
+            self._end()
+            here.close()
+
+    def _remote(self, conn: Connection) -> _Remote:
+        return _Remote(conn, self.monitor.deadline, self.monitor.prunable)
+
+    def _follow(self, conn: Connection, objectives: list[str]) -> Outcome:
+        while True:
+            if conn.poll(self._wait()):
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    return self._died()
+                if message[0] == "report":
+                    failure = self._report(conn, message[1], message[2])
+                    if failure is not None:
+                        self.ending = "kill"
+                        return failure
+                    continue
+                self.ending = "wait"
+                return self._done(message, objectives)
+            if self._overdue():
+                self.ending = "kill"
+                self.monitor.timed_out = True
+                return conclude(None, self.monitor, objectives)
+            if self._reaped():
+                return self._died()
+
+    def _wait(self) -> float:
+        if self.monitor.deadline is None:
+            return 1.0
+        return min(1.0, max(0.0, self.monitor.deadline + self.grace - time.monotonic()))
+
+    def _overdue(self) -> bool:
+        deadline = self.monitor.deadline
+        return deadline is not None and time.monotonic() >= deadline + self.grace
+
+    def _report(
+        self, conn: Connection, values: dict[str, float], step: int | None
+    ) -> Outcome | None:
+        before = self.monitor.pruned
+        try:
+            self.monitor.report(values, step)
+        except Exception as exc:  # the engine's pruner failed
+            return _failed(self.monitor, f"stopping early failed: {describe(exc)}")
+        if self.monitor.prunable and not before:
+            conn.send(self.monitor.pruned)
+        return None
+
+    def _done(self, message: tuple[Any, ...], objectives: list[str]) -> Outcome:
+        _, kind, payload, timed_out = message
+        self.monitor.timed_out = self.monitor.timed_out or timed_out
+        if kind == "interrupted":
+            raise KeyboardInterrupt
+        if kind == "error":
+            error, trace = payload
+            return _failed(self.monitor, error, trace)
+        return conclude(payload, self.monitor, objectives)
+
+    def _reaped(self) -> bool:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+        return self.status is not None
+
+    def _died(self) -> Outcome:
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        code = os.waitstatus_to_exitcode(self.status)
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        return _failed(self.monitor, f"the trial's process {how} before the function returned")
+
+    def _end(self) -> None:
+        """Reap the child, and anything it started in its process group. Still running: it
+        is given ``grace`` seconds to exit after returning, or after SIGINT (Ctrl-C here),
+        none after a timeout; then SIGKILL."""
+        if not self._reaped() and self.ending != "kill":
+            if self.ending == "interrupt":
+                _killpg(self.pid, signal.SIGINT)
+            ends, pause = time.monotonic() + self.grace, 0.0005
+            while time.monotonic() < ends and not self._reaped():
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        if not self._reaped():
+            _killpg(self.pid, signal.SIGKILL)
+            _, self.status = os.waitpid(self.pid, 0)
+        _killpg(self.pid, signal.SIGKILL)
+
+
+def _child(
+    conn: Connection,
+    parent: int,
+    function: Callable[[Trial], Any],
+    trial: Trial,
+    argv0: str | None,
+) -> None:  # pragma: no cover - runs in the forked child
+    """Run the trial in the forked child and never return into the parent's stack."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # the terminal's Ctrl-C reaches the worker, which stops us
+        die_with_parent(signal.SIGKILL, parent)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        if argv0 is not None:
+            sys.argv = [argv0]
+        remote = trial._monitor
+        assert isinstance(remote, _Remote)
+        try:
+            message: tuple[Any, ...] = ("done", "result", function(trial), False)
+        except KeyboardInterrupt:
+            message = ("done", "interrupted", None, False)
+        except BaseException as exc:
+            message = ("done", "error", (_exception_message(exc), traceback.format_exc()), False)
+        message = (*message[:3], remote.timed_out)
+        with contextlib.suppress(BaseException):  # what it printed comes before its end
+            sys.stdout.flush()
+            sys.stderr.flush()
+        try:
+            conn.send(message)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            result = message[2]
+            conn.send(
+                (
+                    "done",
+                    "error",
+                    (
+                        f"the trial returned {type(result).__name__}, which cannot be sent "
+                        f"back from its process: {describe(exc)}",
+                        None,
+                    ),
+                    remote.timed_out,
+                )
+            )
+    except BaseException:
+        code = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+# --------------------------------------------------------------------------- processes
+
+PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's ``prctl`` on Linux, else None; loaded before any fork (the child only calls)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(sig: int, parent: int) -> None:
+    """In a child process: the kernel sends ``sig`` when ``parent`` (the thread that started
+    it) ends (Linux); if ``parent`` is already gone, exit at once."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 # --------------------------------------------------------------------------- commands
@@ -551,6 +925,7 @@ class _Watch:
                 "PYTHONUNBUFFERED": "1",
             },
         )
+        _prctl()  # loaded here: the child only calls it
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -561,6 +936,7 @@ class _Watch:
                 stderr=subprocess.PIPE,
                 pass_fds=(write_fd,),
                 start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, signal.SIGKILL, os.getpid()),
             )
         except OSError:
             os.close(read_fd)
