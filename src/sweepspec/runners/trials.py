@@ -604,7 +604,9 @@ class _Forked:
 
     def _done(self, message: tuple[Any, ...], objectives: list[str]) -> Outcome:
         _, kind, payload, timed_out = message
-        self.monitor.timed_out = self.monitor.timed_out or timed_out
+        # returned after budget.trial_timeout, asked or not: it ran past it
+        self.monitor.timed_out = self.monitor.should_stop() and not self.monitor.pruned
+        self.monitor.timed_out |= timed_out
         if kind == "interrupted":
             raise KeyboardInterrupt
         if kind == "error":
