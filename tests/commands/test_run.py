@@ -405,6 +405,24 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
     ) in err.splitlines()
 
 
+def test_a_run_under_nohup_ignores_sighup(tmp_path: Path) -> None:
+    _pid_sweep(tmp_path, "function", pause=0.2, run_cap=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    _pids(tmp_path, 1, proc)
+    os.killpg(proc.pid, signal.SIGHUP)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert [t.state.name for t in _journal_study(tmp_path).trials] == ["COMPLETE"] * 2
+
+
 @pytest.mark.parametrize("kind, workers", [("function", "1"), ("command", "1"), ("command", "2")])
 def test_sigkill_leaves_no_trial_process_and_the_next_run_fails_its_trials(
     tmp_path: Path, kind: str, workers: str

@@ -222,11 +222,16 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """Inside the block, SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt)
-    in the main thread, so they stop the sweep the way Ctrl-C does."""
+    in the main thread, so they stop the sweep the way Ctrl-C does. A signal the process was
+    told to ignore (``nohup`` ignores SIGHUP) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
+    previous = {
+        sig: signal.signal(sig, _raise_interrupted)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
