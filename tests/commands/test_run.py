@@ -621,7 +621,8 @@ def test_a_function_without_an_argument_is_refused_before_any_trial(
             "Error: function 'run_trial:objective' cannot be called with one argument (its "
             "signature is objective()), but sweepspec calls it with the trial: write 'def "
             "objective(trial):' and read the parameters from trial.params (a W&B-style "
-            "function that reads wandb.config is not run as such yet)"
+            "function that reads wandb.config runs as such only on W&B's agent: engine: "
+            "wandb, wandb: {mode: server})"
         ],
     )
     assert not (sweep_dir / ".sweepspec").exists()

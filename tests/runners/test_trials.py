@@ -19,6 +19,7 @@ from sweepspec.runners.trials import (
     FunctionError,
     Monitor,
     Trial,
+    check_takes_trial,
     command_line,
     conclude,
     load_function,
@@ -443,17 +444,20 @@ def test_a_function_without_the_trial_argument_is_refused(
     """,
         "wandb_style_a.py",
     )
+    train = load_function("wandb_style_a:train", str(tmp_path))  # W&B's agent calls it as is
     with pytest.raises(FunctionError) as caught:
-        load_function("wandb_style_a:train", str(tmp_path))
+        check_takes_trial("wandb_style_a:train", train)
     assert str(caught.value) == (
         "function 'wandb_style_a:train' cannot be called with one argument (its signature "
         "is train()), but sweepspec calls it with the trial: write 'def train(trial):' and "
         "read the parameters from trial.params (a W&B-style function that reads "
-        "wandb.config is not run as such yet)"
+        "wandb.config runs as such only on W&B's agent: engine: wandb, wandb: {mode: server})"
     )
     with pytest.raises(FunctionError, match=r"its signature is two\(a, b\)"):
-        load_function("wandb_style_a:two", str(tmp_path))
-    assert load_function("wandb_style_a:flexible", str(tmp_path))(None) == 1.0  # type: ignore[arg-type]
+        check_takes_trial("wandb_style_a:two", load_function("wandb_style_a:two", str(tmp_path)))
+    flexible = load_function("wandb_style_a:flexible", str(tmp_path))
+    check_takes_trial("wandb_style_a:flexible", flexible)
+    assert flexible(None) == 1.0  # type: ignore[arg-type]
 
 
 def test_import_sees_a_clean_argv_and_sys_exit_is_refused(

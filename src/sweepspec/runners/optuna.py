@@ -62,6 +62,7 @@ from .trials import (
     FunctionError,
     Monitor,
     Outcome,
+    check_takes_trial,
     describe,
     die_with_parent,
     load_function,
@@ -272,6 +273,7 @@ def make_executor(
     if spec.function is not None:
         try:
             function = load_function(spec.function, folder)
+            check_takes_trial(spec.function, function)
         except FunctionError as exc:
             raise RunError(str(exc)) from None
         argv0 = module_file(spec.function.partition(":")[0])

@@ -59,6 +59,7 @@ __all__ = [
     "Monitor",
     "Outcome",
     "Trial",
+    "check_takes_trial",
     "command_line",
     "conclude",
     "die_with_parent",
@@ -353,8 +354,7 @@ def load_function(ref: str, folder: str) -> Callable[[Trial], Any]:
 
     The module is imported with a clean ``sys.argv`` (``[its file]``), so code that parses
     arguments at import reads none of sweepspec's. Whatever the import raises, ``sys.exit``
-    included (not Ctrl-C), is a :class:`FunctionError`; so is a callable that cannot be called
-    with one argument, the trial.
+    included (not Ctrl-C), is a :class:`FunctionError`.
     """
     module_name, _, attr = ref.partition(":")
     folder = os.path.abspath(folder)
@@ -382,7 +382,6 @@ def load_function(ref: str, folder: str) -> Callable[[Trial], Any]:
         target = getattr(target, part)
     if not callable(target):
         raise FunctionError(f"function {ref!r} must be callable, but got {type(target).__name__}")
-    _check_signature(ref, target)
     return target  # type: ignore[no-any-return]
 
 
@@ -407,8 +406,9 @@ def clean_argv(argv0: str) -> Iterator[None]:
         sys.argv = saved
 
 
-def _check_signature(ref: str, target: Callable[..., Any]) -> None:
-    """The trial function must take one positional argument, the trial (SPEC section 6)."""
+def check_takes_trial(ref: str, target: Callable[..., Any]) -> None:
+    """A :class:`FunctionError` unless ``target`` can be called with one argument, the trial
+    (SPEC section 6), as sweepspec's own runners call it."""
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):  # a builtin or extension callable: it will tell
@@ -421,7 +421,8 @@ def _check_signature(ref: str, target: Callable[..., Any]) -> None:
             f"function {ref!r} cannot be called with one argument (its signature is "
             f"{name}{signature}), but sweepspec calls it with the trial: write "
             f"'def {name}(trial):' and read the parameters from trial.params (a W&B-style "
-            "function that reads wandb.config is not run as such yet)"
+            "function that reads wandb.config runs as such only on W&B's agent: engine: "
+            "wandb, wandb: {mode: server})"
         ) from None
 
 
