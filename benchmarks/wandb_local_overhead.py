@@ -16,9 +16,10 @@ With ``--offline``, both also do what a W&B tracker does per trial: ``wandb.init
 "offline")``, ``wandb.log`` per value, ``finish``: the issue's full comparison (the engine
 plus that work against ``sweeps.next_run`` + ``wandb.init(mode="offline")``).
 
-Both run at 40 and 200 trials, alternating (baseline, engine, ...) for ``--rounds`` rounds
-after one untimed warm-up of each; the median of each is taken. Printed: the per-trial
-slope ``(t200 - t40) / 160`` for each, and engine/baseline; the per-trial time at 200.
+Both run at 40 and 200 trials, alternating (engine, baseline, ...) for ``--rounds`` rounds
+after one untimed warm-up of each (``--no-warmup`` skips it); the median of each is taken.
+Printed: the per-trial slope ``(t200 - t40) / 160`` for each, and engine/baseline; the
+per-trial time at 200.
 The last line: ``RESULT ratio=<slope ratio> target<=1.0``.
 
 Run:  .venv/bin/python benchmarks/wandb_local_overhead.py [--rounds 5] [--hyperband|--no-hyperband]
@@ -185,14 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--hyperband", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--offline", action="store_true", help="add wandb.init offline runs")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     if args.offline:
         os.environ.setdefault("WANDB_SILENT", "true")
-    measure(args.small, args.hyperband, args.offline)  # warm-up
+    if args.warmup:
+        measure(args.small, args.hyperband, args.offline)
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for n in (args.small, args.large):
             engine_s, baseline_s = measure(n, args.hyperband, args.offline)
+            print(f"  {n} trials: engine {engine_s:.3f}s, baseline {baseline_s:.3f}s", flush=True)
             times.setdefault(("engine", n), []).append(engine_s)
             times.setdefault(("baseline", n), []).append(baseline_s)
     med = {key: statistics.median(values) for key, values in times.items()}
