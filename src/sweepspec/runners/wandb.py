@@ -130,6 +130,15 @@ class _Run:
     error: str | None = None
     cost: float = 0.0
     end: float | None = None
+    summary: TrialSummary = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summarise()
+
+    def summarise(self) -> None:
+        """The run as the budget counts it (kept, not rebuilt at every count)."""
+        values = tuple(self.values) if self.state == "COMPLETE" and self.values else None
+        self.summary = TrialSummary(self.number, self.state, values, self.cost)
 
 
 def _plain(value: Any) -> Any:
@@ -320,15 +329,7 @@ class WandbLocalEngine:
     def summaries(self) -> list[TrialSummary]:
         with self._locked():
             self._refresh()
-            return [
-                TrialSummary(
-                    r.number,
-                    r.state,
-                    tuple(r.values) if r.state == "COMPLETE" and r.values else None,
-                    r.cost,
-                )
-                for r in self.runs
-            ]
+            return [r.summary for r in self.runs]
 
     def exhausted(self) -> str | None:
         """For grid: a reason once ``sweeps.next_runs`` has no point left."""
@@ -560,6 +561,7 @@ class WandbLocalEngine:
         run.error = event.get("error")
         run.cost = float(event.get("cost") or 0.0)
         run.end = event.get("time")
+        run.summarise()
 
     @property
     def _metric_key(self) -> str:
