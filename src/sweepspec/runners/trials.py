@@ -25,6 +25,7 @@ This module imports no engine: pruning decisions come in through the ``prune`` c
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import ctypes
@@ -528,6 +529,7 @@ class _Forked:
         self.pid = 0
         self.status: int | None = None
         self.ending = "kill"
+        self.returned_at = 0.0
 
     def run(
         self,
@@ -538,6 +540,7 @@ class _Forked:
         objectives: list[str],
         argv0: str | None,
     ) -> Outcome:
+        _reap_returned()
         here, there = Pipe()
         parent = os.getpid()
         _prctl()  # loaded here: the child only calls it
@@ -630,20 +633,49 @@ class _Forked:
         return _failed(self.monitor, f"the trial's process {how} before the function returned")
 
     def _end(self) -> None:
-        """Reap the child, and anything it started in its process group. Still running: it
-        is given ``grace`` seconds to exit after returning, or after SIGINT (Ctrl-C here),
+        """Reap the child, and anything it started in its process group. A child that has
+        returned its result is reaped later (:func:`_reap_returned`), while the next trial
+        starts; one still running is given ``grace`` seconds after SIGINT (Ctrl-C here),
         none after a timeout; then SIGKILL."""
-        if not self._reaped() and self.ending != "kill":
-            if self.ending == "interrupt":
-                _killpg(self.pid, signal.SIGINT)
-            ends, pause = time.monotonic() + self.grace, 0.0005
-            while time.monotonic() < ends and not self._reaped():
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
+        if self.ending == "wait" and not self._reaped():
+            self.returned_at = time.monotonic()
+            _RETURNED.append(self)
+            return
+        if not self._reaped() and self.ending == "interrupt":
+            _killpg(self.pid, signal.SIGINT)
+            self._wait_exit(self.grace)
+        self._kill()
+
+    def _wait_exit(self, seconds: float) -> None:
+        ends, pause = time.monotonic() + seconds, 0.0005
+        while time.monotonic() < ends and not self._reaped():
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _kill(self) -> None:
         if not self._reaped():
             _killpg(self.pid, signal.SIGKILL)
             _, self.status = os.waitpid(self.pid, 0)
         _killpg(self.pid, signal.SIGKILL)
+
+
+_RETURNED: list[_Forked] = []
+"""Children that have sent their result and are exiting: reaped while the next trial runs."""
+
+
+def _reap_returned(block: bool = False) -> None:
+    """Reap the children that returned; one still there ``grace`` seconds after returning
+    (or any, with ``block``, at the end) is killed, with what it left in its group."""
+    for forked in list(_RETURNED):
+        late = time.monotonic() - forked.returned_at >= forked.grace
+        if block and not late:
+            forked._wait_exit(forked.grace - (time.monotonic() - forked.returned_at))
+        if forked._reaped() or late or block:
+            forked._kill()
+            _RETURNED.remove(forked)
+
+
+atexit.register(_reap_returned, block=True)
 
 
 def _child(
