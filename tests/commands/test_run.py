@@ -610,19 +610,18 @@ def test_argparse_at_import_reads_a_clean_argv_and_sys_exit_at_import_is_one_lin
     )
 
 
-def test_a_function_without_an_argument_is_refused_before_any_trial(
+def test_a_function_that_takes_neither_the_trial_nor_nothing_is_refused_before_any_trial(
     sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _write(sweep_dir, SPEC, trial="def objective():\n    pass\n")
+    _write(sweep_dir, SPEC, trial="def objective(a, b):\n    pass\n")
     code, lines = _run_none(capsys)
     assert (code, lines) == (
         1,
         [
-            "Error: function 'run_trial:objective' cannot be called with one argument (its "
-            "signature is objective()), but sweepspec calls it with the trial: write 'def "
-            "objective(trial):' and read the parameters from trial.params (a W&B-style "
-            "function that reads wandb.config runs as such only on W&B's agent: engine: "
-            "wandb, wandb: {mode: server})"
+            "Error: function 'run_trial:objective' cannot be called with the trial nor with "
+            "no argument (its signature is objective(a, b)): write 'def objective(trial):' "
+            "and read the parameters from trial.params, or 'def objective():' reading "
+            "wandb.config as for wandb.agent"
         ],
     )
     assert not (sweep_dir / ".sweepspec").exists()

@@ -3,12 +3,16 @@ is read back while it runs (a real program, the real wandb SDK, offline)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from sweepspec.runners.wandb_program import WandbRun
 
@@ -78,3 +82,102 @@ def test_the_parameter_file_is_the_one_wandbs_agent_writes(tmp_path: Path):
     from wandb.sdk.lib import config_util
 
     assert config_util.dict_from_config_file(str(path)) == {"lr": 0.1, "opt": {"m": 0.9}}
+
+
+# --------------------------------------------------------------------------- through `run`
+
+SWEEP = """
+name: wandb-program
+method: random
+metric: {name: val_loss, goal: minimize}
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.001, max: 1.0}
+  optimizer:
+    parameters:
+      momentum: {values: [0.5, 0.9]}
+early_terminate: {type: hyperband, min_iter: 1, eta: 2}
+run_cap: 6
+"""
+
+# An ordinary W&B sweep program: knows nothing of sweepspec.
+W_AND_B_PROGRAM = """
+import json, sys, time
+import wandb
+
+run = wandb.init()
+config = wandb.config
+with open("seen.jsonl", "a") as fh:
+    fh.write(json.dumps({"lr": config.lr, "momentum": config.optimizer["momentum"]}) + "\\n")
+for epoch in range(8):
+    wandb.log({"val_loss": config.lr * 10 / (epoch + 1), "epoch": epoch})
+    time.sleep(0.25)
+run.finish()
+"""
+
+W_AND_B_FUNCTION = """
+import json, time
+import wandb
+
+
+def train():
+    run = wandb.init()
+    config = wandb.config
+    with open("seen.jsonl", "a") as fh:
+        fh.write(json.dumps({"lr": config.lr, "momentum": config.optimizer["momentum"]}) + "\\n")
+    for epoch in range(8):
+        wandb.log({"val_loss": config.lr * 10 / (epoch + 1), "epoch": epoch})
+        time.sleep(0.25)
+    run.finish()
+"""
+
+
+def _sweep(folder: Path, kind: str) -> subprocess.CompletedProcess[str]:
+    if kind == "program":
+        (folder / "train.py").write_text(W_AND_B_PROGRAM)
+        (folder / "sweep.yaml").write_text(SWEEP + "program: train.py\n")
+    else:
+        (folder / "train.py").write_text(W_AND_B_FUNCTION)
+        (folder / "sweep.yaml").write_text(SWEEP + "function: train:train\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["WANDB_DIR"] = str(folder)
+    return subprocess.run(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "none"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _results(folder: Path) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "results", "sweep.yaml", "--format", "json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["program", "function"])
+def test_an_unmodified_wandb_program_runs_on_optuna_with_hyperband(tmp_path: Path, kind: str):
+    proc = _sweep(tmp_path, kind)
+    assert proc.returncode == 0, proc.stderr
+    rows = _results(tmp_path)
+    seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    assert [
+        {"lr": r["params"]["lr"], "momentum": r["params"]["optimizer.momentum"]} for r in rows
+    ] == seen
+    states = [r["state"] for r in rows]
+    assert states.count("PRUNED") >= 1, states  # W&B's hyperband stopped runs while they ran
+    assert set(states) <= {"COMPLETE", "PRUNED"}
+    for row in rows:
+        if row["state"] == "COMPLETE":  # the objective is what the program logged
+            assert row["metrics"]["val_loss"] == pytest.approx(row["params"]["lr"] * 10 / 8)
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == len(rows)  # one offline run per trial, for `wandb sync`

@@ -62,7 +62,7 @@ from .trials import (
     FunctionError,
     Monitor,
     Outcome,
-    check_takes_trial,
+    calls_bare,
     describe,
     die_with_parent,
     load_function,
@@ -268,22 +268,34 @@ def deferred_interrupt() -> Iterator[None]:
 def make_executor(
     spec: Spec, path: str, objectives: list[str], echo: Echo | None, grace: float = TERM_GRACE
 ) -> Execute:
-    """How each run of a trial executes: the spec's function, or its command."""
+    """How each run of a trial executes: the spec's function, or its command. Both get what
+    W&B's agent gives a run (WANDB_SWEEP_ID is the sweep's name)."""
     folder = os.path.dirname(os.path.abspath(path))
+    sweep = study_name(spec, path)
     if spec.function is not None:
         try:
             function = load_function(spec.function, folder)
-            check_takes_trial(spec.function, function)
+            bare = calls_bare(spec.function, function)
         except FunctionError as exc:
             raise RunError(str(exc)) from None
         argv0 = module_file(spec.function.partition(":")[0])
         return lambda params, seed, number, monitor: run_function(
-            function, params, seed, number, monitor, objectives, grace=grace, argv0=argv0
+            function,
+            params,
+            seed,
+            number,
+            monitor,
+            objectives,
+            grace=grace,
+            argv0=argv0,
+            folder=folder,
+            sweep=sweep,
+            bare=bare,
         )
     if spec.program is None and spec.command is None:
         raise RunError("nothing to run: give 'function' (module:callable) or 'program'/'command'")
     _check_command(spec, objectives)
-    command = Command(spec.command, spec.program, folder, grace, echo)
+    command = Command(spec.command, spec.program, folder, grace, echo, sweep)
     return lambda params, seed, number, monitor: run_command(
         command, params, seed, number, monitor, objectives
     )

@@ -53,6 +53,7 @@ from typing import Any, Protocol
 
 from ..reporter import ENV_REPORT, ENV_SEED
 from ..trackers import Point
+from .wandb_program import Follower, WandbRun
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -60,7 +61,7 @@ __all__ = [
     "Monitor",
     "Outcome",
     "Trial",
-    "check_takes_trial",
+    "calls_bare",
     "command_line",
     "conclude",
     "die_with_parent",
@@ -407,24 +408,28 @@ def clean_argv(argv0: str) -> Iterator[None]:
         sys.argv = saved
 
 
-def check_takes_trial(ref: str, target: Callable[..., Any]) -> None:
-    """A :class:`FunctionError` unless ``target`` can be called with one argument, the trial
-    (SPEC section 6), as sweepspec's own runners call it."""
+def calls_bare(ref: str, target: Callable[..., Any]) -> bool:
+    """How sweepspec calls the trial function ``target``: with the trial (SPEC section 6;
+    False), or with no argument (True), as W&B's agent calls a ``wandb.agent(function=...)``
+    function, which reads ``wandb.config`` and calls ``wandb.log``. Neither: a
+    :class:`FunctionError` saying so."""
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):  # a builtin or extension callable: it will tell
-        return
-    try:
-        signature.bind(None)
-    except TypeError:
-        name = getattr(target, "__name__", "objective")
-        raise FunctionError(
-            f"function {ref!r} cannot be called with one argument (its signature is "
-            f"{name}{signature}), but sweepspec calls it with the trial: write "
-            f"'def {name}(trial):' and read the parameters from trial.params (a W&B-style "
-            "function that reads wandb.config runs as such only on W&B's agent: engine: "
-            "wandb, wandb: {mode: server})"
-        ) from None
+        return False
+    for args, bare in (((None,), False), ((), True)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return bare
+    name = getattr(target, "__name__", "objective")
+    raise FunctionError(
+        f"function {ref!r} cannot be called with the trial nor with no argument (its "
+        f"signature is {name}{signature}): write 'def {name}(trial):' and read the "
+        "parameters from trial.params, or 'def "
+        f"{name}():' reading wandb.config as for wandb.agent"
+    )
 
 
 def _forget_foreign(module_name: str, folder: str) -> None:
@@ -451,9 +456,17 @@ def run_function(
     *,
     grace: float = TERM_GRACE,
     argv0: str | None = None,
+    folder: str | None = None,
+    sweep: str = "sweepspec",
+    bare: bool = False,
 ) -> Outcome:
     """Call ``function`` once, in a child process forked from this one (where the function
     is already imported), with ``sys.argv`` ``[argv0]`` there.
+
+    With ``folder`` (the spec's), the child also gets what W&B's agent gives a run (see
+    :mod:`.wandb_program`), and what it logs with ``wandb.log`` is reported as it runs; a
+    ``bare`` function (W&B's style: no argument, ``wandb.init()`` inside) is called with no
+    argument, reports only through W&B, and is stopped by killing it.
 
     The child's reports reach ``monitor`` over a pipe; when the engine can stop the trial
     early, each report waits for the answer, so ``should_stop()`` right after ``report()``
@@ -464,7 +477,13 @@ def run_function(
     """
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: in this process
         return _call_here(function, params, seed, number, monitor, objectives)
-    return _Forked(monitor, grace).run(function, params, seed, number, objectives, argv0)
+    forked = _Forked(monitor, grace)
+    if folder is None:
+        return forked.run(function, params, seed, number, objectives, argv0)
+    with tempfile.TemporaryDirectory(prefix="sweepspec-trial-") as workdir:
+        forked.wandb = WandbRun(folder, sweep, params, param_dir=workdir)
+        forked.bare = bare
+        return forked.run(function, params, seed, number, objectives, argv0)
 
 
 def _call_here(
@@ -530,6 +549,9 @@ class _Forked:
         self.status: int | None = None
         self.ending = "kill"
         self.returned_at = 0.0
+        self.wandb: WandbRun | None = None
+        self.follow_wandb: Follower | None = None
+        self.bare = False
 
     def run(
         self,
@@ -543,13 +565,18 @@ class _Forked:
         _reap_returned()
         here, there = Pipe()
         parent = os.getpid()
+        env: dict[str, str] = {}
+        if self.wandb is not None:
+            env = self.wandb.env()
+            self.follow_wandb = _follower(self.wandb, self.monitor)
         _prctl()  # loaded here: the child only calls it
         for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
             stream.flush()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child (coverage cannot follow it)
             here.close()
-            _child(there, parent, function, Trial(params, seed, number, self._remote(there)), argv0)
+            trial = Trial(params, seed, number, self._remote(there))
+            _child(there, parent, function, trial, argv0, env, self.bare)
         there.close()
         with contextlib.suppress(OSError):  # also in the child: no race
             os.setpgid(self.pid, self.pid)
@@ -565,6 +592,11 @@ class _Forked:
 
     def _follow(self, conn: Connection, objectives: list[str]) -> Outcome:
         while True:
+            if self.follow_wandb is not None:
+                self.follow_wandb()
+                if self.bare and self.monitor.pruned:  # W&B's style: stopped by killing it
+                    self.ending = "kill"
+                    return conclude(None, self.monitor, objectives)
             if conn.poll(self._wait()):
                 try:
                     message = conn.recv()
@@ -577,6 +609,8 @@ class _Forked:
                         return failure
                     continue
                 self.ending = "wait"
+                if self.follow_wandb is not None:
+                    self.follow_wandb(force=True)  # what the run wrote as it finished
                 return self._done(message, objectives)
             if self._overdue():
                 self.ending = "kill"
@@ -586,9 +620,10 @@ class _Forked:
                 return self._died()
 
     def _wait(self) -> float:
+        longest = 1.0 if self.follow_wandb is None else self.follow_wandb.interval
         if self.monitor.deadline is None:
-            return 1.0
-        return min(1.0, max(0.0, self.monitor.deadline + self.grace - time.monotonic()))
+            return longest
+        return min(longest, max(0.0, self.monitor.deadline + self.grace - time.monotonic()))
 
     def _overdue(self) -> bool:
         deadline = self.monitor.deadline
@@ -684,6 +719,8 @@ def _child(
     function: Callable[[Trial], Any],
     trial: Trial,
     argv0: str | None,
+    env: dict[str, str] | None = None,
+    bare: bool = False,
 ) -> None:  # pragma: no cover - runs in the forked child
     """Run the trial in the forked child and never return into the parent's stack."""
     code = 0
@@ -695,10 +732,12 @@ def _child(
             signal.signal(sig, signal.SIG_DFL)
         if argv0 is not None:
             sys.argv = [argv0]
+        os.environ.update(env or {})
         remote = trial._monitor
         assert isinstance(remote, _Remote)
         try:
-            message: tuple[Any, ...] = ("done", "result", function(trial), False)
+            result = function() if bare else function(trial)  # type: ignore[call-arg]
+            message: tuple[Any, ...] = ("done", "result", result, False)
         except KeyboardInterrupt:
             message = ("done", "interrupted", None, False)
         except BaseException as exc:
@@ -886,6 +925,7 @@ class Command:
     folder: str
     grace: float = TERM_GRACE
     echo: Echo | None = None
+    sweep: str = "sweepspec"  # the sweep's name: W&B programs see it as WANDB_SWEEP_ID
 
 
 def run_command(
@@ -904,6 +944,7 @@ def run_command(
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(params))
         watch = _Watch(command, monitor)
+        watch.wandb = WandbRun(command.folder, command.sweep, params, param_dir=workdir)
         try:
             code = watch.run(argv, seed, number)
         except OSError as exc:
@@ -947,6 +988,8 @@ class _Watch:
         self.proc: subprocess.Popen[bytes] | None = None
         self.term_at: float | None = None
         self.buffers: dict[int, bytes] = {}
+        self.wandb: WandbRun | None = None  # what W&B's agent gives a program, read back
+        self.follow_wandb: Follower | None = None
 
     def run(self, argv: list[str], seed: int, number: int) -> int:
         read_fd, write_fd = os.pipe()
@@ -960,6 +1003,9 @@ class _Watch:
                 "PYTHONUNBUFFERED": "1",
             },
         )
+        if self.wandb is not None:
+            env.update(self.wandb.env())
+            self.follow_wandb = _follower(self.wandb, self.monitor)
         _prctl()  # loaded here: the child only calls it
         try:
             self.proc = subprocess.Popen(
@@ -999,11 +1045,15 @@ class _Watch:
             while selector.get_map():
                 for key, _ in selector.select(0.1):
                     self._read(selector, key.fd, key.data)
+                if self.follow_wandb is not None:
+                    self.follow_wandb()
                 self._police()
                 if exited_at is None and self.proc.poll() is not None:
                     exited_at = time.monotonic()
                 if exited_at is not None and time.monotonic() - exited_at > 1.0:
                     break  # a grandchild keeps the pipes open: the trial is over
+        if self.follow_wandb is not None and not self.monitor.pruned:
+            self.follow_wandb(force=True)  # what the run wrote as it finished
         return self._wait()
 
     def _read(self, selector: selectors.BaseSelector, fd: int, kind: str) -> None:
@@ -1072,6 +1122,10 @@ class _Watch:
 
     def last_error_line(self) -> str | None:
         return self.stderr_tail[-1] if self.stderr_tail else None
+
+
+def _follower(run: WandbRun, monitor: Monitor) -> Follower:
+    return Follower(run, monitor.report, lambda: len(monitor.history))
 
 
 def _echo(line: str, stream: str) -> None:

@@ -23,7 +23,7 @@ import yaml
 
 from ..wandb_log import RunLog, RunLogError, find_run_file
 
-__all__ = ["FLUSH_INTERVAL", "WandbRun"]
+__all__ = ["FLUSH_INTERVAL", "Follower", "WandbRun"]
 
 FLUSH_INTERVAL = "0.2"
 """Seconds between W&B's flushes of the run file (its default, 15 s, is too slow to prune)."""
@@ -33,14 +33,22 @@ class WandbRun:
     """One W&B run of a trial: the environment its program gets, and what it has logged."""
 
     def __init__(
-        self, folder: str, sweep_id: str, params: dict[str, Any], run_id: str | None = None
+        self,
+        folder: str,
+        sweep_id: str,
+        params: dict[str, Any],
+        run_id: str | None = None,
+        param_dir: str | None = None,
     ) -> None:
         self.base = os.environ.get("WANDB_DIR") or folder
         self.sweep_id = sweep_id
         self.run_id = run_id or uuid.uuid4().hex[:8]
-        self.param_path = (
-            Path(self.base) / "wandb" / f"sweep-{sweep_id}" / f"config-{self.run_id}.yaml"
+        # W&B's agent keeps the file under $WANDB_DIR/wandb/sweep-<id>/; a trial's own
+        # temporary folder (``param_dir``) leaves nothing behind for programs without W&B
+        folder_of_file = (
+            Path(param_dir) if param_dir else Path(self.base) / "wandb" / f"sweep-{sweep_id}"
         )
+        self.param_path = folder_of_file / f"config-{self.run_id}.yaml"
         self.params = params
         self.log: RunLog | None = None
         self.rows = 0
@@ -90,6 +98,39 @@ class WandbRun:
     def started(self) -> bool:
         """Whether the program called ``wandb.init`` (its run file exists)."""
         return self.log is not None
+
+
+class Follower:
+    """Feeds a W&B run's logged rows to a trial's reports, every ``interval`` seconds.
+
+    A trial reports through one channel: if it also reports through sweepspec
+    (``trial.report``, the reporter, metric lines), W&B's rows are no longer read, so that
+    no value counts twice.
+    """
+
+    def __init__(self, run: WandbRun, report: Any, reported: Any, interval: float = 0.2):
+        self.run = run
+        self.report = report  # (metrics, step) -> None
+        self.reported = reported  # () -> how many points the trial's reports hold
+        self.interval = interval
+        self.next_at = 0.0
+        self.fed = 0
+        self.active = True
+
+    def __call__(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.active or (not force and now < self.next_at):
+            return
+        self.next_at = now + self.interval
+        if self.reported() != self.fed:
+            self.active = False  # the trial reports through sweepspec
+            return
+        for metrics, step in self.run.poll():
+            if metrics:
+                self.report(metrics, step)
+        self.fed = self.reported()
 
 
 def _metric(key: str, value: Any) -> bool:
