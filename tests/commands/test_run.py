@@ -3,6 +3,7 @@ process, and W&B's distributions sampled as W&B samples them, end to end."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -691,4 +692,175 @@ def test_workers_are_capped_by_the_machine(sweep_dir: Path) -> None:
     assert bound_workers(cpus, setup, lines.append) == cpus
     assert lines == [
         f"sweepspec: 100000 workers asked, {cpus * 4} started (at most 4 per CPU, {cpus} CPUs)"
+    ]
+
+
+# --------------------------------------------------------------------------- storage, start-up
+
+
+def _results(folder: Path, *args: str) -> list[dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "results", "sweep.yaml", "--format", "json", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_fresh_deletes_nothing_when_the_tracker_cannot_start(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(sweep_dir, SPEC)
+    assert _run(capsys, "sweep.yaml", "--tracker", "none")[0] == 0
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    _write(sweep_dir, SPEC + f"tracking: {{tracker: mlflow, uri: '{uri}'}}\n")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    code, out, err = _run(capsys, "sweep.yaml", "--fresh")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == (
+        "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker mlflow)"
+    )
+    assert err.splitlines()[-1].startswith("Error: cannot start the mlflow tracker: ")
+    assert "--fresh: deleted" not in err
+    assert [r["state"] for r in _results(sweep_dir)] == ["COMPLETE"] * 4
+
+
+def test_fresh_while_another_run_holds_the_sweep_is_refused(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(sweep_dir, SPEC.replace("run_cap: 4", "run_cap: 6") + "  pause: {value: 0.2}\n")
+    other = _start(sweep_dir, "--tracker", "none")
+    _wait_for(other, "trial 0 COMPLETE")
+    code, out, err = _run(capsys, "sweep.yaml", "--fresh", "--tracker", "none")
+    assert (code, out, err) == (
+        1,
+        "",
+        "Error: another 'sweepspec run' is running sweep 'sweep' on .sweepspec/sweep.journal (it "
+        "holds the sweep), so --fresh deletes nothing; wait for it to end, or stop it, then run "
+        "--fresh again\n",
+    )
+    _, rest = other.communicate(timeout=120)
+    assert other.returncode == 0, rest
+    assert [r["state"] for r in _results(sweep_dir)] == ["COMPLETE"] * 6
+    # once it has ended, --fresh goes ahead
+    code, _, err = _run(capsys, "sweep.yaml", "--fresh", "--tracker", "none", "--trials", "1")
+    assert code == 0, err
+    assert (
+        "sweepspec: --fresh: deleted study 'sweep' (6 trials) from .sweepspec/sweep.journal"
+        in err.splitlines()
+    )
+
+
+MOVING_TRIAL = """
+import os
+
+def objective(trial):
+    os.makedirs("elsewhere", exist_ok=True)
+    os.chdir("elsewhere")  # as Hydra-style code does
+    trial.report({"loss": trial.params["x"]}, 0)
+    return trial.params["x"]
+"""
+
+
+@pytest.mark.parametrize("storage", [None, "sqlite:///optuna.db", "state/sweep.journal"])
+def test_a_trial_that_changes_directory_moves_nothing(tmp_path: Path, storage: str | None) -> None:
+    """Journal, locks, the SQLite storage and MLflow's store (relative in
+    MLFLOW_TRACKING_URI) stay where they were when the run started."""
+    _write(tmp_path, SPEC.replace("run_cap: 4", "run_cap: 3"), MOVING_TRIAL)
+    flags = ["--storage", storage] if storage else []
+    done = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["state"] for r in _results(tmp_path, *flags)] == ["COMPLETE"] * 3
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["elsewhere"]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
+    assert sorted(r.data.metrics["loss"] for r in runs if r.data.metrics) == sorted(
+        r["metrics"]["loss"] for r in _results(tmp_path, *flags)
+    )
+
+
+def test_four_runs_starting_together_on_one_new_sqlite_file(tmp_path: Path) -> None:
+    """Optuna's tables and MLflow's are created by whichever run comes first; the others
+    wait and retry instead of failing on the schema race."""
+    _write(tmp_path, SPEC.replace("run_cap: 4", "run_cap: 8"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--storage", url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(4)
+    ]
+    for proc in runs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    states = [r["state"] for r in _results(tmp_path, "--storage", url)]
+    assert states.count("COMPLETE") == 8 and "RUNNING" not in states
+
+
+def test_a_sampler_whose_dependency_is_missing_is_refused_before_any_trial(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert importlib.util.find_spec("torch") is None  # this environment keeps torch out
+    _write(sweep_dir, SPEC + "optuna: {sampler: gp}\n")
+    assert _run(capsys, "sweep.yaml", "--tracker", "none") == (
+        1,
+        "",
+        "Error: the sampler GPSampler needs torch, which is not installed: pip install torch "
+        "(or choose another optuna.sampler)\n",
+    )
+    assert not (sweep_dir / ".sweepspec").exists()
+
+
+def test_a_storage_that_is_not_a_journal_is_one_line(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (sweep_dir / "state").mkdir()
+    optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'existing.db'}")
+    cases = {
+        "state": "Error: state is a folder, not an Optuna journal file\n",
+        "run_trial.py": (
+            "Error: run_trial.py is not an Optuna journal (its first line is not a journal "
+            "record)\n"
+        ),
+        "existing.db": (
+            "Error: existing.db is an SQLite database, not an Optuna journal: give it as a URL, "
+            "sqlite:///existing.db\n"
+        ),
+        "new.sqlite": (
+            "Error: the storage 'new.sqlite' is taken as an Optuna journal file, but its name "
+            "says SQLite: for an SQLite database write sqlite:///new.sqlite\n"
+        ),
+    }
+    trial = textwrap.dedent(TRIAL).lstrip()
+    for storage, message in cases.items():
+        _write(sweep_dir, SPEC + f"optuna: {{storage: {storage}}}\n")
+        assert _run(capsys, "sweep.yaml", "--tracker", "none") == (1, "", message), storage
+    assert (sweep_dir / "run_trial.py").read_text() == trial  # nothing of it was moved
+    assert sorted(p.name for p in sweep_dir.iterdir()) == [
+        "existing.db",
+        "run_trial.py",
+        "state",
+        "sweep.yaml",
     ]

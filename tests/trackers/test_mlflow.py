@@ -254,14 +254,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Under a loaded machine (the suite on two cores beside other work) the server has taken more
+# than a minute to import MLflow and migrate its SQLite store: wait as long as the process is
+# alive and starting, up to this bound.
+SERVER_START = 300.0
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float) -> str | None:
-    """None once the server answers, else why it did not."""
+    """None once the server answers /health, else why it did not: it exited, or it was still
+    not answering after ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return f"mlflow server exited with code {proc.returncode}"
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
                 if answer.status == 200:
                     return None
         except OSError:
@@ -297,7 +304,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        problem = _wait_healthy(url, proc, 60)
+        problem = _wait_healthy(url, proc, SERVER_START)
         if problem is not None:
             tail = (tmp_path / "server.log").read_text(errors="replace")[-500:]
             pytest.fail(f"{problem}; its log ends: {tail}")

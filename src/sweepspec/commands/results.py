@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
@@ -42,7 +43,7 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     try:
         plan = compile_optuna(spec)
         name = study_name(spec, path)
-        store, label = open_storage(storage, spec, name, create=False)
+        store, label = open_storage(storage, spec, name, create=False, echo=_note)
         study = load_study(store, name, label)
     except (CompileError, RunError) as exc:
         raise SweepspecError(str(exc)) from None
@@ -51,6 +52,11 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     ]
     emit(render(rows, plan, fmt))
     return 0
+
+
+def _note(line: str) -> None:
+    """What was set aside from a torn journal, on stderr (stdout is the results)."""
+    sys.stderr.write(line + "\n")
 
 
 def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> Row:

@@ -134,32 +134,157 @@ def default_journal(name: str) -> Path:
     return Path(STATE_DIR) / f"{safe}.journal"
 
 
-def open_storage(
-    url: str | None, spec: Spec, name: str, *, create: bool = True
-) -> tuple[str | optuna.storages.BaseStorage, str]:
-    """The Optuna storage for ``url`` (``--storage``), else ``optuna.storage``, else the
-    default journal; with its label for messages (passwords hidden). Without ``create``, a
-    missing journal file is a :class:`RunError`."""
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def storage_url(url: str | None, spec: Spec, name: str) -> str:
+    """Where the study lives, every relative path made absolute now (a trial that changes
+    the working directory must not move it): an RDB URL, or a journal file's path."""
     url = url or (spec.optuna.storage if spec.optuna else None)
-    if url is not None and "://" in url:
-        return url, _redact(url)
-    path = Path(url) if url is not None else default_journal(name)
-    if not create and not path.exists():
+    if url is None:
+        return os.path.abspath(default_journal(name))
+    if "://" not in url:
+        return os.path.abspath(os.path.expanduser(url))
+    return _absolute_sqlite(url)
+
+
+def _absolute_sqlite(url: str) -> str:
+    """``sqlite:///relative.db`` with its path made absolute; any other URL as it is."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
         raise RunError(
-            f"no sweep state at {path} (the sweep has not run from this folder); "
+            f"{_redact(url)} is not a storage URL: give an Optuna RDB URL "
+            "(sqlite:///FILE, postgresql://USER@HOST/DB) or the path of a journal file"
+        ) from None
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not database.startswith("file:") and not os.path.isabs(database):
+            return parsed.set(database=os.path.abspath(database)).render_as_string(False)
+    return url
+
+
+def open_storage(
+    url: str | None,
+    spec: Spec,
+    name: str,
+    *,
+    create: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[optuna.storages.BaseStorage, str]:
+    """The Optuna storage for ``url`` (``--storage``), else ``optuna.storage``, else the
+    default journal; with its label for messages (as the user wrote it, passwords hidden).
+    Without ``create``, storage that does not exist yet is a :class:`RunError`. A journal's
+    torn or bad lines are set aside first, each said on ``echo``."""
+    given = url or (spec.optuna.storage if spec.optuna else None)
+    where = storage_url(url, spec, name)
+    if "://" in where:
+        label = _redact(given or where)
+        return _rdb(where, label, create), label
+    label = str(Path(given)) if given is not None else str(default_journal(name))
+    if not create and not os.path.exists(where):
+        raise RunError(
+            f"no sweep state at {label} (the sweep has not run from this folder); "
             "run 'sweepspec run' first, or pass --storage"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
+    if given is not None and not os.path.exists(where) and where.endswith(_SQLITE_SUFFIXES):
+        raise RunError(
+            f"the storage {label!r} is taken as an Optuna journal file, but its name says "
+            f"SQLite: for an SQLite database write sqlite:///{given}"
+        )
+    from .journal import JournalError, SafeFileBackend, repair
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+    try:
+        os.makedirs(os.path.dirname(where), exist_ok=True)
+        for note in repair(where, label):
+            if echo is not None:
+                echo(f"sweepspec: {note}")
+        backend = SafeFileBackend(where, label)
+    except JournalError as exc:
+        raise RunError(str(exc)) from None
+    except OSError as exc:
+        raise RunError(f"cannot open the journal {label}: {exc.strerror}") from None
+    return optuna.storages.JournalStorage(backend), label
+
+
+def _rdb(url: str, label: str, create: bool) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage on ``url``; what the user can fix is one line."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    if not create and parsed.get_backend_name() == "sqlite" and database:
+        if database != ":memory:" and not os.path.exists(database):
+            raise RunError(
+                f"no sweep state at {label}: {database} does not exist; run 'sweepspec run' first"
+            )
+    try:
+        with sqlite_setup_lock(url):  # runs starting together: one creates the tables
+            return optuna.storages.RDBStorage(url)
+    except ImportError as exc:
+        raise RunError(_no_driver(parsed.drivername, label, exc)) from None
+    except Exception as exc:
+        if _raced(exc):
+            raise
+        raise RunError(_rdb_failed(exc, parsed.get_backend_name(), label)) from None
+
+
+@contextlib.contextmanager
+def sqlite_setup_lock(url: str | None) -> Iterator[None]:
+    """For an SQLite file, a lock beside it while its tables are made or checked: processes
+    that start together on a new file otherwise race in the schema set-up (Optuna's tables,
+    MLflow's migrations) and all but one fail."""
+    database = None
+    if url is not None and url.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    folder = os.path.dirname(database)
+    if folder and not os.path.isdir(folder):
+        yield  # the storage's own error says what is wrong with it
+        return
+    with _file_lock(_beside(database, "setup")):
+        yield
+
+
+def _no_driver(driver: str, label: str, exc: ImportError) -> str:
+    cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+    module = cause.name or "its driver"
+    if driver in ("postgresql", "postgresql+psycopg"):
+        return (
+            f"the storage {label} needs the PostgreSQL driver psycopg, which is not installed: "
+            "pip install 'sweepspec[postgres]'"
+        )
+    return f"the storage {label} needs the Python module {module}, which is not installed"
+
+
+def _rdb_failed(exc: Exception, backend: str, label: str) -> str:
+    kind = type(exc).__name__
+    if kind == "NoSuchModuleError":
+        scheme = label.split("://", 1)[0]
+        return (
+            f"unknown storage URL scheme {scheme!r} in {label}: give an Optuna RDB URL "
+            "(sqlite:///FILE, postgresql://USER@HOST/DB, mysql+pymysql://USER@HOST/DB) or the "
+            "path of a journal file"
+        )
+    original = getattr(exc, "orig", None) or exc
+    text = " ".join(str(original).split()) or kind
+    if kind == "OperationalError" and backend != "sqlite":
+        return f"cannot connect to the storage {label}: {text}"
+    return f"cannot open the storage {label}: {text}"
 
 
 def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
-def load_study(storage: str | optuna.storages.BaseStorage, name: str, label: str) -> optuna.Study:
+def load_study(storage: optuna.storages.BaseStorage, name: str, label: str) -> optuna.Study:
     """The existing study ``name``; :class:`RunError` when there is none."""
     try:
         return optuna.load_study(study_name=name, storage=storage)
@@ -177,18 +302,45 @@ def _file_lock(path: str | None) -> Iterator[None]:
         return
     import fcntl
 
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
 
 
-def lock_path(storage: str | optuna.storages.BaseStorage, label: str) -> str | None:
+def _open_lock(path: str) -> int:
+    """A lock file opened for flock (read-only: another user's file on this host will do)."""
+    return os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+
+
+def lock_path(url: str) -> str | None:
     """Beside a journal file, the lock that makes 'count, then ask' atomic across workers."""
     # not "<journal>.lock": Optuna's own journal lock is a symlink of that name
-    return None if isinstance(storage, str) else f"{label}.budget-lock"
+    return None if "://" in url else f"{url}.budget-lock"
+
+
+def _hold_path(url: str) -> str | None:
+    """Beside a journal or an SQLite file, the lock every run of the sweep holds (shared)
+    while it runs, and ``--fresh`` must get alone before it deletes anything."""
+    if "://" not in url:
+        return f"{url}.run-lock"
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return _beside(parsed.database, "run")
+    return None
+
+
+def _beside(database: str, kind: str) -> str:
+    """A lock for an SQLite file, in the temporary folder (not beside the user's file, so
+    no stray file appears in their project): one per file, whoever opens it on this host."""
+    import tempfile
+
+    digest = hashlib.sha256(os.path.abspath(database).encode()).hexdigest()[:20]
+    return os.path.join(tempfile.gettempdir(), f"sweepspec-{kind}-{digest}.lock")
 
 
 # ------------------------------------------------------------------- Ctrl-C, SIGTERM, SIGHUP
@@ -615,6 +767,29 @@ def _summary(trial: FrozenTrial) -> TrialSummary:
 # --------------------------------------------------------------------------- set-up
 
 
+# What Optuna's samplers import only when they first need it (optuna/samplers/, _LazyImport):
+# missing, the sweep would fail at the first trial past the random start-up ones.
+SAMPLER_NEEDS: dict[str, tuple[str, ...]] = {
+    "GPSampler": ("torch", "scipy"),
+    "CmaEsSampler": ("cmaes",),
+    "QMCSampler": ("scipy",),
+}
+
+
+def check_sampler(plan: OptunaPlan) -> None:
+    """Refuse, before any trial, a sampler whose dependencies are not installed."""
+    import importlib.util
+
+    name = plan.sampler["name"]
+    missing = [m for m in SAMPLER_NEEDS.get(name, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RunError(
+            f"the sampler {name} needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install "
+            f"{' '.join(missing)} (or choose another optuna.sampler)"
+        )
+
+
 @dataclass
 class Setup:
     """Everything one sweep needs, shared by the supervisor and its workers."""
@@ -622,10 +797,14 @@ class Setup:
     path: str
     plan: OptunaPlan
     name: str
-    storage: str | optuna.storages.BaseStorage
+    storage: optuna.storages.BaseStorage
     label: str
     study: optuna.Study
     budget: Budget
+    url: str = ""  # the storage with every path absolute: what the workers open
+    sweep_id: str = ""
+    fresh: bool = False  # the study is replaced (replace_study) once everything is up
+    hold: int | None = None  # the lock file held while the sweep runs (a descriptor)
 
 
 def prepare(
@@ -639,16 +818,18 @@ def prepare(
     echo: Callable[[str], None] | None = None,
     plan: OptunaPlan | None = None,
 ) -> Setup:
-    """Compile, open the storage, create (or resume, or with ``fresh`` replace) the study."""
+    """Compile, open the storage, create (or resume) the study. With ``fresh``, nothing is
+    deleted here: the old study stays until :func:`replace_study`, once the run is up."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan or compile_optuna(spec)
+    check_sampler(plan)
     name = study_name(spec, path)
+    url = storage_url(storage, spec, name)
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            store, label = open_storage(storage, spec, name)
-            if fresh:
-                _delete(store, name, label, echo)
-            study = _study(plan, store, name, label, path)
+            store, label = open_storage(storage, spec, name, echo=echo)
+            old = _existing(store, name) if fresh else None
+            study = _study(plan, store, name, label, path) if old is None else old
             break
         except (RunError, KeyboardInterrupt):
             raise
@@ -658,51 +839,122 @@ def prepare(
                 continue
             where = _redact(storage) if storage else default_journal(name)
             raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
-    return Setup(path, plan, name, store, label, study, make_budget(spec, plan, trials, deadline))
+    budget = make_budget(spec, plan, trials, deadline)
+    sweep_id = uuid.uuid4().hex if old else study.user_attrs[SWEEP_ID_ATTR]
+    return Setup(path, plan, name, store, label, study, budget, url, sweep_id, old is not None)
 
 
-_OPEN_ATTEMPTS = 5
+_OPEN_ATTEMPTS = 8
 
 
-def _raced(exc: Exception) -> bool:
+def _raced(exc: BaseException) -> bool:
     """Workers started together on an empty database all create Optuna's tables; all but
-    one hit "duplicate key" or "already exists", and find the tables there on a second try."""
+    one hit "duplicate key", "already exists" (PostgreSQL) or "UNIQUE constraint failed",
+    "database is locked" (SQLite), and find the tables there on a second try."""
     text = str(exc)
-    return type(exc).__name__ in ("IntegrityError", "ProgrammingError") and (
-        "already exists" in text or "duplicate key" in text
+    return type(exc).__name__ in ("IntegrityError", "ProgrammingError", "OperationalError") and (
+        any(sign in text for sign in _RACE_SIGNS)
     )
 
 
-def _delete(
-    store: str | optuna.storages.BaseStorage,
-    name: str,
-    label: str,
-    echo: Callable[[str], None] | None,
-) -> None:
+_RACE_SIGNS = ("already exists", "duplicate key", "UNIQUE constraint failed", "database is locked")
+
+
+def _existing(store: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
     try:
-        old = optuna.load_study(study_name=name, storage=store)
+        return optuna.load_study(study_name=name, storage=store)
     except KeyError:
+        return None
+
+
+def hold_sweep(setup: Setup) -> None:
+    """Hold the sweep while this run runs (a shared lock beside a journal or SQLite file);
+    ``--fresh`` needs it alone: another run on the sweep is refused, not crashed."""
+    path = _hold_path(setup.url)
+    if path is None:
+        if setup.fresh:
+            _refuse_if_running(setup)
         return
-    count = len(old.get_trials(deepcopy=False))
-    optuna.delete_study(study_name=name, storage=store)
+    import fcntl
+
+    setup.hold = _open_lock(path)  # held (shared) until the run ends
+    mode = fcntl.LOCK_EX if setup.fresh else fcntl.LOCK_SH
+    try:
+        fcntl.flock(setup.hold, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        release_sweep(setup)
+        raise RunError(_held(setup)) from None
+
+
+def _held(setup: Setup) -> str:
+    if setup.fresh:
+        return (
+            f"another 'sweepspec run' is running sweep {setup.name!r} on {setup.label} (it "
+            "holds the sweep), so --fresh deletes nothing; wait for it to end, or stop it, "
+            "then run --fresh again"
+        )
+    return (
+        f"a 'sweepspec run --fresh' is replacing sweep {setup.name!r} on {setup.label}; "
+        "run again once it has started"
+    )
+
+
+def _refuse_if_running(setup: Setup) -> None:
+    """Without a lock file in common (a database server), running trials show another run."""
+    host = socket.gethostname()
+    for trial in setup.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if owner != host or (pid.isdigit() and _alive(int(pid))):
+            raise RunError(_held(setup))
+
+
+def release_sweep(setup: Setup) -> None:
+    if setup.hold is not None:
+        os.close(setup.hold)
+        setup.hold = None
+
+
+def replace_study(setup: Setup, echo: Callable[[str], None] | None) -> None:
+    """``--fresh``, once storage, tracker and executor are up: delete the old study, create
+    the new one under the sweep id the tracker was started with, let other runs in again."""
+    if not setup.fresh:
+        return
+    count = len(setup.study.get_trials(deepcopy=False))
+    with deferred_interrupt():
+        optuna.delete_study(study_name=setup.name, storage=setup.storage)
+        setup.study = _study(
+            setup.plan, setup.storage, setup.name, setup.label, setup.path, setup.sweep_id
+        )
+    setup.fresh = False
+    if setup.hold is not None:
+        import fcntl
+
+        fcntl.flock(setup.hold, fcntl.LOCK_SH)
     if echo is not None:
-        echo(f"sweepspec: --fresh: deleted study {name!r} ({count} trials) from {label}")
+        echo(
+            f"sweepspec: --fresh: deleted study {setup.name!r} ({count} trials) from {setup.label}"
+        )
 
 
 def _study(
-    plan: OptunaPlan, store: str | optuna.storages.BaseStorage, name: str, label: str, path: str
+    plan: OptunaPlan,
+    store: optuna.storages.BaseStorage,
+    name: str,
+    label: str,
+    path: str,
+    sweep_id: str | None = None,
 ) -> optuna.Study:
     try:
         study = plan.create_study(store, name, load_if_exists=True)
     except SearchSpaceChangedError as exc:  # a changed search space, or metric goal
         raise RunError(_changed(name, label, store, exc.what)) from None
     if SWEEP_ID_ATTR not in study.user_attrs:
-        study.set_user_attr(SWEEP_ID_ATTR, uuid.uuid4().hex)
+        study.set_user_attr(SWEEP_ID_ATTR, sweep_id or uuid.uuid4().hex)
         study.set_user_attr(SPEC_ATTR, os.path.abspath(path))
     return study
 
 
-def _changed(name: str, label: str, store: str | optuna.storages.BaseStorage, what: str) -> str:
+def _changed(name: str, label: str, store: optuna.storages.BaseStorage, what: str) -> str:
     study = optuna.load_study(study_name=name, storage=store)
     origin = study.user_attrs.get(SPEC_ATTR)
     source = f" (created from {origin})" if origin else ""
@@ -798,19 +1050,54 @@ def run_sweep(
         tty,
     )
     execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
-    with stop_signals():
-        setup = prepare(
-            spec, path, storage=storage, trials=trials, fresh=fresh, echo=progress.write, plan=plan
-        )
+    from .journal import JournalError
+
+    try:
+        with stop_signals():
+            setup = prepare(
+                spec,
+                path,
+                storage=storage,
+                trials=trials,
+                fresh=fresh,
+                echo=progress.write,
+                plan=plan,
+            )
+            hold_sweep(setup)
+            try:
+                return _run(setup, spec, path, tracker, workers, progress, execute, grace)
+            finally:
+                release_sweep(setup)
+    except JournalError as exc:  # a full disk: nothing of the failed write is left behind
+        raise RunError(str(exc)) from None
+
+
+def _run(
+    setup: Setup,
+    spec: Spec,
+    path: str,
+    tracker: str,
+    workers: int,
+    progress: Progress,
+    execute: Execute,
+    grace: float,
+) -> Finished:
+    if not setup.fresh:
         for number in fail_stale(setup.study):
             progress.write(
                 f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
             )
-        workers = bound_workers(workers, setup, progress.write)
-        progress.write(_opening(setup, tracker, workers))
-        sink = _tracker(tracker, spec, path, setup, progress.write)
-        progress.update(setup.budget.tally(summaries(setup.study)))
-        reason = _drive(setup, workers, sink, progress, execute, grace)
+    workers = bound_workers(workers, setup, progress.write)
+    progress.write(_opening(setup, tracker, workers))
+    sink = _tracker(tracker, spec, path, setup, progress.write)
+    try:
+        replace_study(setup, progress.write)  # --fresh: only now that everything is up
+    except BaseException:
+        with deferred_interrupt():
+            sink.close("FAILED")
+        raise
+    progress.update(setup.budget.tally(summaries(setup.study)))
+    reason = _drive(setup, workers, sink, progress, execute, grace)
     where = sink.where()
     if where:
         progress.write(where)
@@ -854,7 +1141,7 @@ def _drive(
                 sink,
                 execute,
                 progress,
-                lock_path(setup.storage, setup.label),
+                lock_path(setup.url),
             ).run()
         else:
             reason = _supervise(setup, workers, sink, progress, grace)
@@ -882,7 +1169,7 @@ def _interrupted(setup: Setup, exc: BaseException) -> str:
 
 
 def _opening(setup: Setup, tracker: str, workers: int) -> str:
-    done = len(setup.study.get_trials(deepcopy=False))
+    done = 0 if setup.fresh else len(setup.study.get_trials(deepcopy=False))
     where = f"storage {setup.label}, tracker {tracker}"
     several = f", {workers} workers" if workers > 1 else ""
     resumed = f"; resuming after {done} trials" if done else ""
@@ -893,26 +1180,52 @@ def _tracker(
     name: str, spec: Spec, path: str, setup: Setup, echo: Callable[[str], None]
 ) -> Tracker:
     uri = spec.tracking.uri if spec.tracking else None
-    try:
-        sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
-        sink.start(
-            SweepInfo(
-                name=setup.name,
-                engine="optuna",
-                sweep_id=setup.study.user_attrs[SWEEP_ID_ATTR],
-                spec_path=os.path.abspath(path),
-                spec_hash=spec_hash(path),
-                artifact=setup.plan.to_json(),
-            )
-        )
-    except ImportError as exc:
-        raise RunError(
-            f"the {name} tracker needs {exc.name or name}: pip install "
-            f"'sweepspec[{name}]', or run with --tracker none"
-        ) from None
-    except Exception as exc:  # the tracking server is the user's
-        raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
-    return sink
+    info = SweepInfo(
+        name=setup.name,
+        engine="optuna",
+        sweep_id=setup.sweep_id,
+        spec_path=os.path.abspath(path),
+        spec_hash=spec_hash(path),
+        artifact=setup.plan.to_json(),
+    )
+    uri = absolute_uri(uri) if name == "mlflow" else uri
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with sqlite_setup_lock(uri):  # runs starting together: one creates the tables
+                sink = make_tracker(
+                    name, uri=uri, experiment=experiment_name(spec, path), echo=echo
+                )
+                sink.start(info)
+            return sink
+        except ImportError as exc:
+            raise RunError(
+                f"the {name} tracker needs {exc.name or name}: pip install "
+                f"'sweepspec[{name}]', or run with --tracker none"
+            ) from None
+        except Exception as exc:  # the tracking server is the user's
+            if _raced(exc) and attempt + 1 < _OPEN_ATTEMPTS:  # runs starting on one new store
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def absolute_uri(uri: str | None) -> str | None:
+    """MLflow's store with a relative path made absolute (``tracking.uri``, else
+    ``MLFLOW_TRACKING_URI``, else MLflow's default ``./mlruns`` or ``sqlite:///mlflow.db``),
+    so that a trial that changes the working directory does not move it."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri is None:
+        import mlflow
+
+        uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:"):
+        return _absolute_sqlite(uri)
+    if uri.startswith("file:") and not uri.startswith("file:///"):
+        return Path(os.path.abspath(uri[len("file:") :])).as_uri()
+    if "://" not in uri and not uri.startswith(("databricks", "file:")):
+        return os.path.abspath(uri)
+    return uri
 
 
 # --------------------------------------------------------------------------- several workers
@@ -922,7 +1235,7 @@ def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress, gr
     """Start ``workers`` processes on the storage and follow their trials until all stop."""
     settings = {
         "spec": os.path.abspath(setup.path),
-        "storage": _storage_arg(setup),
+        "storage": setup.url,
         "name": setup.name,
         "trials": setup.budget.trials,
         "deadline": setup.budget.deadline,
@@ -951,12 +1264,6 @@ def _supervise(setup: Setup, workers: int, sink: Tracker, progress: Progress, gr
         raise RunError(f"{failed} of {workers} workers stopped with an error (see above)")
     tally = setup.budget.tally(summaries(setup.study))
     return setup.budget.stop_reason(tally) or "every worker stopped"
-
-
-def _storage_arg(setup: Setup) -> str:
-    if isinstance(setup.storage, str):
-        return setup.storage
-    return os.path.abspath(setup.label)
 
 
 def _follow(setup: Setup, seen: set[int], progress: Progress) -> None:
@@ -989,13 +1296,14 @@ def worker_main(argv: list[str]) -> int:
     """One worker process of ``run --workers N`` (``python -m sweepspec.runners.optuna``)."""
     settings = json.loads(argv[0])
     from ..spec import SpecError, load
+    from .journal import JournalError
 
     try:
         with stop_signals():
             return _work(settings, load)
     except KeyboardInterrupt as exc:
         return 128 + interrupt_signal(exc)
-    except (RunError, SpecError) as exc:
+    except (RunError, SpecError, JournalError) as exc:
         sys.stderr.write(f"sweepspec: worker {os.getpid()}: error: {exc}\n")
         return 1
 
@@ -1021,7 +1329,7 @@ def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
             setup.budget,
             sink,
             execute,
-            lock_path=lock_path(setup.storage, setup.label),
+            lock_path=lock_path(setup.url),
         ).run()
         return 0
     finally:

@@ -1,0 +1,238 @@
+"""The journal file under Optuna's ``JournalStorage``: set aside what a crash or a full disk
+left torn, and never leave a torn record behind on a failed write.
+
+Optuna's journal is one JSON record per line, appended under a lock. A write cut short (the
+disk filled, the process was killed, a copy was cut) leaves a last line without its newline;
+Optuna then appends the next record right after it, and from that line on every reader fails.
+Garbage or a NUL fill in the middle fails every reader too.
+
+:func:`repair` runs before the journal is opened: under Optuna's own journal lock it moves
+every line that is not a whole record to a side file beside the journal (never dropped), and
+keeps the whole records. The records after a bad line in the middle are kept only when each of
+them still applies to a trial or study that exists: a lost line that created a trial would
+shift every later trial's id, and Optuna would file their results under the wrong trials. In
+that case the journal is cut at the bad line and the rest goes to the side file too.
+
+:class:`SafeFileBackend` appends as Optuna's backend does, but a write that fails (``ENOSPC``)
+is undone (the file is truncated to its size before the write) and raised as
+:class:`JournalWriteError`, a one-line message.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+__all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "repair"]
+
+# Optuna's JournalOperation codes (optuna/storages/journal/_storage.py)
+_CREATE_STUDY, _CREATE_TRIAL, _LAST_OP = 0, 4, 10
+_STUDY_OPS = (1, 2, 3)  # delete study, set study user/system attribute
+_TRIAL_OPS = (5, 6, 7, 8, 9)  # set trial param, state, intermediate value, user/system attribute
+
+
+class JournalError(Exception):
+    """A journal that cannot be used as it is: one line for the user."""
+
+
+class JournalWriteError(JournalError):
+    """A write to the journal failed (a full disk); nothing of it is left in the file."""
+
+
+def _is_record(line: bytes) -> dict[str, Any] | None:
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+        return None
+    return record if 0 <= record["op_code"] <= _LAST_OP else None
+
+
+@dataclass
+class _Replay:
+    """Just enough of Optuna's replay to tell whether a record applies to what exists."""
+
+    studies: int = 0
+    names: set[str] = field(default_factory=set)
+    trials: int = 0
+
+    def applies(self, record: dict[str, Any]) -> bool:
+        op = record["op_code"]
+        if op == _CREATE_STUDY:
+            name = record.get("study_name")
+            if name not in self.names:
+                self.names.add(str(name))
+                self.studies += 1
+            return True
+        if op in _STUDY_OPS or op == _CREATE_TRIAL:
+            ok = _index(record, "study_id", self.studies)
+            if ok and op == _CREATE_TRIAL:
+                self.trials += 1
+            return ok
+        if op in _TRIAL_OPS:
+            return _index(record, "trial_id", self.trials)
+        return True
+
+
+def _index(record: dict[str, Any], key: str, count: int) -> bool:
+    value = record.get(key)
+    return isinstance(value, int) and 0 <= value < count
+
+
+@dataclass
+class _Scan:
+    keep: list[bytes] = field(default_factory=list)
+    aside: list[bytes] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    trials: int = 0
+
+
+def _scan(lines: list[bytes], records: list[dict[str, Any] | None], label: str) -> _Scan:
+    scan, replay = _Scan(), _Replay()
+    first_bad, kept_before = 0, 0
+    for number, (line, record) in enumerate(zip(lines, records, strict=True), start=1):
+        if record is None:
+            if not first_bad:
+                first_bad, kept_before = number, len(scan.keep)
+            scan.aside.append(line)
+            scan.notes.append(f"{label}: line {number} is {_what(line, number == len(lines))}")
+        elif replay.applies(record) or not first_bad:
+            scan.keep.append(line)
+        else:
+            scan.notes.append(
+                f"{label}: line {number} refers to a trial or study that a bad line above "
+                f"may have created, so the journal is cut at line {first_bad}"
+            )
+            scan.keep, scan.aside = scan.keep[:kept_before], lines[first_bad - 1 :]
+            replay = _Replay()
+            for whole in scan.keep:
+                replay.applies(json.loads(whole))
+            break
+    scan.trials = replay.trials
+    return scan
+
+
+def _what(line: bytes, last: bool) -> str:
+    size = f"{len(line)} bytes"
+    if line.strip(b"\0\n") == b"":
+        return f"a NUL fill ({size})"
+    if last and not line.endswith(b"\n"):
+        return f"torn: a record cut short ({size})"
+    return f"not a journal record ({size})"
+
+
+def repair(path: str, label: str) -> list[str]:
+    """Set aside the lines of the journal at ``path`` that are not whole records; return one
+    line per finding and one on what is kept (nothing when the journal is whole)."""
+    if os.path.isdir(path):
+        raise JournalError(f"{label} is a folder, not an Optuna journal file")
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        return _repair_locked(path, label)
+    finally:
+        lock.release()
+
+
+def _repair_locked(path: str, label: str) -> list[str]:
+    with open(path, "rb") as fh:
+        lines = fh.readlines()
+    records = [_is_record(line) for line in lines]
+    torn_first = len(lines) == 1 and lines[0].startswith(b'{"op_code":')
+    if not any(records) and not torn_first:
+        raise JournalError(_not_a_journal(lines[0], label))
+    scan = _scan(lines, records, label)
+    if not scan.aside:
+        return []
+    side = _side_file(path)
+    _write(side, b"".join(scan.aside))
+    kept = b"".join(scan.keep)
+    if scan.aside == lines[len(scan.keep) :]:
+        os.truncate(path, len(kept))  # a torn end: no copy, so it works on a full disk too
+    else:
+        _write(path + ".repair", kept)
+        os.replace(path + ".repair", path)
+    shown = os.path.join(os.path.dirname(label), os.path.basename(side))
+    count = len(scan.aside)
+    return scan.notes + [
+        f"{label}: readable: {len(scan.keep)} whole records ({scan.trials} trials), and the "
+        f"sweep goes on from them; the {count} bad line{'s' if count > 1 else ''} "
+        f"{'are' if count > 1 else 'is'} kept in {shown}"
+    ]
+
+
+def _side_file(path: str) -> str:
+    """``<journal>.bad-1``, or the next number free: an earlier repair's file stays."""
+    number = 1
+    while os.path.exists(f"{path}.bad-{number}"):
+        number += 1
+    return f"{path}.bad-{number}"
+
+
+def _not_a_journal(first: bytes, label: str) -> str:
+    if first.startswith(b"SQLite format 3\0"):
+        return (
+            f"{label} is an SQLite database, not an Optuna journal: give it as a URL, "
+            f"sqlite:///{label}"
+        )
+    return f"{label} is not an Optuna journal (its first line is not a journal record)"
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class SafeFileBackend(JournalFileBackend):
+    """Optuna's file backend, with a failed append undone instead of left torn."""
+
+    def __init__(self, file_path: str, label: str) -> None:
+        self.path, self.label = file_path, label
+        self.lock = JournalFileSymlinkLock(file_path)
+        super().__init__(file_path, self.lock)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        self.lock.acquire()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                except OSError as exc:
+                    os.ftruncate(fd, size)
+                    raise JournalWriteError(_write_failed(self.label, exc)) from None
+            finally:
+                os.close(fd)
+        finally:
+            self.lock.release()
+
+
+def _write_failed(label: str, exc: OSError) -> str:
+    reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
+    return (
+        f"cannot write to {label}: {reason} ({exc.strerror}); every finished trial is kept "
+        "there: make room, then run the same command again to resume"
+    )

@@ -1,0 +1,199 @@
+"""A torn journal, through the CLI: the end of a write cut short, garbage or a NUL fill in the
+middle, and a disk that fills up mid-sweep (a real tmpfs, in a mount namespace of its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sweepspec.main import main
+
+SPEC = """
+method: random
+metric: {name: loss}
+function: trial_mod:objective
+run_cap: 4
+parameters:
+  x: {min: 0.0, max: 1.0}
+"""
+TRIAL = """
+def objective(trial):
+    trial.report({"loss": trial.params["x"] + 1.0}, 0)
+    return trial.params["x"]
+"""
+JOURNAL = ".sweepspec/sweep.journal"
+
+
+def _run(folder: Path, *args: str) -> None:
+    """``sweepspec run sweep.yaml`` in a process of its own (its trials' worker then is gone,
+    as after a crash)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "none", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _swept(folder: Path) -> list[bytes]:
+    (folder / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (folder / "trial_mod.py").write_text(textwrap.dedent(TRIAL).lstrip())
+    _run(folder)
+    return (folder / JOURNAL).read_bytes().splitlines(keepends=True)
+
+
+def _results(capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, object]], str]:
+    code = main(["results", "sweep.yaml", "--format", "json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out else [], err
+
+
+def _op(line: bytes) -> int:
+    return int(json.loads(line)["op_code"])
+
+
+def test_a_torn_last_line_is_set_aside_and_the_sweep_resumes(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crash mid-write, or a copy cut short: the last record lost its end."""
+    lines = _swept(sweep_dir)
+    whole = b"".join(lines[:-1])
+    torn = lines[-1][:-20]
+    (sweep_dir / JOURNAL).write_bytes(whole + torn)
+    code, rows, err = _results(capsys)
+    assert (code, [r["state"] for r in rows]) == (0, ["COMPLETE"] * 3 + ["RUNNING"])
+    assert err == (
+        f"sweepspec: {JOURNAL}: line {len(lines)} is torn: a record cut short "
+        f"({len(torn)} bytes)\n"
+        f"sweepspec: {JOURNAL}: readable: {len(lines) - 1} whole records (4 trials), and the "
+        f"sweep goes on from them; the 1 bad line is kept in {JOURNAL}.bad-1\n"
+    )
+    assert (sweep_dir / f"{JOURNAL}.bad-1").read_bytes() == torn
+    assert (sweep_dir / JOURNAL).read_bytes() == whole
+    # the run resumes: the trial whose end was lost is failed, the budget is filled
+    _run(sweep_dir, "--trials", "5")
+    code, rows, err = _results(capsys)
+    assert (code, err) == (0, "")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 2
+
+
+def test_garbage_in_the_middle_is_set_aside_and_every_whole_record_kept(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = _swept(sweep_dir)
+    at = next(i for i, line in enumerate(lines) if _op(line) == 8)  # a trial's user attribute
+    garbage = b"\x89PNG\r\x1a garbage " + bytes(range(200, 230)) + b"\n"
+    (sweep_dir / JOURNAL).write_bytes(b"".join(lines[:at] + [garbage] + lines[at + 1 :]))
+    code, rows, err = _results(capsys)
+    assert (code, [r["state"] for r in rows]) == (0, ["COMPLETE"] * 4)
+    assert err == (
+        f"sweepspec: {JOURNAL}: line {at + 1} is not a journal record ({len(garbage)} bytes)\n"
+        f"sweepspec: {JOURNAL}: readable: {len(lines) - 1} whole records (4 trials), and the "
+        f"sweep goes on from them; the 1 bad line is kept in {JOURNAL}.bad-1\n"
+    )
+    assert (sweep_dir / f"{JOURNAL}.bad-1").read_bytes() == garbage
+    _run(sweep_dir, "--trials", "6")
+    assert [r["state"] for r in _results(capsys)[1]] == ["COMPLETE"] * 6
+
+
+def test_a_nul_fill_over_a_trial_cuts_the_journal_there(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lost line created trial 1: the records after it would land on the wrong trials, so
+    they are set aside with it, and trial 0 is what is readable."""
+    lines = _swept(sweep_dir)
+    at = [i for i, line in enumerate(lines) if _op(line) == 4][1]  # creates trial 1
+    nul = b"\0" * (len(lines[at]) - 1) + b"\n"
+    (sweep_dir / JOURNAL).write_bytes(b"".join(lines[:at] + [nul] + lines[at + 1 :]))
+    code, rows, err = _results(capsys)
+    assert (code, [r["state"] for r in rows]) == (0, ["COMPLETE"])
+    assert err == (
+        f"sweepspec: {JOURNAL}: line {at + 1} is a NUL fill ({len(nul)} bytes)\n"
+        f"sweepspec: {JOURNAL}: line {at + 2} refers to a trial or study that a bad line above "
+        f"may have created, so the journal is cut at line {at + 1}\n"
+        f"sweepspec: {JOURNAL}: readable: {at} whole records (1 trials), and the sweep goes on "
+        f"from them; the {len(lines) - at} bad lines are kept in {JOURNAL}.bad-1\n"
+    )
+    assert (sweep_dir / f"{JOURNAL}.bad-1").read_bytes() == b"".join([nul] + lines[at + 1 :])
+    _run(sweep_dir)
+    assert [r["state"] for r in _results(capsys)[1]] == ["COMPLETE"] * 4
+
+
+# The disk fills up during trial 2 (the trial itself fills it, as a checkpoint would); then
+# room is made and the same command runs again. Every step runs in a mount namespace whose
+# tmpfs of 256 KiB holds the working folder; the journal is copied out after each step.
+_FULL_DISK = """
+set -u
+mount -t tmpfs -o size=256k tmpfs "$DISK" || exit 97
+cp sweep.yaml trial_mod.py "$DISK"/
+cd "$DISK"
+"$PY" -m sweepspec run sweep.yaml --tracker none > "$OUT/run1.out" 2> "$OUT/run1.err"
+echo $? > "$OUT/run1.code"
+cp .sweepspec/sweep.journal "$OUT/after-enospc.journal"
+rm filler
+"$PY" -m sweepspec run sweep.yaml --tracker none > "$OUT/run2.out" 2> "$OUT/run2.err"
+echo $? > "$OUT/run2.code"
+"$PY" -m sweepspec results sweep.yaml --format json > "$OUT/results.json" 2> "$OUT/results.err"
+exit 0
+"""
+FILLING_TRIAL = """
+def objective(trial):
+    if trial.number == 2:
+        with open("filler", "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"x" * 4096)
+                    fh.flush()
+            except OSError:
+                pass
+    return trial.params["x"]
+"""
+
+
+def test_a_full_disk_mid_sweep_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a tmpfs of its own")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "trial_mod.py").write_text(textwrap.dedent(FILLING_TRIAL).lstrip())
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "out").mkdir()
+    env = {
+        **os.environ,
+        "DISK": str(tmp_path / "disk"),
+        "OUT": str(tmp_path / "out"),
+        "PY": sys.executable,
+        "PYTHONWARNINGS": "ignore",
+    }
+    done = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", _FULL_DISK],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    assert (out / "run1.code").read_text() == "1\n"
+    assert (out / "run1.err").read_text().splitlines()[-1] == (
+        "Error: cannot write to .sweepspec/sweep.journal: the disk is full (No space left on "
+        "device); every finished trial is kept there: make room, then run the same command "
+        "again to resume"
+    )
+    # what the full disk stopped is a whole journal: every line a record
+    records = [
+        json.loads(line) for line in (out / "after-enospc.journal").read_bytes().split(b"\n")[:-1]
+    ]
+    assert sum(r["op_code"] == 4 for r in records) == 3
+    assert (out / "run2.code").read_text() == "0\n", (out / "run2.err").read_text()
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"] + ["COMPLETE"] * 2
