@@ -750,13 +750,15 @@ def test_fresh_while_another_run_holds_the_sweep_is_refused(
     )
     _, rest = other.communicate(timeout=120)
     assert other.returncode == 0, rest
-    assert [r["state"] for r in _results(sweep_dir)] == ["COMPLETE"] * 6
+    rows = _results(sweep_dir)  # a trial may fail under a loaded machine; none is lost
+    states = [r["state"] for r in rows]
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states, rows
     # once it has ended, --fresh goes ahead
     code, _, err = _run(capsys, "sweep.yaml", "--fresh", "--tracker", "none", "--trials", "1")
     assert code == 0, err
     assert (
-        "sweepspec: --fresh: deleted study 'sweep' (6 trials) from .sweepspec/sweep.journal"
-        in err.splitlines()
+        f"sweepspec: --fresh: deleted study 'sweep' ({len(rows)} trials) from "
+        ".sweepspec/sweep.journal" in err.splitlines()
     )
 
 
