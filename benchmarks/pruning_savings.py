@@ -4,7 +4,7 @@ Measured: the quickstart sweep (examples/quickstart: a small network on scikit-l
 val_loss minimised, hyperband early termination) is run by ``sweepspec run`` twice per
 sampler seed, at the same trial budget (30 by default):
 
-* pruned: the spec as it is (W&B hyperband, compiled to Optuna's SuccessiveHalvingPruner);
+* pruned: the spec as it is (W&B hyperband, compiled to sweepspec's WandbHyperbandPruner);
 * unpruned: the same spec with ``early_terminate`` removed (Optuna's NopPruner).
 
 Each run gets a temporary copy of the example folder whose spec also pins the seed of the

@@ -11,6 +11,7 @@ import pytest
 from compiler_helpers import spec_of
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from sweepspec.compiler._wandb_hyperband import WandbHyperbandPruner
 from sweepspec.compiler.base import (
     CompileError,
     SearchSpaceChangedError,
@@ -275,42 +276,39 @@ def test_bands_are_wandbs(et: dict[str, Any]) -> None:
     assert wandb_bands(HyperbandStopping(**et)) == run.early_terminate_info["bands"]
 
 
-def test_hyperband_is_one_successive_halving_bracket_on_wandbs_bands() -> None:
+@pytest.mark.parametrize(
+    ("et", "kwargs"),
+    [
+        ("{type: hyperband, min_iter: 3, eta: 2}", {"min_iter": 3, "eta": 2, "strict": True}),
+        (
+            "{type: hyperband, max_iter: 15, s: 2, eta: 3, strict: false}",
+            {"max_iter": 15, "s": 2, "eta": 3, "strict": False},
+        ),
+        (
+            "{type: hyperband, min_iter: 2, max_iter: 27, s: 2, eta: 2.5}",
+            {"max_iter": 27, "s": 2, "eta": 2.5, "strict": True},
+        ),
+    ],
+)
+def test_hyperband_is_wandbs_own_rule_with_nothing_unsupported(
+    et: str, kwargs: dict[str, Any]
+) -> None:
     plan = compile_optuna(
-        spec_of("""
+        spec_of(f"""
         method: random
-        metric: {name: loss}
-        early_terminate: {type: hyperband, min_iter: 3, eta: 2}
+        metric: {{name: loss}}
+        early_terminate: {et}
         parameters:
-          a: {min: 0.0, max: 1.0}
+          a: {{min: 0.0, max: 1.0}}
         """)
     )
-    assert plan.pruner == {
-        "name": "SuccessiveHalvingPruner",
-        "kwargs": {"min_resource": 3, "reduction_factor": 2, "min_early_stopping_rate": 0},
-    }
+    assert plan.pruner == {"name": "WandbHyperbandPruner", "kwargs": kwargs}
     assert plan.prune_on == "count"
     assert plan.unsupported == []
     pruner = plan.create_pruner()
-    assert [pruner._min_resource * pruner._reduction_factor**k for k in range(5)] == wandb_bands(
-        plan.spec.early_terminate
-    )[:5]
-
-
-def test_hyperband_max_iter_bands_that_optuna_cannot_make_are_named() -> None:
-    plan = compile_optuna(
-        spec_of("""
-        method: random
-        metric: {name: loss}
-        early_terminate: {type: hyperband, max_iter: 15, s: 2, eta: 3}
-        parameters:
-          a: {min: 0.0, max: 1.0}
-        """)
-    )
-    assert [u.message for u in plan.unsupported] == [
-        "W&B's hyperband (max_iter=15, s=2, eta=3) stops runs at iterations [1, 5]; "
-        "SuccessiveHalvingPruner(min_resource=1, reduction_factor=3) checks at [1, 3, 9]"
-    ]
+    assert isinstance(pruner, WandbHyperbandPruner)
+    assert pruner.bands == wandb_bands(plan.spec.early_terminate)
+    assert (pruner.eta, pruner.strict) == (kwargs["eta"], kwargs["strict"])
 
 
 def test_hyperband_without_any_band_cannot_compile() -> None:

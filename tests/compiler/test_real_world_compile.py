@@ -17,6 +17,7 @@ import optuna
 import pytest
 import yaml
 
+from sweepspec.compiler._wandb_hyperband import WandbHyperbandPruner
 from sweepspec.compiler.optuna import compile_optuna
 from sweepspec.compiler.wandb import compile_wandb
 from sweepspec.spec import Spec, check
@@ -65,9 +66,9 @@ def test_optuna(name: str) -> None:
     assert spec is not None
     plan = compile_optuna(spec)
     assert plan.sampler["name"] == SAMPLER[spec.method]
-    expected_pruner = "SuccessiveHalvingPruner" if spec.early_terminate else "NopPruner"
-    assert plan.pruner["name"] == expected_pruner
-    assert isinstance(plan.create_pruner(), getattr(optuna.pruners, expected_pruner))
+    expected = WandbHyperbandPruner if spec.early_terminate else optuna.pruners.NopPruner
+    assert plan.pruner["name"] == expected.__name__
+    assert isinstance(plan.create_pruner(), expected)
     for flat, param in spec.flat_parameters().items():
         if param.distribution in NATIVE or spec.method == "grid":
             compiled = plan.params[flat]  # Optuna's own distribution, or its choices by index

@@ -147,7 +147,7 @@ def test_one_parent_run_per_sweep_with_spec_and_artifact(logged: Logged) -> None
         parent.info.run_id, "optuna.json", str(logged.folder / "downloaded")
     )
     artifact = json.loads(Path(local).read_text())
-    assert artifact["pruner"]["name"] == "SuccessiveHalvingPruner"
+    assert artifact["pruner"]["name"] == "WandbHyperbandPruner"
     assert artifact["distributions"]["optimizer.lr"]["attributes"]["log"] is True
 
 

@@ -101,9 +101,7 @@ class WandbHyperbandPruner(optuna.pruners.BasePruner):
                 f"bands={bands}, min_iter={min_iter}, max_iter={max_iter}, s={s}."
             )
         if (max_iter is None) != (s is None):
-            raise ValueError(
-                f"`max_iter` and `s` go together, but got max_iter={max_iter}, s={s}."
-            )
+            raise ValueError(f"`max_iter` and `s` go together, but got max_iter={max_iter}, s={s}.")
         if min_iter is not None and min_iter < 1:
             raise ValueError(f"`min_iter >= 1` must hold, but got min_iter={min_iter}.")
         if bands is None:

@@ -12,11 +12,12 @@ Decisions (the README section "How the engines differ" is generated from
   conditional spaces. ``optuna: {sampler: gp}`` asks for the GP. Several ``metrics`` ->
   ``NSGAIISampler`` unless the method is grid or random.
 * No ``early_terminate`` -> ``NopPruner`` (never Optuna's default ``MedianPruner``). W&B's
-  ``hyperband`` is one successive-halving bracket -> ``SuccessiveHalvingPruner(min_resource=
-  first band, reduction_factor=round(eta), min_early_stopping_rate=0)``, with
-  ``prune_on="count"``: the step reported to Optuna is the 1-based count of objective values
-  reported so far, which is W&B's iteration. Bands that Optuna's rungs cannot reproduce are
-  named as unsupported. ``brackets > 1`` -> ``HyperbandPruner``.
+  ``hyperband`` -> ``WandbHyperbandPruner`` (:mod:`._wandb_hyperband`), which applies W&B's
+  own rule (bands, rank, ``strict``, re-checks), with ``prune_on="count"``: the step
+  reported to Optuna is the 1-based count of objective values reported so far, which is
+  W&B's iteration. No Optuna pruner makes W&B's decisions (``SuccessiveHalvingPruner`` keeps
+  one trial fewer per rung and never re-checks). ``brackets > 1`` (sweepspec's extension)
+  -> Optuna's ``HyperbandPruner``. Optuna's own pruners keep their names.
 * ``metric.target`` is recorded (``targets``); the runner stops the study when it is reached.
 * Distributions come from :mod:`sweepspec.compiler.distributions`: native where Optuna has the
   same distribution, else a quantile ``u ~ U(0, 1)`` mapped through W&B's inverse CDF.
@@ -47,6 +48,7 @@ from optuna.distributions import (
 )
 
 from ..spec.models import ConstantParam, HyperbandStopping, NestedParam, PatientStopping, Spec
+from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
 from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
 from .table import SAMPLERS
@@ -233,6 +235,7 @@ class OptunaPlan:
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
             ppf_source=_ppf_source(),
+            hyperband_source=_ppf_source("_wandb_hyperband"),
             plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir),
             spec_dir_relative=relative,
@@ -363,9 +366,10 @@ def _python_lines(text: str) -> str:
     return "\n".join(f"    {line!r}" for line in text.splitlines(keepends=True))
 
 
-def _ppf_source() -> str:
-    """The source of :mod:`._ppf` (standard library only) for the standalone script."""
-    source = (Path(__file__).parent / "_ppf.py").read_text(encoding="utf-8")
+def _ppf_source(module: str = "_ppf") -> str:
+    """The source of :mod:`._ppf` or :mod:`._wandb_hyperband` (standard library and optuna
+    only) for the standalone script."""
+    source = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
     return source.replace("from __future__ import annotations\n", "").strip()
 
 
@@ -389,6 +393,8 @@ def _build_pruner(cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
     if cfg["name"] == "PatientPruner":
         wrapped = kwargs.get("wrapped_pruner")
         kwargs["wrapped_pruner"] = _build_pruner(wrapped) if wrapped is not None else None
+    if cfg["name"] == WandbHyperbandPruner.__name__:
+        return WandbHyperbandPruner(**kwargs)
     pruner: optuna.pruners.BasePruner = getattr(optuna.pruners, cfg["name"])(**kwargs)
     return pruner
 
@@ -602,20 +608,7 @@ def study_name_for(spec: Spec, path: str | None = None) -> str | None:
 def wandb_bands(et: HyperbandStopping) -> list[int]:
     """The iterations at which W&B's hyperband stops runs (``hyperband_stopping.py``): from
     ``max_iter`` (which wins when both are given) down by ``eta``, or ``min_iter`` up."""
-    bands: list[int] = []
-    if et.max_iter is not None and et.s is not None:
-        band: float = et.max_iter
-        for _ in range(int(et.s)):
-            band /= et.eta
-            if band < 1:
-                break
-            bands.append(int(band))
-        return sorted(bands)
-    band = et.min_iter or 1
-    for _ in range(100):
-        bands.append(int(band))
-        band *= et.eta
-    return bands
+    return hyperband_bands(min_iter=et.min_iter, max_iter=et.max_iter, s=et.s, eta=et.eta)
 
 
 def _hyperband(et: HyperbandStopping, policy: Policy) -> dict[str, Any]:
@@ -626,56 +619,25 @@ def _hyperband(et: HyperbandStopping, policy: Policy) -> dict[str, Any]:
             f"eta={et.eta} has no band (W&B stops with 'Bands must be an array "
             "of length at least 1'); increase max_iter or s, or lower eta"
         )
-    rf = max(2, round(et.eta))
-    if not et.strict:
-        policy.unsupported(
-            "early_terminate.strict",
-            "W&B's non-strict hyperband compares the "
-            "best value so far; Optuna compares the value at the rung",
-            "hyperband-strict",
-        )
     if et.brackets > 1:
-        return _multi_bracket(et, bands[0], rf, policy)
-    _check_bands(et, bands, rf, policy)
-    kwargs = {"min_resource": bands[0], "reduction_factor": rf, "min_early_stopping_rate": 0}
-    return {"name": "SuccessiveHalvingPruner", "kwargs": kwargs}
-
-
-def _check_bands(et: HyperbandStopping, bands: list[int], rf: int, policy: Policy) -> None:
-    if et.max_iter is not None and et.s is not None:
-        limit = et.max_iter
-        form = f"max_iter={et.max_iter}, s={et.s}, eta={et.eta}"
-    else:
-        limit, bands = bands[5], bands[:5]
-        form = f"min_iter={et.min_iter}, eta={et.eta}"
-    rungs = _rungs(bands[0], rf, limit)
-    differences = []
-    if rungs != bands:
-        more = "" if et.max_iter is not None else ", ..."
-        differences.append(
-            f"W&B's hyperband ({form}) stops runs at iterations {bands}{more}; "
-            f"SuccessiveHalvingPruner(min_resource={bands[0]}, "
-            f"reduction_factor={rf}) checks at {rungs}{more}"
-        )
-    if rf != et.eta:
-        differences.append(
-            f"eta={et.eta} is not an integer: Optuna keeps the best 1/{rf} of "
-            f"the trials at a rung, W&B the best 1/{et.eta}"
-        )
-    if differences:
-        policy.unsupported("early_terminate", "; ".join(differences), "hyperband-bands")
-
-
-def _rungs(first: int, rf: int, limit: int) -> list[int]:
-    """SuccessiveHalvingPruner's rungs below ``limit``: ``first * rf^k``."""
-    rungs, rung = [], first
-    while rung < limit:
-        rungs.append(rung)
-        rung *= rf
-    return rungs
+        return _multi_bracket(et, bands[0], max(2, round(et.eta)), policy)
+    form: dict[str, Any] = (
+        {"max_iter": et.max_iter, "s": et.s}
+        if et.max_iter is not None and et.s is not None
+        else {"min_iter": et.min_iter or 1}
+    )
+    kwargs = {**form, "eta": et.eta, "strict": et.strict}
+    return {"name": WandbHyperbandPruner.__name__, "kwargs": kwargs}
 
 
 def _multi_bracket(et: HyperbandStopping, first: int, rf: int, policy: Policy) -> dict[str, Any]:
+    if not et.strict:
+        policy.unsupported(
+            "early_terminate.strict",
+            "W&B's non-strict hyperband compares the best value so far; Optuna's "
+            "HyperbandPruner compares the value at the rung",
+            "hyperband-strict",
+        )
     max_resource = et.max_iter if et.max_iter is not None else first * rf ** (et.brackets - 1)
     # HyperbandPruner's own formula for its number of brackets
     n = math.floor(math.log(max_resource / first, rf)) + 1

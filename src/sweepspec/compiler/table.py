@@ -219,17 +219,16 @@ EARLY_TERMINATE: tuple[EarlyTerminateRow, ...] = (
     EarlyTerminateRow(
         "hyperband",
         "as written",
-        "`SuccessiveHalvingPruner(min_resource=first "
-        "band, reduction_factor=round(eta), min_early_stopping_rate=0)`",
+        "`WandbHyperbandPruner(min_iter | max_iter and s, eta, strict)` (sweepspec's)",
         "count",
-        "W&B's hyperband is one successive-halving bracket. Its iteration is the "
-        "count of logged metric values, so the step reported to Optuna is that "
-        "1-based count. With `min_iter` and an integer `eta` the rungs are W&B's "
-        "bands exactly; W&B stops a run worse than the `1/eta` quantile of all "
-        "runs at a band, Optuna keeps a trial in the top `1/eta` of the trials "
-        "that reached the rung (the first `eta - 1` trials must be the best). With "
-        "`max_iter`, Optuna's rungs go on at and past `max_iter`, where W&B "
-        "stops no run",
+        "W&B's own rule, decision for decision (tested against `sweeps.stop_runs`): "
+        "its iteration is the count of logged metric values, so the step reported to "
+        "Optuna is that 1-based count; at each of W&B's bands a trial is stopped when "
+        "its value (`strict`) or its best so far (`strict: false`) is worse than "
+        "rank `int(n/eta)` among the `n` trials that reached the band, in any state; "
+        "re-checked at every report. No Optuna pruner does this: "
+        "`SuccessiveHalvingPruner` keeps one trial fewer per rung, never re-checks "
+        "and adds rungs past `max_iter`",
     ),
     EarlyTerminateRow(
         "hyperband with `brackets` > 1",
@@ -343,15 +342,14 @@ UNSUPPORTED: tuple[UnsupportedRow, ...] = (
     UnsupportedRow(
         "optuna",
         "hyperband-bands",
-        "hyperband whose bands are not "
-        "`first band * round(eta)^k` (the `max_iter` form, a non-integer `eta`)",
-        "`SuccessiveHalvingPruner` with the closest rungs; the message lists both",
+        "hyperband with `brackets` > 1 and a non-integer `eta`",
+        "`HyperbandPruner` with `reduction_factor=round(eta)`",
     ),
     UnsupportedRow(
         "optuna",
         "hyperband-strict",
-        "hyperband `strict: false`",
-        "Optuna compares the value at the rung, not the best value so far",
+        "hyperband with `brackets` > 1 and `strict: false`",
+        "`HyperbandPruner` compares the value at the rung, not the best value so far",
     ),
     UnsupportedRow(
         "optuna",
