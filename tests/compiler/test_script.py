@@ -199,3 +199,35 @@ def test_a_nameless_spec_s_script_names_its_study_as_run_does(
     assert [(s.study_name, s.n_trials) for s in optuna.get_all_study_summaries(storage)] == [
         ("sweep", 4)
     ]
+
+
+REPLAY = """
+CURVES = {0: [0.5, 0.2, 0.4], 1: [0.6, 0.3, 0.35], 2: [0.9, 0.8, 0.7]}
+
+def objective(trial):
+    for value in CURVES[trial.params["i"]][:-1]:
+        trial.report({"m": value}, 0)
+    return {"m": CURVES[trial.params["i"]][-1]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"), [("", {0: 0.2, 1: 0.3, 2: 0.7}), ("last", {0: 0.4, 1: 0.35, 2: 0.7})]
+)
+def test_the_script_scores_trials_as_the_runner_does(
+    write_spec: Callable[..., Path],
+    tmp_path: Path,
+    blocked: dict[str, str],
+    objective: str,
+    expected: dict[int, float],
+) -> None:
+    """W&B's score, the best value reported or returned, unless ``objective: last``."""
+    spec = "method: grid\nmetric: {name: m}\nfunction: replay:objective\n"
+    spec += f"objective: {objective}\n" if objective else ""
+    spec += "parameters:\n  i: {values: [0, 1, 2]}\n"
+    script = _script(write_spec, spec, "replay.py", REPLAY, tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    done = _run(script, blocked, "--storage", storage, "--study-name", "s")
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert {t.user_attrs["sweepspec.params"]["i"]: t.value for t in study.trials} == expected

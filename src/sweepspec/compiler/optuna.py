@@ -150,6 +150,13 @@ class OptunaPlan:
     # ---- the artifact
 
     @property
+    def objective(self) -> str:
+        """How a trial is scored: ``"best"`` (W&B's: the best value of its one metric over
+        what it reported and returned) or ``"last"`` (its final values; always with several
+        metrics)."""
+        return self.spec.objective if len(self.metric_names) == 1 else "last"
+
+    @property
     def distributions(self) -> dict[str, BaseDistribution]:
         """Every parameter's Optuna distribution, in file order; a constant is a single-choice
         categorical, which Optuna records without consulting the sampler."""
@@ -164,6 +171,7 @@ class OptunaPlan:
             "sampler": copy.deepcopy(self.sampler),
             "pruner": copy.deepcopy(self.pruner),
             "prune_on": self.prune_on,
+            "objective": self.objective,
             "n_trials": self.n_trials,
             "budget": self._budget(),
             "distributions": {

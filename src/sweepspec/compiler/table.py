@@ -317,6 +317,12 @@ UNSUPPORTED: tuple[UnsupportedRow, ...] = (
     UnsupportedRow("wandb", "seeds", "`seeds`", "removed: W&B runs each configuration once"),
     UnsupportedRow(
         "wandb",
+        "objective-last",
+        "`objective: last`",
+        "removed: W&B's controller scores a run by the best value of its metric",
+    ),
+    UnsupportedRow(
+        "wandb",
         "budget",
         "`budget` beyond `trials`",
         "removed: W&B has no wall-clock, cost or failure limits; start as many agents as workers",

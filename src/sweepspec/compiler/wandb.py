@@ -256,6 +256,18 @@ def _exponent_bounds(kind: str, a: float, b: float) -> tuple[float, float]:
 # --------------------------------------------------------------------------- extensions
 
 
+def _objective(spec: Spec, policy: Policy) -> None:
+    if spec.objective == "last":
+        policy.unsupported(
+            "objective",
+            "W&B's controller scores a run by the best value of the metric over its "
+            "history and summary, not by its last value; removed",
+            "objective-last",
+        )
+    else:
+        policy.note("objective", "removed: W&B's controller scores a run by its best value")
+
+
 def _extensions(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
     for key, message in _EXTENSION_NOTES.items():
         if getattr(spec, key) is not None:
@@ -268,6 +280,8 @@ def _extensions(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
             "function=...) yourself",
             "function",
         )
+    if "objective" in spec.model_fields_set:
+        _objective(spec, policy)
     if spec.seeds is not None:
         seeds = ", ".join(map(str, spec.seeds.values))
         policy.unsupported(

@@ -522,6 +522,8 @@ class Worker:
         self.seeded = spec.seeds is not None
         self.timeout = spec.budget.trial_timeout if spec.budget else None
         self.prunable = len(self.plan.metric_names) == 1 and self.plan.pruner["name"] != "NopPruner"
+        # W&B's score (spec ``objective: best``): the best value of the one objective
+        self.best = self.plan.directions[0] if self.plan.objective == "best" else None
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
         self.warned = False
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -649,6 +651,7 @@ class Worker:
             pruning,
             self.timeout,
             f"seed_{seed}/" if self.seeded else "",
+            best=self.best,
         )
         outcome = self.execute(nested, seed, number, self.monitor)
         self.monitor = None

@@ -61,6 +61,7 @@ __all__ = [
     "Monitor",
     "Outcome",
     "Trial",
+    "best_value",
     "calls_bare",
     "command_line",
     "conclude",
@@ -128,7 +129,9 @@ class Monitor:
     returns True when the engine stops the trial early. ``prefix`` (``seed_0/``) is put in
     front of the history's keys. ``timeout`` seconds after the monitor is made (its
     ``deadline``, in ``time.monotonic()``), ``should_stop()`` is true and the trial is
-    recorded as timed out.
+    recorded as timed out. ``best`` (``"minimize"`` or ``"maximize"``, spec ``objective:
+    best``): the run is scored by the best value of ``objective`` it reported or returned
+    (:func:`best_value`), else by its final value.
     """
 
     def __init__(
@@ -137,8 +140,10 @@ class Monitor:
         prune: Prune | None = None,
         timeout: float | None = None,
         prefix: str = "",
+        best: str | None = None,
     ) -> None:
         self.objective = objective
+        self.best = best
         self._prune = prune
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -265,7 +270,7 @@ def conclude(
             history=monitor.history,
         )
     try:
-        metrics, values = _objective(result, reported, objectives, what)
+        metrics, values = _objective(result, reported, objectives, what, _scorer(monitor))
     except MissingMetricError as exc:
         return Outcome(
             "FAIL", exc.given, error=str(exc), history=monitor.history, missing=exc.missing
@@ -285,8 +290,32 @@ class MissingMetricError(ValueError):
         self.given = given
 
 
+def _scorer(monitor: Monitor) -> Callable[[list[float]], list[float]] | None:
+    """W&B's score for a run of one objective, when the monitor asks for the best value."""
+    name, goal = monitor.objective, monitor.best
+    if name is None or goal is None:
+        return None
+    key = monitor.prefix + name
+    reported = [p.value for p in monitor.history if p.key == key]
+    return lambda final: [best_value(reported + final, goal)] if len(final) == 1 else final
+
+
+def best_value(values: list[float], goal: str) -> float:
+    """What W&B's controller scores a run by (``SweepRun.metric_extremum``): the lowest finite
+    value when ``goal`` is ``"minimize"``, else the highest, over the run's history and its
+    final value; NaN when none is finite."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return min(finite) if goal == "minimize" else max(finite)
+
+
 def _objective(
-    result: Any, reported: dict[str, float], objectives: list[str], what: str
+    result: Any,
+    reported: dict[str, float],
+    objectives: list[str],
+    what: str,
+    score: Callable[[list[float]], list[float]] | None = None,
 ) -> tuple[dict[str, float], list[float]]:
     if isinstance(result, dict):
         merged = {**reported, **numbers(result)}
@@ -313,6 +342,8 @@ def _objective(
             _missing_message(what, result, missing, objectives), missing, merged
         )
     values = [merged[n] for n in names]
+    if score is not None:
+        values = score(values)
     bad = [f"{n}={v}" for n, v in zip(names, values, strict=False) if not math.isfinite(v)]
     if bad:
         raise ValueError(f"the objective must be a finite number, but {what} gave {', '.join(bad)}")

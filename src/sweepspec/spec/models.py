@@ -664,6 +664,13 @@ class Spec(_Model):
         | None
     ) = None
     budget: Budget | None = None
+    objective: Literal["best", "last"] = Field(
+        default="best",
+        description="sweepspec: the value of 'metric' a trial is scored by. 'best' (default, "
+        "what W&B's controller reads, SweepRun.metric_extremum): the best value the trial "
+        "reported or returned; 'last': its final value. With several 'metrics', each trial is "
+        "scored by its final values (one point it reached)",
+    )
     optuna: OptunaSection | None = None
     wandb: WandbSection | None = None
 
