@@ -95,15 +95,17 @@ def test_a_run_prints_progress_lines_and_a_summary(
     sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write(
-        sweep_dir, SPEC + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false}\n"
+        sweep_dir,
+        SPEC
+        + "early_terminate: {type: hyperband, min_iter: 1, eta: 3, strict: false, brackets: 2}\n",
     )
     code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--trials", "2")
     lines = err.splitlines()
     assert code == 0
     assert lines[0] == (
         "sweep.yaml: warning: unsupported on optuna: early_terminate.strict: "
-        "W&B's non-strict hyperband compares the best value so far; Optuna "
-        "compares the value at the rung"
+        "W&B's non-strict hyperband compares the best value so far; Optuna's "
+        "HyperbandPruner compares the value at the rung"
     )
     assert lines[1] == (
         "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker none)"
