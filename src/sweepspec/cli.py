@@ -19,7 +19,8 @@ class SweepspecError(click.ClickException):
     """An expected failure: bad input, a refused action. Exits 1 with one clear line."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# '--help' first: older click names the first one in "Try 'sweepspec X --help' for help."
+@click.group(context_settings={"help_option_names": ["--help", "-h"]})
 @click.version_option(__version__, prog_name="sweepspec")
 def cli() -> None:
     """Write a hyperparameter sweep once; validate, compile, run and compare it."""

@@ -139,8 +139,16 @@ class MlflowTracker(Tracker):
             run_name=f"trial-{record.number}",
         )
         run_id = run.info.run_id
-        params = [Param(name, _text(value, _MAX_PARAM)) for name, value in record.params.items()]
-        tags = [RunTag("sweepspec.error", _text(record.error, _MAX_TAG))] if record.error else []
+        # mlflow < 3.16 leaves Param and RunTag untyped
+        params = [
+            Param(name, _text(value, _MAX_PARAM))  # type: ignore[no-untyped-call,unused-ignore]
+            for name, value in record.params.items()
+        ]
+        tags = (
+            [RunTag("sweepspec.error", _text(record.error, _MAX_TAG))]  # type: ignore[no-untyped-call,unused-ignore]
+            if record.error
+            else []
+        )
         self._client.log_batch(run_id, metrics=trial_metrics(record), params=params, tags=tags)
         self._client.set_terminated(run_id, status=RUN_STATUS[record.state], end_time=record.end_ms)
 
