@@ -54,14 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("Interrupted.\n")
         return _interrupted_code(exc)
     except Exception as exc:
-        return _handle(exc)
+        return _handle(exc, args)
     return rv if isinstance(rv, int) else 0
 
 
-def _handle(exc: Exception) -> int:
+def _handle(exc: Exception, args: list[str]) -> int:
     """Expected errors exit with one clear line; anything else is a bug (exit 3)."""
     import click
 
+    missing = _missing_extra(exc)
+    if missing is not None:
+        from .commands import needs_extra
+
+        click.echo(f"Error: {needs_extra(missing, ' '.join(args[:1]) or 'sweepspec')}", err=True)
+        return 1
     if isinstance(exc, click.exceptions.Exit):
         return exc.exit_code
     if isinstance(exc, click.exceptions.Abort):
@@ -78,6 +84,16 @@ def _interrupted_code(exc: BaseException | None) -> int:
     does (they carry it as ``signum``)."""
     signum = getattr(exc, "signum", None)
     return 128 + signum if isinstance(signum, int) else 130
+
+
+def _missing_extra(exc: Exception) -> str | None:
+    """The extra's module whose absence ``exc`` is (a core-only install), else None."""
+    from .commands import EXTRAS
+
+    if isinstance(exc, ModuleNotFoundError) and exc.name is not None:
+        top = exc.name.split(".")[0]
+        return top if top in EXTRAS else None
+    return None
 
 
 def _internal_error(exc: BaseException) -> int:

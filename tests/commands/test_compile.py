@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -270,3 +271,48 @@ def test_json_has_no_bare_nan_or_infinity(
         else:
             choices = data["distributions"]["a"]["attributes"]["choices"]
             assert choices == [None, 1, None]
+
+
+HUGE_GRID = """
+method: grid
+metric: {name: loss}
+program: train.py
+parameters:
+  x: {distribution: q_uniform, min: 0, max: 1000000, q: 0.0001}
+  y: {values: [1, 2, 3]}
+"""
+
+
+def _one_gigabyte() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix"),
+    [
+        (["compile", "sweep.yaml"], "sweep.yaml: error: "),
+        (["run", "sweep.yaml", "--tracker", "none"], "sweep.yaml: error: "),
+        (["results", "sweep.yaml"], "Error: "),
+    ],
+)
+def test_a_huge_grid_is_counted_not_enumerated(
+    args: list[str], prefix: str, write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """3e10 grid points: refused at once under a 1 GB address-space cap (enumerating them
+    grew to 24 GB before), with how many points there are and the limit."""
+    write_spec(HUGE_GRID)
+    done = subprocess.run(
+        [sys.executable, "-m", "sweepspec", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        preexec_fn=_one_gigabyte,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"{prefix}method: grid: the grid has 30,000,000,000 points (x: 10,000,000,000 x y: 3), "
+        "more than the limit of 1,000,000; coarsen q or narrow the ranges, or use method: "
+        "random\n",
+    )

@@ -592,3 +592,18 @@ def test_random_sampler_draws_wandbs_values_for_a_quantile_parameter() -> None:
     trial = optuna.trial.FixedTrial({"x": 0.3})
     cfg = {"distribution": "q_normal", "mu": 3, "sigma": 2, "q": 0.5}
     assert plan.suggest(trial) == {"x": float(HyperParameter("x", cfg).ppf(0.3))}
+
+
+def test_a_grid_may_have_up_to_grid_limit_points() -> None:
+    from sweepspec.compiler.optuna import GRID_LIMIT
+
+    space = "method: grid\nparameters:\n  a: {{min: 1, max: 1000}}\n  b: {{min: 1, max: {b}}}\n"
+    plan = compile_optuna(spec_of(space.format(b=1000)))
+    assert [len(v) for v in plan.sampler["kwargs"]["search_space"].values()] == [1000, 1000]
+    assert GRID_LIMIT == 1000 * 1000
+    with pytest.raises(
+        CompileError,
+        match=r"^method: grid: the grid has 1,001,000 points \(a: 1,000 x b: 1,001\), more "
+        r"than the limit of 1,000,000; coarsen q or narrow the ranges, or use method: random$",
+    ):
+        compile_optuna(spec_of(space.format(b=1001)))

@@ -21,6 +21,32 @@ def load_spec(path: str) -> Spec | None:
     return checked.spec
 
 
+EXTRAS: dict[str, tuple[str, str]] = {
+    "optuna": ("Optuna", "optuna"),
+    "mlflow": ("MLflow", "mlflow"),
+    "wandb": ("W&B", "wandb"),
+    "sweeps": ("W&B's sweeps", "wandb"),
+}
+"""Module -> (what it is, the extra that installs it): ``pip install sweepspec`` installs only
+the core, which validates and compiles for W&B."""
+
+
+def needs_extra(module: str, what: str) -> str:
+    """The one line that says ``what`` needs ``module``, and how to install it."""
+    name, extra = EXTRAS[module]
+    return f"{what} needs {name}: pip install 'sweepspec[{extra}]'"
+
+
+def require(module: str, what: str) -> None:
+    """Refuse ``what`` in one line when ``module`` (an extra's) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        from ..cli import SweepspecError
+
+        raise SweepspecError(needs_extra(module, what))
+
+
 def emit(text: str) -> None:
     """Write ``text`` to stdout now; a stdout that cannot take it (a full disk, ``> /dev/full``,
     a closed pipe) is one error line, exit 1, instead of a traceback at exit."""

@@ -15,7 +15,7 @@ from ..cli import SweepspecError
 from ..compiler.base import CompileError, Unsupported, UnsupportedError
 from ..escape import strict_json, visible
 from ..spec import Spec
-from . import emit, load_spec
+from . import emit, load_spec, require
 
 DEFAULT_FORMAT = {"wandb": "yaml", "optuna": "json"}
 
@@ -57,6 +57,7 @@ def compile_spec(
 def _compile(spec: Spec, path: str, engine: str, fmt: str, output: str | None, strict: bool) -> str:
     if engine == "wandb":
         return _wandb(spec, path, fmt, strict)
+    require("optuna", "compile --engine optuna")
     from ..compiler.optuna import compile_optuna
 
     plan = compile_optuna(spec, strict=strict)

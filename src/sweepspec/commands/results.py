@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
 from ..escape import csv_cell, strict_json, visible
-from . import emit, load_spec
+from . import emit, load_spec, require
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -36,6 +36,7 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     spec = load_spec(path)
     if spec is None:
         return 1
+    require("optuna", "results")  # the sweep's state is an Optuna study
     from ..compiler.base import CompileError
     from ..compiler.optuna import compile_optuna
     from ..runners.optuna import RunError, load_study, open_storage, study_name

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..cli import SweepspecError
 from ..spec import Spec
-from . import load_spec
+from . import EXTRAS, load_spec, needs_extra
 
 if TYPE_CHECKING:
     from ..runners.optuna import Finished
@@ -108,10 +108,11 @@ def _run(
         from ..compiler.base import CompileError
         from ..compiler.optuna import compile_optuna
         from ..runners.optuna import RunError, run_sweep
-    except ImportError as exc:
-        raise SweepspecError(
-            f"sweepspec run needs {exc.name}: pip install 'sweepspec[optuna]'"
-        ) from None
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        raise SweepspecError(needs_extra(top, "run")) from None
     try:
         plan = compile_optuna(spec)
     except CompileError as exc:

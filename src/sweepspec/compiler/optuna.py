@@ -424,6 +424,8 @@ def compile_optuna(spec: Spec, *, strict: bool = False) -> OptunaPlan:
         )
     flat = spec.flat_parameters()
     sampler_name = _sampler_name(spec)
+    if sampler_name == "GridSampler":
+        _check_grid_size(flat)
     params = {name: _param(name, p, sampler_name == "GridSampler") for name, p in flat.items()}
     constants = {n: p.value for n, p in flat.items() if isinstance(p, ConstantParam)}
     conditions = _conditions(spec.parameters, "")
@@ -467,6 +469,38 @@ def _param(name: str, param: Any, grid: bool) -> OptunaParam:
         raise CompileError(
             f"parameters.{name}: Optuna cannot take this {cfg['distribution']}: {exc}"
         ) from exc
+
+
+GRID_LIMIT = 1_000_000
+"""The most points a grid may have: Optuna's ``GridSampler`` holds every point in memory."""
+
+
+def _check_grid_size(flat: dict[str, Any]) -> None:
+    """Count the grid before anything enumerates it (the product of the axis sizes, computed
+    arithmetically): a grid over ``q_uniform`` 0..1e6 step 1e-4 is refused at once, in
+    bounded memory, instead of growing until the machine kills it."""
+    sizes = {n: _axis_size(p.model_dump(exclude={"when"})) for n, p in flat.items()}
+    total = math.prod(sizes.values())
+    if total > GRID_LIMIT:
+        axes = " x ".join(f"{n}: {size:,}" for n, size in sizes.items() if size > 1)
+        raise CompileError(
+            f"method: grid: the grid has {total:,} points ({axes}), more than the limit of "
+            f"{GRID_LIMIT:,}; coarsen q or narrow the ranges, or use method: random"
+        )
+
+
+def _axis_size(cfg: dict[str, Any]) -> int:
+    """How many values W&B's grid takes for one parameter (an upper bound: repeated values
+    are counted); 1 for the kinds a grid refuses (:func:`_compile_param` names them)."""
+    kind = cfg["distribution"]
+    if kind == "int_uniform":
+        return max(0, int(cfg["max"]) - int(cfg["min"]) + 1)
+    if kind == "q_uniform":
+        count = (cfg["max"] - cfg["min"]) / (cfg.get("q") or 1.0)
+        return max(0, math.ceil(count)) if math.isfinite(count) else GRID_LIMIT + 1
+    if kind == "categorical":
+        return len(cfg["values"])
+    return 1
 
 
 def _compile_param(name: str, cfg: dict[str, Any], grid: bool) -> OptunaParam:
