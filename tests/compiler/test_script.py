@@ -231,3 +231,99 @@ def test_the_script_scores_trials_as_the_runner_does(
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="s", storage=storage)
     assert {t.user_attrs["sweepspec.params"]["i"]: t.value for t in study.trials} == expected
+
+
+# ----------------------------------------------- the script keeps `sweepspec run`'s contract
+
+CONTRACT_PROGRAM = """
+import json, os, sys
+args = dict(a.lstrip("-").split("=", 1) for a in sys.argv[1:] if "=" in a)
+with open(os.path.join("argvs", args["x"] + ".json"), "w") as fh:
+    json.dump(sys.argv[1:], fh)
+if args["x"] in os.environ.get("FAIL_ON", "").split(","):
+    sys.exit("failing on purpose")
+print(f"loss={float(args['x']) / 10} step=0")  # Katib's name=value line, not JSON
+"""
+
+CONTRACT_SPEC = """
+method: grid
+program: prog.py
+command: ["${env}", "${interpreter}", "${program}", "--data=${envvar:DATA_DIR}/x", "${args}"]
+metric: {name: loss}
+parameters:
+  x: {values: [1, 2, 3]}
+"""
+
+
+def _contract_script(
+    write_spec: Callable[..., Path], tmp_path: Path, spec: str = CONTRACT_SPEC
+) -> Path:
+    (tmp_path / "argvs").mkdir()
+    return _script(write_spec, spec, "prog.py", CONTRACT_PROGRAM, tmp_path)
+
+
+def test_the_script_expands_envvar_inside_an_item_and_reads_katib_lines(
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
+    script = _contract_script(write_spec, tmp_path)
+    done = _run(script, {**blocked, "DATA_DIR": "/data"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "argvs" / "2.json").read_text()) == ["--data=/data/x", "--x=2"]
+    assert json.loads(done.stdout.splitlines()[-1])[0]["values"] == [pytest.approx(0.1)]
+
+
+def test_a_failing_trial_does_not_end_the_script_and_results_reads_its_journal(
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
+    """As ``sweepspec run``: a failed trial is recorded and the sweep goes on; without
+    ``--storage`` the study is in the journal ``run`` uses, so ``sweepspec results`` (run in
+    the same folder) shows it."""
+    script = _contract_script(write_spec, tmp_path)
+    done = _run(script, {**blocked, "FAIL_ON": "2"})
+    assert done.returncode == 0, done.stderr
+    assert (script.parent / ".sweepspec" / "sweep.journal").is_file()
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweepspec",
+            "results",
+            str(tmp_path / "sweep.yaml"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=script.parent,
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = sorted(json.loads(shown.stdout), key=lambda r: r["params"]["x"])
+    assert [(r["params"], r["state"], r["values"]) for r in rows] == [
+        ({"x": 1}, "COMPLETE", [pytest.approx(0.1)]),
+        ({"x": 2}, "FAIL", None),
+        ({"x": 3}, "COMPLETE", [pytest.approx(0.3)]),
+    ]
+
+
+def test_the_script_stops_after_max_consecutive_failures(
+    write_spec: Callable[..., Path], tmp_path: Path, blocked: dict[str, str]
+) -> None:
+    spec = CONTRACT_SPEC + "budget: {max_consecutive_failures: 2}\n"
+    script = _contract_script(write_spec, tmp_path, spec)
+    done = _run(script, {**blocked, "FAIL_ON": "1,2,3"})
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "error: 2 trials failed in a row (budget.max_consecutive_failures: 2); the last one, "
+        "trial 1, failed with: RuntimeError: the command exited with code 1"
+    ), done.stderr
+    assert len(list((tmp_path / "argvs").iterdir())) == 2
+
+
+def test_the_script_carries_wandbs_inverse_cdfs_only_when_its_spec_needs_them(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A spec whose every parameter is native to Optuna gets no quantile code; one with a
+    ``normal`` parameter gets it (``test_script_inlines_wandbs_inverse_cdfs...``)."""
+    text = _script(write_spec, PROGRAM_SPEC, "train.py", TRAIN_PROGRAM, tmp_path).read_text()
+    assert "\ndef ppf(" not in text and "\ndef decode(" not in text
+    assert "\ndef command_line(" in text and "\ndef parse_line(" in text

@@ -3,6 +3,7 @@ them (real subprocesses, real signals)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -10,26 +11,49 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from sweepspec.main import main
+from sweepspec.runners import trials
 from sweepspec.runners.trials import (
     Command,
     FunctionError,
     Monitor,
     Trial,
     calls_bare,
-    command_line,
     conclude,
     load_function,
-    macro_values,
-    parse_line,
     run_command,
     run_function,
 )
 
 Write = Callable[..., Path]
+
+
+@pytest.fixture(params=["run", "script"])
+def contract(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
+    """Where the trial contract (W&B's macros, metric lines) is tested: ``sweepspec run``'s
+    trial executors, or the script ``compile --format python`` generates (imported as a
+    module), which must behave the same."""
+    if request.param == "run":
+        return trials
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("method: random\nprogram: t.py\nparameters:\n  a: {values: [1]}\n")
+    script = tmp_path / "generated_study.py"
+    args = ["compile", str(spec), "--engine", "optuna", "--format", "python", "-o", str(script)]
+    assert main(args) == 0
+    loaded = importlib.util.spec_from_file_location("generated_study", script)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    monkeypatch.setitem(sys.modules, "generated_study", module)  # dataclasses look it up
+    loaded.loader.exec_module(module)
+    return module
+
 
 # --------------------------------------------------------------------------- W&B's macros
 
@@ -53,18 +77,18 @@ def _wandb_args(params: dict[str, Any]) -> dict[str, list[str]]:
         {"cmd": "x; rm -rf ~", "quote": 'it\'s "quoted"'},
     ],
 )
-def test_macros_are_wandbs_own(params: dict[str, Any]) -> None:
-    assert macro_values(params) == _wandb_args(params)
+def test_macros_are_wandbs_own(params: dict[str, Any], contract: ModuleType) -> None:
+    assert contract.macro_values(params) == _wandb_args(params)
 
 
-def test_default_command_is_wandbs() -> None:
-    argv = command_line(
+def test_default_command_is_wandbs(contract: ModuleType) -> None:
+    argv = contract.command_line(
         None, "train.py", {"lr": 0.1, "flag": False}, "/tmp/c.json", interpreter="/venv/bin/python"
     )
     assert argv == ["/usr/bin/env", "/venv/bin/python", "train.py", "--lr=0.1", "--flag=False"]
 
 
-def test_command_macros_and_envvars(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_command_macros_and_envvars(monkeypatch: pytest.MonkeyPatch, contract: ModuleType) -> None:
     monkeypatch.setenv("DATA_DIR", "/data")
     monkeypatch.delenv("NOT_SET", raising=False)
     template = [
@@ -77,7 +101,7 @@ def test_command_macros_and_envvars(monkeypatch: pytest.MonkeyPatch) -> None:
         "${args_json_file}",
         7,
     ]
-    argv = command_line(
+    argv = contract.command_line(
         template, "t.py", {"a": True, "b": False, "c": 2}, "/w/config.json", interpreter="py"
     )
     assert argv == [
@@ -113,8 +137,8 @@ def test_command_macros_and_envvars(monkeypatch: pytest.MonkeyPatch) -> None:
         ("", None),
     ],
 )
-def test_parse_line(line: str, expected: Any) -> None:
-    assert parse_line(line) == expected
+def test_parse_line(line: str, expected: Any, contract: ModuleType) -> None:
+    assert contract.parse_line(line) == expected
 
 
 # --------------------------------------------------------------------------- the trial object

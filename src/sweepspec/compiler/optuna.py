@@ -47,7 +47,14 @@ from optuna.distributions import (
     distribution_to_json,
 )
 
-from ..spec.models import ConstantParam, HyperbandStopping, NestedParam, PatientStopping, Spec
+from ..spec.models import (
+    Budget,
+    ConstantParam,
+    HyperbandStopping,
+    NestedParam,
+    PatientStopping,
+    Spec,
+)
 from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
 from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
@@ -242,15 +249,20 @@ class OptunaPlan:
         return env.get_template("optuna_script.py.j2").render(
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
-            ppf_source=_ppf_source(),
-            hyperband_source=_ppf_source("_wandb_hyperband"),
+            contract_source=_module_source("runners", "contract.py"),
+            ppf_source=_module_source("compiler", "_ppf.py") if self._reparametrised() else "",
+            hyperband_source=_module_source("compiler", "_wandb_hyperband.py"),
             plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir),
             spec_dir_relative=relative,
         )
 
+    def _reparametrised(self) -> bool:
+        return any(p.reparam is not None for p in self.params.values())
+
     def _script_plan(self, source: str | None) -> dict[str, Any]:
         section = self.spec.optuna
+        budget = self.spec.budget or Budget()
         return {
             **self.to_json(),
             "order": list(self.order),
@@ -266,6 +278,7 @@ class OptunaPlan:
                 "storage": section.storage if section else None,
             },
             "search_space_hash": self.search_space_hash(),
+            "max_consecutive_failures": budget.max_consecutive_failures,
         }
 
     # ---- the real Optuna objects
@@ -374,10 +387,10 @@ def _python_lines(text: str) -> str:
     return "\n".join(f"    {line!r}" for line in text.splitlines(keepends=True))
 
 
-def _ppf_source(module: str = "_ppf") -> str:
-    """The source of :mod:`._ppf` or :mod:`._wandb_hyperband` (standard library and optuna
-    only) for the standalone script."""
-    source = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
+def _module_source(package: str, module: str) -> str:
+    """The source of a standard-library-only module of sweepspec (:mod:`._ppf`,
+    :mod:`sweepspec.runners.contract`), to copy verbatim into the standalone script."""
+    source = (Path(__file__).parent.parent / package / module).read_text(encoding="utf-8")
     return source.replace("from __future__ import annotations\n", "").strip()
 
 

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .contract import FailureStreak  # shared with the generated script
+
 __all__ = ["Budget", "FailureStreak", "Tally", "TrialSummary", "format_seconds"]
 
 
@@ -154,27 +156,6 @@ def _better(value: float, best: TrialSummary | None, direction: str) -> bool:
     if best is None or best.values is None:
         return True
     return value < best.values[0] if direction == "minimize" else value > best.values[0]
-
-
-@dataclass
-class FailureStreak:
-    """Failed trials in a row in this worker; :meth:`add` gives the error message once the
-    streak reaches ``limit``."""
-
-    limit: int
-    count: int = 0
-
-    def add(self, number: int, state: str, error: str | None) -> str | None:
-        if state != "FAIL":
-            self.count = 0
-            return None
-        self.count += 1
-        if self.count < self.limit:
-            return None
-        return (
-            f"{self.count} trials failed in a row (budget.max_consecutive_failures: "
-            f"{self.limit}); the last one, trial {number}, failed with: {error}"
-        )
 
 
 def format_seconds(seconds: float) -> str:

@@ -55,6 +55,7 @@ from ..spec import Spec
 from ..spec.messages import did_you_mean
 from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
 from .budget import Budget, FailureStreak, Tally, TrialSummary
+from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .progress import Progress
 from .trials import (
     TERM_GRACE,
@@ -95,7 +96,6 @@ COST_ATTR = "sweepspec.cost"
 WORKER_ATTR = "sweepspec.worker"
 SWEEP_ID_ATTR = "sweepspec.sweep_id"
 SPEC_ATTR = "sweepspec.spec_path"
-STATE_DIR = ".sweepspec"
 INTERRUPTED = "interrupted (Ctrl-C)"
 
 Execute = Callable[[dict[str, Any], int, int, Monitor], Outcome]
@@ -127,11 +127,6 @@ def experiment_name(spec: Spec, path: str) -> str:
     """MLflow's experiment: ``tracking.experiment``, else ``name``, else the file's stem."""
     tracking = spec.tracking
     return (tracking.experiment if tracking else None) or spec.name or Path(path).stem
-
-
-def default_journal(name: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
-    return Path(STATE_DIR) / f"{safe}.journal"
 
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import pickle
-import re
 import selectors
 import signal
 import subprocess
@@ -53,6 +52,18 @@ from typing import Any, Protocol
 
 from ..reporter import ENV_REPORT, ENV_SEED
 from ..trackers import Point
+
+# the trial contract shared with the generated script lives once, in .contract
+from .contract import (
+    DEFAULT_COMMAND,
+    command_line,
+    macro_values,
+    parse_line,
+)
+from .contract import ENVVAR as ENVVAR
+from .contract import STEP_KEYS as STEP_KEYS
+from .contract import numeric_only as _numeric_only
+from .contract import to_float as _float
 from .wandb_program import Follower, WandbRun
 
 __all__ = [
@@ -73,11 +84,6 @@ __all__ = [
     "run_function",
 ]
 
-DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
-"""W&B's default command (``wandb/sdk/launch/sweeps/utils.py``)."""
-ENVVAR = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")
-"""W&B's ``${envvar:NAME}`` macro, replaced inside any part of a command item."""
-STEP_KEYS = ("_step", "step")
 TERM_GRACE = 10.0
 """Seconds between SIGTERM and SIGKILL for a command that must stop."""
 
@@ -107,19 +113,6 @@ def numbers(metrics: Any) -> dict[str, float]:
             )
         out[str(name)] = number
     return out
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _numeric_only(data: dict[str, Any]) -> dict[str, float]:
-    return {str(k): f for k, v in data.items() if (f := _float(v)) is not None}
 
 
 class Monitor:
@@ -841,109 +834,6 @@ def _signal_name(number: int) -> str:
 
 
 # --------------------------------------------------------------------------- commands
-
-
-def macro_values(params: dict[str, Any]) -> dict[str, list[str]]:
-    """W&B's argument macros for top-level ``params`` (``create_sweep_command_args``): a
-    nested parameter's value is printed with ``str()``, as W&B prints it."""
-    out: dict[str, list[str]] = {
-        "args": [],
-        "args_no_equals": [],
-        "args_no_hyphens": [],
-        "args_no_boolean_flags": [],
-        "args_append_hydra": [],
-        "args_override_hydra": [],
-    }
-    for name, value in params.items():
-        flag = f"{name}={value}"
-        out["args"].append("--" + flag)
-        out["args_no_hyphens"].append(flag)
-        out["args_no_equals"] += [f"--{name}", str(value)]
-        out["args_append_hydra"].append("+" + flag)
-        out["args_override_hydra"].append("++" + flag)
-        if not isinstance(value, bool):
-            out["args_no_boolean_flags"].append("--" + flag)
-        elif value:
-            out["args_no_boolean_flags"].append("--" + name)
-    out["args_json"] = [json.dumps(params)]
-    return out
-
-
-def command_line(
-    template: list[Any] | None,
-    program: str | None,
-    params: dict[str, Any],
-    json_file: str,
-    interpreter: str = sys.executable,
-) -> list[str]:
-    """The argument vector W&B's agent builds (``wandb_agent.py``), for ``params`` nested as
-    the trial sees them. ``${interpreter}`` is the Python running sweepspec, not whatever
-    ``python`` is first on PATH. Unknown macros expand to nothing, as in W&B."""
-    macros = macro_values(params)
-    macros.update(
-        env=[] if os.name == "nt" else ["/usr/bin/env"],
-        interpreter=[interpreter],
-        program=[program] if program is not None else [],
-        args_json_file=[json_file],
-    )
-    argv: list[str] = []
-    for item in template or DEFAULT_COMMAND:
-        item = ENVVAR.sub(lambda m: os.environ.get(m.group(1), m.group(1)), str(item))
-        if item.startswith("${") and item.endswith("}"):
-            argv += macros.get(item[2:-1]) or []
-        else:
-            argv.append(item)
-    return argv
-
-
-def parse_line(line: str) -> tuple[dict[str, float], int | None] | None:
-    """Metrics in one stdout line, with the step if the line gives one, or None.
-
-    Either a JSON object (``{"val_loss": 0.3, "_step": 2}``: its numbers are metrics) or a
-    line made only of ``name=value`` pairs (``val_loss=0.3 acc=0.9 step=2``). ``_step`` or
-    ``step`` is the step, not a metric.
-    """
-    text = line.strip()
-    if text.startswith("{"):
-        pairs = _json_pairs(text)
-    else:
-        pairs = _katib_pairs(text)
-    if not pairs:
-        return None
-    step = next((pairs.pop(k) for k in STEP_KEYS if k in pairs), None)
-    if not pairs:
-        return None
-    whole = int(step) if step is not None and float(step).is_integer() and step >= 0 else None
-    return pairs, whole
-
-
-def _json_pairs(text: str) -> dict[str, float]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return _numeric_only(data) if isinstance(data, dict) else {}
-
-
-_PAIR = re.compile(r"^([A-Za-z_][A-Za-z0-9_./-]*)=(\S+)$")
-
-
-def _katib_pairs(text: str) -> dict[str, float]:
-    pairs: dict[str, float] = {}
-    for token in re.split(r"[\s,]+", text):
-        match = _PAIR.match(token)
-        value = _float_text(match.group(2)) if match else None
-        if match is None or value is None:
-            return {}
-        pairs[match.group(1)] = value
-    return pairs
-
-
-def _float_text(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 @dataclass
