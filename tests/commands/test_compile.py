@@ -10,6 +10,7 @@ import os
 import resource
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -315,4 +316,41 @@ def test_a_huge_grid_is_counted_not_enumerated(
         f"{prefix}method: grid: the grid has 30,000,000,000 points (x: 10,000,000,000 x y: 3), "
         "more than the limit of 1,000,000; coarsen q or narrow the ranges, or use method: "
         "random\n",
+    )
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "compiler"
+
+
+@pytest.mark.parametrize(
+    "case", sorted(p.name for p in GOLDEN.iterdir() if (p / "spec.yaml").is_file())
+)
+def test_compile_for_wandb_writes_only_configs_wandb_accepts(
+    case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``compile --engine wandb`` writes (YAML or JSON) passes W&B's own validator, or
+    it writes nothing and exits 1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sweeps import schema_violations_from_proposed_config
+
+    spec = str(GOLDEN / case / "spec.yaml")
+    for fmt, parse in (("yaml", yaml.safe_load), ("json", json.loads)):
+        code, out, _ = _compile(capsys, spec, "--engine", "wandb", "--format", fmt)
+        if code == 0:
+            assert schema_violations_from_proposed_config(parse(out)) == [], fmt
+        else:
+            assert (code, out) == (1, "")
+
+
+def test_an_exponent_range_with_no_values_form_is_an_error_not_a_refused_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = str(GOLDEN / "log_uniform_underflow" / "spec.yaml")
+    assert _compile(capsys, spec, "--engine", "wandb") == (
+        1,
+        "",
+        f"{spec}: error: parameters.tiny: log_uniform with min=-800, max=-700 has no "
+        "log_uniform_values form (the bounds 0.0, 9.85967654375977e-305 overflow or collapse), "
+        "and W&B's validator refuses log_uniform: no config that W&B takes samples this range\n",
     )

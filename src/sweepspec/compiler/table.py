@@ -328,12 +328,6 @@ UNSUPPORTED: tuple[UnsupportedRow, ...] = (
         "removed: W&B has no wall-clock, cost or failure limits; start as many agents as workers",
     ),
     UnsupportedRow(
-        "wandb",
-        "deprecated-distribution",
-        "an exponent form whose bounds overflow or collapse as values",
-        "kept as written (W&B's validator refuses it)",
-    ),
-    UnsupportedRow(
         "optuna",
         "multi-objective-pruning",
         "`metrics` with `early_terminate`",

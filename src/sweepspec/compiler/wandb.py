@@ -24,7 +24,7 @@ import yaml
 from ..escape import visible
 from ..spec.models import EXPONENT_FORMS, HyperbandStopping, NestedParam, Spec
 from ._ppf import _exp
-from .base import Note, Policy, Unsupported
+from .base import CompileError, Note, Policy, Unsupported
 
 __all__ = ["WandbPlan", "compile_wandb"]
 
@@ -115,7 +115,8 @@ _Dumper.add_representer(list, _represent_list)
 
 def compile_wandb(spec: Spec, *, strict: bool = False) -> WandbPlan:
     """The W&B sweep config for ``spec``; :class:`~.base.UnsupportedError` under ``strict``
-    when W&B cannot express part of it."""
+    when W&B cannot express part of it, :class:`~.base.CompileError` when no config that
+    W&B's validator accepts can say what the spec says."""
     policy = Policy("wandb", strict)
     config = _core_keys(spec, policy)
     if spec.parameters is not None:
@@ -228,15 +229,12 @@ def _leaf(cfg: dict[str, Any], where: str, policy: Policy) -> dict[str, Any]:
         return cfg
     low, high = _exponent_bounds(kind, cfg["min"], cfg["max"])
     if not (0 < low < high < math.inf):
-        policy.unsupported(
-            where,
-            f"{kind} with min={cfg['min']}, max={cfg['max']} has no "
-            f"{EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} "
-            "overflow or collapse); kept as written, which W&B's validator "
-            "refuses",
-            "deprecated-distribution",
+        raise CompileError(
+            f"{where}: {kind} with min={cfg['min']}, max={cfg['max']} has no "
+            f"{EXPONENT_FORMS[kind]} form (the bounds {low!r}, {high!r} overflow or "
+            f"collapse), and W&B's validator refuses {kind}: no config that W&B takes "
+            "samples this range"
         )
-        return cfg
     policy.note(
         where,
         f"{kind} (exponents {cfg['min']}..{cfg['max']}) rewritten to "
