@@ -62,6 +62,11 @@ def _handle(exc: Exception, args: list[str]) -> int:
     """Expected errors exit with one clear line; anything else is a bug (exit 3)."""
     import click
 
+    from .compiler.base import CompileError
+
+    if isinstance(exc, CompileError):  # the spec cannot be said on the target: bad input
+        click.echo(f"Error: {exc}", err=True)
+        return 1
     missing = _missing_extra(exc)
     if missing is not None:
         from .commands import needs_extra
