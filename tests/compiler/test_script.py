@@ -327,3 +327,48 @@ def test_the_script_carries_wandbs_inverse_cdfs_only_when_its_spec_needs_them(
     text = _script(write_spec, PROGRAM_SPEC, "train.py", TRAIN_PROGRAM, tmp_path).read_text()
     assert "\ndef ppf(" not in text and "\ndef decode(" not in text
     assert "\ndef command_line(" in text and "\ndef parse_line(" in text
+
+
+KIND_CONFIGS = {
+    "constant": {"distribution": "constant", "value": 3},
+    "categorical": {"distribution": "categorical", "values": ["a", "b", "c"]},
+    "categorical_w_probabilities": {
+        "distribution": "categorical_w_probabilities",
+        "values": ["a", "b"],
+        "probabilities": [0.3, 0.7],
+    },
+    "int_uniform": {"distribution": "int_uniform", "min": 1, "max": 9},
+    "uniform": {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.1},
+    "log_uniform": {"distribution": "q_log_uniform", "min": 0.0, "max": 2.0, "q": 0.5},
+    "log_uniform_values": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+    "inv_log_uniform": {"distribution": "inv_log_uniform", "min": 0.0, "max": 3.0},
+    "inv_log_uniform_values": {"distribution": "inv_log_uniform_values", "min": 0.1, "max": 1.0},
+    "normal": {"distribution": "q_normal", "mu": 1.0, "sigma": 2.0, "q": 0.5},
+    "log_normal": {"distribution": "log_normal", "mu": 0.0, "sigma": 1.0},
+    "beta": {"distribution": "beta", "a": 2.0, "b": 5.0},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_CONFIGS))
+def test_the_script_s_distribution_code_is_cut_to_its_kinds_and_decodes_as_ppf_does(
+    kind: str,
+) -> None:
+    """Each reparam kind alone: the code the script carries decodes every quantile exactly as
+    sweepspec's own inverse CDFs, and holds no other kind's function."""
+    from sweepspec.compiler import _ppf
+    from sweepspec.compiler.distributions import reparam_of
+    from sweepspec.compiler.optuna import _distribution_source
+
+    reparam = reparam_of(KIND_CONFIGS[kind])
+    assert reparam["kind"] == kind
+    source = _distribution_source({kind, "index"})
+    namespace: dict[str, object] = {}
+    exec(compile(source, f"<{kind}>", "exec"), namespace)
+    decode = namespace["decode"]
+    assert callable(decode)
+    for u in (0.0, 1e-9, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0):
+        expected, got = _ppf.decode(reparam, u), decode(reparam, u)
+        assert got == expected or (got != got and expected != expected), (kind, u)
+    assert decode({"kind": "index", "values": [[1], {"a": 2}]}, "1") == {"a": 2}
+    others = {f"def _ppf_{k}(" for k in KIND_CONFIGS if k != kind}
+    assert [o for o in others if o in source] == []

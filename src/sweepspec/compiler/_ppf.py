@@ -8,8 +8,9 @@ value W&B would have drawn for the same ``u`` (W&B's random search draws
 The mapping is described by a JSON-serialisable ``reparam`` dict, e.g.
 ``{"kind": "normal", "mu": 0.0, "sigma": 1.0, "q": None}``; see :data:`KINDS`.
 
-This module imports only the standard library: its source is copied verbatim
-into generated stand-alone Optuna scripts. What it reproduces from sweeps,
+This module imports only the standard library: the definitions a generated
+stand-alone Optuna script needs (those its spec's kinds reach from
+:func:`decode`) are copied into it as they are written here. What it reproduces from sweeps,
 numpy and scipy:
 
 * ``q`` rounding is numpy's ``round(r / q) * q`` (round half to even, ``-0.0``

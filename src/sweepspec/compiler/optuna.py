@@ -28,6 +28,7 @@ Decisions (the README section "How the engines differ" is generated from
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import json
@@ -250,15 +251,15 @@ class OptunaPlan:
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
             contract_source=_module_source("runners", "contract.py"),
-            ppf_source=_module_source("compiler", "_ppf.py") if self._reparametrised() else "",
+            ppf_source=_distribution_source(self._reparam_kinds()),
             hyperband_source=_module_source("compiler", "_wandb_hyperband.py"),
             plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir),
             spec_dir_relative=relative,
         )
 
-    def _reparametrised(self) -> bool:
-        return any(p.reparam is not None for p in self.params.values())
+    def _reparam_kinds(self) -> set[str]:
+        return {p.reparam["kind"] for p in self.params.values() if p.reparam is not None}
 
     def _script_plan(self, source: str | None) -> dict[str, Any]:
         section = self.spec.optuna
@@ -392,6 +393,59 @@ def _module_source(package: str, module: str) -> str:
     :mod:`sweepspec.runners.contract`), to copy verbatim into the standalone script."""
     source = (Path(__file__).parent.parent / package / module).read_text(encoding="utf-8")
     return source.replace("from __future__ import annotations\n", "").strip()
+
+
+def _distribution_source(kinds: set[str]) -> str:
+    """The parts of :mod:`._ppf` that ``decode`` needs for the reparam ``kinds`` (``normal``,
+    ``index``, ...), as they are written there: its ``_PPF`` table cut to those kinds, then
+    every top-level definition reachable from ``decode``. Empty without any kind."""
+    if not kinds:
+        return ""
+    source = (Path(__file__).parent / "_ppf.py").read_text(encoding="utf-8")
+    lines, tree = source.splitlines(), ast.parse(source)
+    uses = {
+        name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        for node in tree.body
+        for name in _defines(node)
+    }
+    uses["_PPF"] = {f"_ppf_{k}" for k in sorted(kinds - {"index"})} | {"Callable", "Any"}
+    keep, todo = set(), ["decode"]
+    while todo:
+        name = todo.pop()
+        if name in uses and name not in keep:
+            keep.add(name)
+            todo += sorted(uses[name])
+    imports: list[str] = []
+    parts: list[str] = []
+    kept = False
+    for node in tree.body[1:]:  # not the module's docstring
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            if kept:  # an attribute's docstring goes with it
+                parts[-1] += "\n" + "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            continue
+        kept = bool(_defines(node) & keep)
+        if not kept:
+            continue
+        if _defines(node) == {"_PPF"}:
+            table = "".join(f'    "{k}": _ppf_{k},\n' for k in sorted(kinds - {"index"}))
+            parts.append(f"_PPF: dict[str, Callable[[dict[str, Any], float], Any]] = {{\n{table}}}")
+            continue
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        text = "\n".join(lines[first - 1 : node.end_lineno])
+        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else parts).append(text)
+    return "\n\n\n".join(["\n".join(imports), *parts])
+
+
+def _defines(node: ast.stmt) -> set[str]:
+    """The top-level names ``node`` binds (imports, definitions, assignments)."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+        return set()
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {t.id for t in targets if isinstance(t, ast.Name)}
 
 
 def _same(a: Any, b: Any) -> bool:
