@@ -26,6 +26,7 @@ HOSTILE_NAME = 'x\ncommand: [sh, -c, "touch pwned"]\n#"""\\\'.yaml'
 HOSTILE_FOLDER = 'd\n"""\\\'q'
 HOSTILE_SPEC = r"""
 method: random
+engine: optuna
 metric: {name: "m\n\"\"\"\\'"}
 program: "train\nrun: 1.py"
 description: "d\ncommand: [sh, -c, id]"
@@ -77,8 +78,14 @@ def test_wandb_yaml_header_cannot_inject_keys(
         '#   budget.cost: W&B has no such limit (cost=cost\\ncommand: [sh, -c, id]\\n#"""\\ '
         "<= 3); removed"
     )
-    # the warnings on stderr are one line each too
+    # the warnings on stderr are one line each too, and so are the notes of --format json
     assert len(err.splitlines()) == 2
+    notes = _compile(capsys, str(hostile_spec), "--engine", "wandb", "--format", "json")[2]
+    assert notes.splitlines()[2] == (
+        f"{escaped}: note: engine: removed: the default engine is sweepspec's choice, not part "
+        "of a W&B config"
+    )
+    assert len(notes.splitlines()) == 3
     assert err.splitlines()[1] == (
         f"{escaped}: warning: unsupported on wandb: budget.cost: W&B has no such limit "
         '(cost=cost\\ncommand: [sh, -c, id]\\n#"""\\ <= 3); removed'

@@ -48,7 +48,7 @@ def compile_spec(
         _report(path, "error", engine, exc.items)
         return 1
     except CompileError as exc:
-        sys.stderr.write(f"{path}: error: {exc}\n")
+        sys.stderr.write(visible(f"{path}: error: {exc}") + "\n")
         return 1
     _write(text, output)
     return 0
@@ -75,7 +75,7 @@ def _wandb(spec: Spec, path: str, fmt: str, strict: bool) -> str:
     if fmt == "yaml":
         return plan.to_yaml(path)
     for note in plan.notes:  # W&B's schema forbids keys of ours in the JSON itself
-        sys.stderr.write(f"{path}: note: {note.key}: {note.message}\n")
+        sys.stderr.write(visible(f"{path}: note: {note.key}: {note.message}") + "\n")
     return _dump(plan.to_json(), fmt)
 
 
