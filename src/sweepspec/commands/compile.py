@@ -42,7 +42,6 @@ def compile_spec(
             "--engine optuna (W&B takes yaml or json)"
         )
     try:
-        _check_json_values(spec)
         text = _compile(spec, path, engine, fmt, output, strict)
     except UnsupportedError as exc:
         _report(path, "error", engine, exc.items)
@@ -77,41 +76,6 @@ def _wandb(spec: Spec, path: str, fmt: str, strict: bool) -> str:
     for note in plan.notes:  # W&B's schema forbids keys of ours in the JSON itself
         sys.stderr.write(visible(f"{path}: note: {note.key}: {note.message}") + "\n")
     return _dump(plan.to_json(), fmt)
-
-
-def _check_json_values(spec: Spec) -> None:
-    """Every value in the spec must have a JSON form: W&B sends the config as JSON and the
-    Optuna plan is JSON. YAML's dates, timestamps and ``!!binary`` have none."""
-    data = spec.model_dump(exclude_unset=True, exclude_none=True)
-    for where, value in _foreign_values(data, ""):
-        if isinstance(value, bytes):
-            read = "a !!binary value as bytes"
-        elif hasattr(value, "isoformat"):
-            read = f"{value.isoformat()} as a {type(value).__name__}"
-        else:
-            read = f"{visible(repr(value))} as a {type(value).__name__}"
-        raise CompileError(
-            f"{where}: YAML read {read}, which a sweep config cannot hold (JSON has no such "
-            "type); quote it to make it a string"
-        )
-
-
-def _foreign_values(value: Any, where: str) -> list[tuple[str, Any]]:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return []
-    if isinstance(value, dict):
-        return [
-            found
-            for key, item in value.items()
-            for found in _foreign_values(item, f"{where}.{key}" if where else str(key))
-        ]
-    if isinstance(value, (list, tuple)):
-        return [
-            found
-            for i, item in enumerate(value)
-            for found in _foreign_values(item, f"{where}[{i}]")
-        ]
-    return [(where, value)]
 
 
 def _report(path: str, level: str, engine: str, items: list[Unsupported]) -> None:
