@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import click
 
 from . import __version__
+from .runners.base import engine_names
+from .trackers import TRACKERS
 
 
 class SweepspecError(click.ClickException):
@@ -66,7 +68,7 @@ def schema_command() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(["wandb", "optuna"]),
+    type=click.Choice(engine_names()),
     default=None,
     help="Target engine (default: the spec's 'engine', else optuna).",
 )
@@ -107,13 +109,13 @@ def compile_command(
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(["optuna", "wandb"]),
+    type=click.Choice(engine_names()),
     default=None,
     help="Engine (default: the spec's 'engine', else optuna).",
 )
 @click.option(
     "--tracker",
-    type=click.Choice(["mlflow", "wandb", "none"]),
+    type=click.Choice(TRACKERS),
     default=None,
     help="Where runs are logged (default: the spec's 'tracking.tracker', else "
     "mlflow; MLflow honours MLFLOW_TRACKING_URI).",

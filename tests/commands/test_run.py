@@ -57,22 +57,6 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_the_wandb_engine_is_refused_for_now(
-    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _write(sweep_dir, SPEC)
-    assert _run(capsys, "sweep.yaml", "--engine", "wandb") == (
-        1,
-        "",
-        (
-            "Error: running on W&B (--engine wandb) is not available yet; run on Optuna "
-            "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile --engine "
-            "wandb' and run it with 'wandb sweep' / 'wandb agent'\n"
-        ),
-    )
-    assert not (sweep_dir / ".sweepspec").exists()
-
-
 def test_spec_errors_print_as_validate_prints_them(
     sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

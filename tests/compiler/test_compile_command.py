@@ -166,7 +166,7 @@ def test_the_spec_engine_is_the_default(
 def test_help() -> None:
     result = CliRunner().invoke(cli, ["compile", "--help"])
     assert result.exit_code == 0
-    assert "--engine [wandb|optuna]" in result.output
+    assert "--engine [optuna|wandb]" in result.output
 
 
 def test_exit_codes_through_click(write_spec: Callable[..., Path]) -> None:

@@ -1,16 +1,19 @@
 """``sweepspec results``: the sweep's trials from the engine's storage (SPEC section 6).
 
-The study is found as ``run`` finds it (``--storage``, else ``optuna.storage``, else the
-journal under the working directory; the name from ``optuna.study_name``, ``name`` or the file
-stem). ``json`` is an array with one object per trial: ``number``, ``state``, ``params``
-(real values by dotted name), ``metrics`` (final values), ``values`` (the objective values
-told to the engine), ``seeds`` (per-seed final metrics, when the spec has ``seeds``),
-``error`` (for a failure), ``datetime_start`` and ``datetime_complete``. ``table`` and
-``csv`` have one column per ``params.*`` and ``metrics.*``, as ``mlflow.search_runs`` names
-them. Non-finite numbers are ``null`` in JSON (strict JSON has no token for them). In CSV, a
-text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
-leading ``'`` (OWASP's rule against formula injection; numbers stay numbers). In the table,
-control characters (line breaks, terminal escapes) are shown escaped (``\\n``, ``\\x1b``).
+The sweep's state is found whichever engine ran it (:func:`which_engine`): on Optuna as ``run``
+finds it (``--storage``, else ``optuna.storage``, else the journal under the working directory;
+the name from ``optuna.study_name``, ``name`` or the file stem), on the local W&B engine
+``--storage``, else ``.sweepspec/<name>.wandb.jsonl``; when both are there, the latest written.
+Both engines give the same keys and states. ``json`` is an array with one object per trial:
+``number``, ``state``, ``params`` (real values by dotted name), ``metrics`` (final values),
+``values`` (the objective values told to the engine), ``seeds`` (per-seed final metrics, when
+the spec has ``seeds``), ``error`` (for a failure), ``datetime_start`` and
+``datetime_complete``. ``table`` and ``csv`` have one column per ``params.*`` and
+``metrics.*``, as ``mlflow.search_runs`` names them. Non-finite numbers are ``null`` in JSON
+(strict JSON has no token for them). In CSV, a text cell that starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return gets a leading ``'`` (OWASP's rule against formula injection;
+numbers stay numbers). In the table, control characters (line breaks, terminal escapes) are
+shown escaped (``\\n``, ``\\x1b``).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
 from ..escape import csv_cell, strict_json, visible
+from ..runners.base import ENGINES, engine_names
 from . import emit, load_spec, require
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ..compiler.optuna import OptunaPlan
+    from ..spec import Spec
 
 Row = dict[str, Any]
 
@@ -36,6 +41,70 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     spec = load_spec(path)
     if spec is None:
         return 1
+    engine = which_engine(spec, path, storage)
+    params = list(spec.flat_parameters())
+    metrics = [m.name for m in spec.objectives]
+    if engine == "optuna":
+        rows = _optuna_rows(spec, path, storage)
+    else:
+        rows = _engine_rows(engine, spec, path, storage)
+    emit(render(rows, params, metrics, fmt))
+    return 0
+
+
+def which_engine(spec: Spec, path: str, storage: str | None) -> str:
+    """The engine whose state of this sweep is there (``storage``, else each engine's default
+    place); the latest written when several are; the spec's engine (else optuna) when none
+    is, so that its own message says what is missing."""
+    found: dict[str, float] = {}
+    for name in engine_names():
+        try:
+            when = _state_time(name, spec, path, storage)
+        except ImportError:  # that engine is not installed: it cannot have run the sweep
+            continue
+        if when is not None:
+            found[name] = when
+    if not found:
+        return spec.engine or "optuna"
+    if storage is not None and len(found) > 1:  # a file one engine recognises as its own
+        found.pop("optuna", None)
+    return max(found, key=lambda name: found[name])
+
+
+def _state_time(name: str, spec: Spec, path: str, storage: str | None) -> float | None:
+    if name == "optuna":  # moves to runners/optuna.py (find_state) with the sweep loop
+        return _optuna_state(spec, path, storage)
+    import importlib
+
+    module = importlib.import_module(ENGINES[name])
+    when: float | None = module.find_state(spec, path, storage)
+    return when
+
+
+def _optuna_state(spec: Spec, path: str, storage: str | None) -> float | None:
+    import os
+
+    from ..runners.contract import default_journal
+    from ..runners.optuna import study_name
+
+    url = storage or (spec.optuna.storage if spec.optuna else None)
+    if url is not None and "://" in url:
+        return 0.0  # a database: the only engine that uses one
+    where = url if url is not None else str(default_journal(study_name(spec, path)))
+    return os.path.getmtime(where) if os.path.exists(where) else None
+
+
+def _engine_rows(name: str, spec: Spec, path: str, storage: str | None) -> list[Row]:
+    from ..runners.base import EngineError, EngineOptions, open_engine
+
+    try:
+        engine = open_engine(name, spec, path, EngineOptions(storage=storage, create=False))
+        return list(engine.records())
+    except EngineError as exc:
+        raise SweepspecError(str(exc)) from None
+
+
+def _optuna_rows(spec: Spec, path: str, storage: str | None) -> list[Row]:
     require("optuna", "results")  # the sweep's state is an Optuna study
     from ..compiler.base import CompileError
     from ..compiler.optuna import compile_optuna
@@ -48,11 +117,9 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
         study = load_study(store, name, label)
     except (CompileError, RunError) as exc:
         raise SweepspecError(str(exc)) from None
-    rows = [
+    return [
         trial_row(t, plan) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"
     ]
-    emit(render(rows, plan, fmt))
-    return 0
 
 
 def _note(line: str) -> None:
@@ -88,10 +155,12 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def render(rows: list[Row], plan: OptunaPlan, fmt: str) -> str:
+def render(rows: list[Row], params: list[str], metrics: list[str], fmt: str) -> str:
+    """``rows`` in ``fmt``; ``params`` and ``metrics`` (the spec's, in file order) order the
+    columns of a table or CSV."""
     if fmt == "json":
         return strict_json(rows) + "\n"
-    header, cells = _flat(rows, plan)
+    header, cells = _flat(rows, params, metrics)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)  # RFC 4180: CRLF rows, so a CR in a cell is quoted too
@@ -101,10 +170,12 @@ def render(rows: list[Row], plan: OptunaPlan, fmt: str) -> str:
     return _table([visible(h) for h in header], [[_cell(c) for c in row] for row in cells])
 
 
-def _flat(rows: list[Row], plan: OptunaPlan) -> tuple[list[str], list[list[Any]]]:
-    params = [n for n in plan.params if any(n in r["params"] for r in rows)]
+def _flat(
+    rows: list[Row], names: list[str], objectives: list[str]
+) -> tuple[list[str], list[list[Any]]]:
+    params = [n for n in names if any(n in r["params"] for r in rows)]
     found = {m for r in rows for m in r["metrics"]}
-    metrics = [m for m in plan.metric_names if m in found]
+    metrics = [m for m in objectives if m in found]
     metrics += sorted(found - set(metrics))
     errors = any("error" in r for r in rows)
     header = (

@@ -1,9 +1,10 @@
 """``sweepspec run``: run (or resume) a sweep until its budget is spent (SPEC sections 3, 6).
 
-Spec errors print as ``validate`` prints them (exit 1); what Optuna cannot express prints one
-warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C exits
-130 with the running trial recorded as failed. The W&B engine comes with its own issue: until
-then it is refused, not pretended.
+Spec errors print as ``validate`` prints them (exit 1); what the engine cannot express prints
+one warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C
+exits 130 with the running trial recorded as failed. ``--engine wandb`` runs W&B's own
+``sweeps`` package locally through the engine-neutral loop (:mod:`sweepspec.runners.sweep`);
+``wandb: {mode: server}`` runs W&B's server and agent instead.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from ..spec import Spec
 from . import EXTRAS, load_spec, needs_extra
 
 if TYPE_CHECKING:
-    from ..runners.optuna import Finished
+    from ..runners.budget import Tally
 
-NOT_YET = {
-    "engine": "running on W&B (--engine wandb) is not available yet; run on Optuna "
-    "(--engine optuna), or compile the W&B sweep config with 'sweepspec compile "
-    "--engine wandb' and run it with 'wandb sweep' / 'wandb agent'",
-}
+
+LOOP_RUNS = ("function",)
+"""What a compiled artifact may say its engine's own agent cannot run, but the engine-neutral
+loop runs itself: not warned about on ``run``."""
 
 
 def run(
@@ -38,13 +38,13 @@ def run(
     spec = load_spec(path)
     if spec is None:
         return 1
-    if (
-        (engine or spec.engine or "optuna") == "wandb"
-        and spec.wandb
-        and spec.wandb.mode == "server"
-    ):
+    name = engine or spec.engine or "optuna"
+    if name == "wandb" and spec.wandb and spec.wandb.mode == "server":
         return _run_server(spec, path, trials, fresh)
-    _refuse_later(spec, engine, tracker)
+    if name != "optuna":
+        return _run_engine(
+            name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh
+        )
     return _run(spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh)
 
 
@@ -89,10 +89,49 @@ def _spec_tracker(spec: Spec) -> str:
     return spec.tracking.tracker if spec.tracking else "mlflow"
 
 
-def _refuse_later(spec: Spec, engine: str | None, tracker: str | None) -> None:
-    if (engine or spec.engine or "optuna") == "wandb":
-        origin = "" if engine else " (the spec says 'engine: wandb')"
-        raise SweepspecError(NOT_YET["engine"] + origin)
+def _run_engine(
+    name: str,
+    spec: Spec,
+    path: str,
+    tracker: str,
+    trials: int | None,
+    workers: int | None,
+    storage: str | None,
+    fresh: bool,
+) -> int:
+    """The sweep on an engine behind the engine-neutral loop (``--engine wandb``)."""
+    from .. import compiler
+    from ..runners.sweep import RunError, run_sweep
+
+    try:
+        compiled = getattr(compiler, f"compile_{name}")(spec)  # the engine's own compiler
+    except ImportError as exc:
+        raise SweepspecError(
+            f"the {name} engine needs {exc.name}: pip install 'sweepspec[{name}]'"
+        ) from None
+    except compiler.CompileError as exc:
+        sys.stderr.write(f"{path}: error: {exc}\n")
+        return 1
+    for item in compiled.unsupported:
+        if item.feature in LOOP_RUNS:
+            continue  # said of the engine's own agent; this loop runs it
+        sys.stderr.write(f"{path}: warning: {item.format(name)}\n")
+    count = workers or (spec.budget.workers if spec.budget else 1)
+    try:
+        finished = run_sweep(
+            spec,
+            path,
+            engine=name,
+            tracker=tracker,
+            storage=storage,
+            trials=trials,
+            workers=count,
+            fresh=fresh,
+        )
+    except RunError as exc:
+        raise SweepspecError(str(exc)) from None
+    _summary(finished.tally, finished.reason, path, [m.name for m in spec.objectives])
+    return 0
 
 
 def _run(
@@ -134,18 +173,17 @@ def _run(
         )
     except RunError as exc:
         raise SweepspecError(str(exc)) from None
-    _summary(finished, path, plan.metric_names)
+    _summary(finished.tally, finished.reason, path, plan.metric_names)
     return 0
 
 
-def _summary(finished: Finished, path: str, metric_names: list[str]) -> None:
-    tally = finished.tally
+def _summary(tally: Tally, reason: str, path: str, metric_names: list[str]) -> None:
     best = ""
     if tally.best is not None and tally.best.values is not None:
         name = metric_names[0] if metric_names else "value"
         best = f"; best {name}={tally.best.values[0]:.6g} (trial {tally.best.number})"
     sys.stderr.write(
-        f"sweepspec: stopped: {finished.reason}\n"
+        f"sweepspec: stopped: {reason}\n"
         f"sweepspec: {tally.finished} finished ({tally.pruned} stopped early), "
         f"{tally.failed} failed{best}; see 'sweepspec results {path}'\n"
     )

@@ -82,6 +82,10 @@ class Engine(Protocol):
     name: str  # the registry name: "optuna", "wandb", ...
     label: str  # where the state lives, for messages (credentials hidden)
     sweep_id: str  # stable across resumes; trackers group trials by it
+    sweep_name: str  # the sweep's name, for messages and progress
+    artifact: dict[str, Any]  # the compiled sweep, logged by trackers beside the spec
+    artifact_name: str  # its file name there ("optuna.json", "wandb.json")
+    messages: list[str]  # lines the loop shows once, after opening (what --fresh deleted)
 
     def ask(self) -> Asked | None:
         """Start the next trial; None when the engine has nothing left (grid exhausted)."""

@@ -596,7 +596,15 @@ class _Forked:
         _prctl()  # loaded here: the child only calls it
         for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
             stream.flush()
-        self.pid = os.fork()
+        # Ctrl-C, SIGTERM and SIGHUP are held over the fork: one that arrives while the
+        # interpreter runs its after-fork hooks (logging's) would be ignored there, and the
+        # sweep would go on; held, it arrives below, where the child is stopped with the trial.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_OVER_FORK)
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if self.pid == 0:  # pragma: no cover - the child (coverage cannot follow it)
             here.close()
             trial = Trial(params, seed, number, self._remote(there))
@@ -606,6 +614,7 @@ class _Forked:
             os.setpgid(self.pid, self.pid)
         self.ending = "interrupt"  # until _follow says how it ended
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what was held is raised here
             return self._follow(here, objectives)
         finally:
             self._end()
@@ -737,6 +746,10 @@ def _reap_returned(block: bool = False) -> None:
 atexit.register(_reap_returned, block=True)
 
 
+HELD_OVER_FORK = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals held while a trial's process is forked (see :meth:`_Forked.run`)."""
+
+
 def _child(
     conn: Connection,
     parent: int,
@@ -754,6 +767,7 @@ def _child(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_OVER_FORK)  # held over the fork
         if argv0 is not None:
             sys.argv = [argv0]
         os.environ.update(env or {})

@@ -70,7 +70,15 @@ if TYPE_CHECKING:
     from ..spec import Spec
     from ..trackers import TrialRecord
 
-__all__ = ["FORMAT", "STATE_DIR", "WandbLocalEngine", "ask_seed", "default_state", "open_engine"]
+__all__ = [
+    "FORMAT",
+    "STATE_DIR",
+    "WandbLocalEngine",
+    "ask_seed",
+    "default_state",
+    "find_state",
+    "open_engine",
+]
 
 STATE_DIR = ".sweepspec"
 FORMAT = "sweepspec-wandb-local/1"
@@ -90,6 +98,19 @@ def default_state(spec: Spec, path: str) -> Path:
     name = spec.name or Path(path).stem
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
     return Path(STATE_DIR) / f"{safe}.wandb.jsonl"
+
+
+def find_state(spec: Spec, path: str, storage: str | None) -> float | None:
+    """When this engine's state of the sweep was last written (``st_mtime``), or None when
+    there is none: ``storage`` (a file), else :func:`default_state`. For ``results``, which
+    reads whichever engine ran the sweep."""
+    where = Path(storage) if storage is not None else default_state(spec, path)
+    try:
+        with open(where, "rb") as fh:
+            head = fh.read(len(FORMAT) + 16)
+        return where.stat().st_mtime if FORMAT.encode() in head else None
+    except OSError:
+        return None
 
 
 def ask_seed(sweep_id: str, number: int) -> int:
@@ -199,6 +220,9 @@ class WandbLocalEngine:
         self.config: dict[str, Any] = json.loads(json.dumps(plan.config))
         self.unsupported = plan.unsupported
         self.messages: list[str] = []  # for the loop to show once (what --fresh deleted)
+        self.sweep_name = spec.name or Path(path).stem
+        self.artifact = self.config
+        self.artifact_name = "wandb.json"
         _check_config(self.config)
         self.metric: str | None = (self.config.get("metric") or {}).get("name")
         self.hyperband = (self.config.get("early_terminate") or {}).get("type") == "hyperband"

@@ -1,0 +1,770 @@
+"""The engine-neutral sweep loop: ask the engine, run the trial over its seeds, tell, log.
+
+Everything here is the same for every engine (:mod:`.base`): the worker loop over
+``engine.ask`` / ``engine.report`` / ``engine.tell``, the budget counted over every worker
+through ``engine.summaries()`` under ``engine.ask_lock()``, seeds and their aggregate, trial
+execution (:mod:`.trials`), progress, tracker calls, stale-trial recovery
+(``engine.fail_stale()``), worker processes (``python -m sweepspec.runners.sweep``) and the
+policy for Ctrl-C, SIGTERM and SIGHUP:
+
+* Ctrl-C: the running trial is stopped and told to the engine as failed (``interrupted``),
+  the tracker is flushed, and KeyboardInterrupt goes on up (exit 130). SIGTERM and SIGHUP do
+  the same (:class:`Interrupted`, exit 143 / 129); with several workers the signal is passed
+  on to each. Engine writes are shielded from these signals, so no trial is left RUNNING and
+  nothing finished is lost. Workers stop as on SIGTERM when the process that started them
+  ends, even killed outright; a trial left RUNNING by a process that was killed outright
+  (SIGKILL) on this host is marked failed by the next run.
+* ``--workers N`` is bounded by the trials left in the budget and by :data:`WORKERS_PER_CPU`.
+
+This module imports no engine: :func:`sweepspec.runners.base.open_engine` imports the one
+named. The Optuna engine still runs its own copy of this loop (``runners/optuna.py``) until
+it is moved behind :class:`~.base.Engine` too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..spec import Spec
+from ..spec.messages import did_you_mean
+from ..spec.models import NestedParam
+from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
+from .base import Asked, Engine, EngineError, EngineOptions, open_engine
+from .budget import Budget, FailureStreak, Tally
+from .progress import Progress
+from .trials import (
+    TERM_GRACE,
+    Command,
+    FunctionError,
+    Monitor,
+    Outcome,
+    calls_bare,
+    describe,
+    die_with_parent,
+    load_function,
+    module_file,
+    run_command,
+    run_function,
+)
+
+__all__ = [
+    "WORKERS_PER_CPU",
+    "Finished",
+    "Interrupted",
+    "RunError",
+    "Worker",
+    "run_sweep",
+    "sweep_name",
+    "worker_main",
+]
+
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+Execute = Callable[[dict[str, Any], int, int, Monitor], Outcome]
+Echo = Callable[[str, str], None]
+
+
+class RunError(Exception):
+    """An expected failure: one line for the user, no traceback."""
+
+
+@dataclass
+class Finished:
+    """How a sweep ended: why it stopped, and the engine's trials by then."""
+
+    reason: str
+    tally: Tally
+    storage: str
+
+
+# --------------------------------------------------------------------------- names
+
+
+def sweep_name(spec: Spec, path: str) -> str:
+    """The spec's ``name``, else the spec file's stem."""
+    return spec.name or Path(path).stem
+
+
+def experiment_name(spec: Spec, path: str) -> str:
+    """MLflow's experiment: ``tracking.experiment``, else ``name``, else the file's stem."""
+    tracking = spec.tracking
+    return (tracking.experiment if tracking else None) or spec.name or Path(path).stem
+
+
+def spec_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def param_paths(spec: Spec) -> dict[str, tuple[str, ...]]:
+    """Dotted name of each leaf parameter -> its path of keys (a top-level name that holds a
+    dot stays one key)."""
+    out: dict[str, tuple[str, ...]] = {}
+
+    def walk(params: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        for name, param in params.items():
+            if isinstance(param, NestedParam):
+                walk(param.parameters, prefix + (name,))
+            else:
+                out[".".join(prefix + (name,))] = prefix + (name,)
+
+    walk(spec.parameters or {}, ())
+    return out
+
+
+def nest(flat: dict[str, Any], paths: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """Real values by dotted name -> the nested dict a trial reads (``params["opt"]["lr"]``)."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = paths.get(name, (name,))
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+# ------------------------------------------------------------------- Ctrl-C, SIGTERM, SIGHUP
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler's kill, a closed terminal), handled as Ctrl-C is: the
+    running trial ends as failed, nothing finished is lost; the exit code is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def interrupt_reason(exc: BaseException) -> str:
+    """What a trial cut short by ``exc`` records as its error."""
+    return f"interrupted ({exc.name})" if isinstance(exc, Interrupted) else INTERRUPTED
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt)
+    in the main thread, so they stop the sweep the way Ctrl-C does. A signal the process was
+    told to ignore (``nohup`` ignores SIGHUP) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        sig: signal.signal(sig, _raise_interrupted)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (engine writes must not be
+    cut in half); then the first one held is delivered to the handler it had before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def make_executor(
+    spec: Spec, path: str, objectives: list[str], echo: Echo | None, grace: float = TERM_GRACE
+) -> Execute:
+    """How each run of a trial executes: the spec's function, or its command. Both get what
+    W&B's agent gives a run (WANDB_SWEEP_ID is the sweep's name)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    sweep = sweep_name(spec, path)
+    if spec.function is not None:
+        try:
+            function = load_function(spec.function, folder)
+            bare = calls_bare(spec.function, function)
+        except FunctionError as exc:
+            raise RunError(str(exc)) from None
+        argv0 = module_file(spec.function.partition(":")[0])
+        return lambda params, seed, number, monitor: run_function(
+            function,
+            params,
+            seed,
+            number,
+            monitor,
+            objectives,
+            grace=grace,
+            argv0=argv0,
+            folder=folder,
+            sweep=sweep,
+            bare=bare,
+        )
+    if spec.program is None and spec.command is None:
+        raise RunError("nothing to run: give 'function' (module:callable) or 'program'/'command'")
+    _check_command(spec, objectives)
+    command = Command(spec.command, spec.program, folder, grace, echo, sweep)
+    return lambda params, seed, number, monitor: run_command(
+        command, params, seed, number, monitor, objectives
+    )
+
+
+def _check_command(spec: Spec, objectives: list[str]) -> None:
+    template = [str(item) for item in spec.command or ["${program}"]]
+    if spec.program is None and "${program}" in template:
+        raise RunError("the command uses ${program}, but the spec gives no 'program'")
+    if not objectives:
+        raise RunError(
+            "a command reports its metrics by name: give 'metric' (the objective "
+            "sweepspec reads from what the command reports)"
+        )
+
+
+# --------------------------------------------------------------------------- one worker
+
+
+_AGGREGATE: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean,
+    "median": statistics.median,
+    "min": min,
+    "max": max,
+}
+
+
+@dataclass
+class Worker:
+    """One process's loop over trials, until the budget says stop."""
+
+    spec: Spec
+    engine: Engine
+    budget: Budget
+    tracker: Tracker
+    execute: Execute
+    progress: Progress | None = None
+    current: Asked | None = None
+    runs: list[tuple[int, Outcome]] = field(default_factory=list)
+    monitor: Monitor | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.metric_names = [m.name for m in spec.objectives]
+        self.paths = param_paths(spec)
+        self.seeds = spec.seeds.values if spec.seeds else [0]
+        self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
+        self.seeded = spec.seeds is not None
+        self.timeout = spec.budget.trial_timeout if spec.budget else None
+        self.prunable = len(self.metric_names) == 1 and spec.early_terminate is not None
+        self.streak = FailureStreak(self.budget.max_consecutive_failures)
+        self.warned = False
+
+    # ---- the loop
+
+    def run(self) -> str:
+        """Run trials until a limit is reached; return why. Ctrl-C records the running trial
+        as failed before it goes on up."""
+        try:
+            return self._loop()
+        except BaseException as exc:
+            with deferred_interrupt():
+                self._abandon(
+                    interrupt_reason(exc)
+                    if isinstance(exc, KeyboardInterrupt)
+                    else f"sweepspec stopped: {describe(exc)}"
+                )
+            raise
+
+    def _loop(self) -> str:
+        while True:
+            with deferred_interrupt(), self.engine.ask_lock():
+                reason = self.budget.stop_reason(self.tally()) or self.engine.exhausted()
+                asked = self.current = self.engine.ask() if reason is None else None
+            if asked is None:
+                return (
+                    reason
+                    or self.engine.exhausted()
+                    or "the trial budget is filled by trials of other workers"
+                )
+            record = self._trial(asked)
+            if self.progress is not None:  # workers in other processes show none
+                self.progress.trial(
+                    record.number, record.state, record.metrics, self.tally(), record.error
+                )
+            self._check_objective(record)
+            failure = self.streak.add(record.number, record.state, record.error)
+            if failure is not None:
+                raise RunError(failure)
+
+    def _check_objective(self, record: TrialRecord) -> None:
+        """A metric name the trial never reports (a typo) would fail every trial: stop after
+        the first. Early termination on a metric reported once has nothing to act on: warn."""
+        seed, run = self.runs[-1]
+        if run.missing and self.metric_names and not self._any_complete():
+            raise RunError(_never_reported(record.number, run))
+        if not self.prunable or self.warned or record.state != "COMPLETE":
+            return
+        metric = self.metric_names[0]
+        seed, run = self.runs[0]
+        key = (f"seed_{seed}/" if self.seeded else "") + metric
+        if sum(p.key == key for p in run.history) <= 1:
+            self.warned = True
+            self._warn(
+                f"sweepspec: warning: early_terminate is set, but trial {record.number} "
+                f"reported {metric!r} only at the end, so stopping early had nothing to act "
+                f"on; report it at each step (trial.report({{{metric!r}: ...}}, step), or a "
+                "metric line per step from a command)"
+            )
+
+    def _any_complete(self) -> bool:
+        return any(s.state == "COMPLETE" for s in self.engine.summaries())
+
+    def _warn(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.write(line)
+        else:
+            sys.stderr.write(line + "\n")
+
+    def tally(self) -> Tally:
+        return self.budget.tally(self.engine.summaries())
+
+    # ---- one trial
+
+    def _trial(self, asked: Asked) -> TrialRecord:
+        with deferred_interrupt():
+            self.current, self.runs, self.params = asked, [], dict(asked.params)
+            self.started = time.time()
+        nested = nest(self.params, self.paths)
+        pruning = functools.partial(self._report, asked) if self.prunable else None
+        for i, seed in enumerate(self.seeds):
+            outcome = self._run_seed(nested, seed, asked.number, pruning if i == 0 else None)
+            self.runs.append((seed, outcome))
+            if outcome.state != "COMPLETE":
+                break
+        record = self._record(asked.number, self.params)
+        with deferred_interrupt():
+            self.engine.tell(asked, record)
+            self.current = None
+        self.tracker.log_trial(record)
+        return record
+
+    def _report(self, asked: Asked, value: float, step: int) -> bool:
+        with deferred_interrupt():
+            return self.engine.report(asked, value, step)
+
+    def _run_seed(
+        self,
+        nested: dict[str, Any],
+        seed: int,
+        number: int,
+        pruning: Callable[[float, int], bool] | None,
+    ) -> Outcome:
+        self.monitor = Monitor(
+            self.metric_names[0] if self.metric_names else None,
+            pruning,
+            self.timeout,
+            f"seed_{seed}/" if self.seeded else "",
+        )
+        outcome = self.execute(nested, seed, number, self.monitor)
+        self.monitor = None
+        return outcome
+
+    def _record(self, number: int, params: dict[str, Any]) -> TrialRecord:
+        seed, last = self.runs[-1]
+        history = [p for _, run in self.runs for p in run.history]
+        seeds = (
+            [{"seed": s, "metrics": run.metrics} for s, run in self.runs] if self.seeded else None
+        )
+        record = TrialRecord(
+            number,
+            params,
+            last.state,
+            dict(last.metrics),
+            history,
+            seeds,
+            start_ms=int(self.started * 1000),
+            end_ms=int(time.time() * 1000),
+        )
+        if last.state == "FAIL":
+            several = self.seeded and len(self.seeds) > 1
+            record.error = f"seed {seed}: {last.error}" if several else last.error
+        elif last.state == "COMPLETE":
+            record.metrics, record.values = self._aggregate()
+        return record
+
+    def _aggregate(self) -> tuple[dict[str, float], list[float]]:
+        outcomes = [run for _, run in self.runs]
+        width = len(outcomes[0].values or [])
+        values = [self.aggregate([o.values[k] for o in outcomes if o.values]) for k in range(width)]
+        names = [n for n in outcomes[0].metrics if all(n in o.metrics for o in outcomes)]
+        metrics = {n: self.aggregate([o.metrics[n] for o in outcomes]) for n in names}
+        return metrics, values
+
+    def _abandon(self, reason: str) -> None:
+        """The running trial ends as failed; it is logged with what it reported."""
+        asked, self.current = self.current, None
+        if asked is None:
+            return
+        if self.monitor is not None:
+            self.runs.append(
+                (
+                    self.seeds[len(self.runs)],
+                    Outcome(
+                        "FAIL", dict(self.monitor.last), error=reason, history=self.monitor.history
+                    ),
+                )
+            )
+        if not self.runs:
+            self.runs.append((self.seeds[0], Outcome("FAIL", {}, error=reason)))
+        record = self._record(asked.number, self.params)
+        record.state, record.error = "FAIL", reason
+        self.engine.tell(asked, record)
+        self.tracker.log_trial(record)
+
+
+def _never_reported(number: int, outcome: Outcome) -> str:
+    name = outcome.missing[0]
+    given = sorted(outcome.metrics)
+    what = f"it reported {', '.join(map(repr, given))}" if given else "it reported no metrics"
+    return (
+        f"trial {number} never reported {name!r}, the spec's metric; {what}"
+        f"{did_you_mean(name, given) or '.'} Stopped after this trial: fix metric.name in "
+        "the spec, or what the trial reports"
+    )
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def make_budget(spec: Spec, trials: int | None, deadline: float | None = None) -> Budget:
+    """The budget of ``spec``: ``--trials``, else ``run_cap``, else ``budget.trials``."""
+    budget = spec.budget
+    objectives = spec.objectives
+    source = "--trials" if trials else "run_cap" if spec.run_cap else "budget.trials"
+    wall = budget.wall_clock if budget else None
+    if deadline is None and wall is not None:
+        deadline = time.time() + wall
+    return Budget(
+        directions=tuple(m.goal for m in objectives) or ("minimize",),
+        metric_names=tuple(m.name for m in objectives),
+        trials=trials or spec.run_cap or (budget.trials if budget else None),
+        trials_source=source,
+        deadline=deadline,
+        wall_clock=wall,
+        targets=tuple(m.target for m in objectives),
+        cost_metric=budget.cost.metric if budget and budget.cost else None,
+        cost_max=budget.cost.max if budget and budget.cost else None,
+        max_consecutive_failures=budget.max_consecutive_failures if budget else 5,
+    )
+
+
+def open_sweep(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:
+    """The engine ``name`` on the sweep's state; what goes wrong is a :class:`RunError`."""
+    try:
+        return open_engine(name, spec, path, options)
+    except ImportError as exc:
+        raise RunError(
+            f"the {name} engine needs {exc.name or name}: pip install 'sweepspec[{name}]', "
+            "or run on another engine (--engine)"
+        ) from None
+    except EngineError as exc:
+        raise RunError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    spec: Spec,
+    path: str,
+    *,
+    engine: str,
+    tracker: str = "mlflow",
+    storage: str | None = None,
+    trials: int | None = None,
+    workers: int = 1,
+    fresh: bool = False,
+    grace: float = TERM_GRACE,
+    stream: Any = None,
+    tty: bool | None = None,
+) -> Finished:
+    """Run (or resume) the sweep of ``spec`` (read from ``path``) on ``engine`` until a limit
+    is reached.
+
+    Raises :class:`RunError` for expected failures (unreadable state, changed search space, a
+    function that cannot be imported, repeated trial failures) and lets KeyboardInterrupt
+    through after recording the running trial as failed and flushing the tracker.
+    """
+    objectives = [m.name for m in spec.objectives]
+    budget = make_budget(spec, trials)
+    progress = Progress(
+        sweep_name(spec, path),
+        budget.trials,
+        objectives[0] if objectives else None,
+        stream,
+        tty,
+    )
+    execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
+    try:
+        with stop_signals():
+            sweep = open_sweep(engine, spec, path, EngineOptions(storage=storage, fresh=fresh))
+            for line in sweep.messages:
+                progress.write(line)
+            for number in sweep.fail_stale():
+                progress.write(
+                    f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+                )
+            workers = bound_workers(workers, sweep, budget, progress.write)
+            progress.write(_opening(sweep, tracker, workers))
+            sink = _tracker(tracker, spec, path, sweep, progress.write)
+            progress.update(budget.tally(sweep.summaries()))
+            reason = _drive(spec, path, sweep, budget, workers, sink, progress, execute, grace)
+            tally = budget.tally(sweep.summaries())
+    except EngineError as exc:
+        raise RunError(str(exc)) from None
+    where = sink.where()
+    if where:
+        progress.write(where)
+    return Finished(reason, tally, sweep.label)
+
+
+WORKERS_PER_CPU = 4
+"""``--workers`` is capped at this many worker processes per CPU (``os.cpu_count()``)."""
+
+
+def bound_workers(asked: int, engine: Engine, budget: Budget, echo: Callable[[str], None]) -> int:
+    """``asked`` workers, but never more than the trials left in the budget, nor more than
+    :data:`WORKERS_PER_CPU` per CPU; one line says so when capped."""
+    cpus = os.cpu_count() or 1
+    tally = budget.tally(engine.summaries())
+    left = None
+    if budget.trials is not None:
+        left = max(1, budget.trials - tally.finished - tally.running)
+    count = min(asked, cpus * WORKERS_PER_CPU, left or asked)
+    if count < asked:
+        why = (
+            f"{left} trial{'s' if left != 1 else ''} left in the budget"
+            if count == left
+            else f"at most {WORKERS_PER_CPU} per CPU, {cpus} CPUs"
+        )
+        echo(f"sweepspec: {asked} workers asked, {count} started ({why})")
+    return count
+
+
+def _drive(
+    spec: Spec,
+    path: str,
+    engine: Engine,
+    budget: Budget,
+    workers: int,
+    sink: Tracker,
+    progress: Progress,
+    execute: Execute,
+    grace: float,
+) -> str:
+    """Run the trials here or in worker processes; close the tracker whatever happens."""
+    status = "FAILED"
+    try:
+        if workers == 1:
+            reason = Worker(spec, engine, budget, sink, execute, progress).run()
+        else:
+            reason = _supervise(path, engine, budget, workers, sink, progress, grace)
+        status = "FINISHED"
+        return reason
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        progress.close()
+        progress.write(_interrupted(engine, budget, exc))
+        raise
+    finally:
+        progress.close()
+        with deferred_interrupt():
+            sink.close(status)
+
+
+def _interrupted(engine: Engine, budget: Budget, exc: BaseException) -> str:
+    tally = budget.tally(engine.summaries())
+    by = f" by {exc.name}" if isinstance(exc, Interrupted) else ""
+    return (
+        f"sweepspec: interrupted{by}; {tally.finished} finished trials are kept in "
+        f"{engine.label} (a trial that was running is recorded as failed); run the same "
+        "command again to resume"
+    )
+
+
+def _opening(engine: Engine, tracker: str, workers: int) -> str:
+    done = len(engine.summaries())
+    where = f"storage {engine.label}, tracker {tracker}"
+    several = f", {workers} workers" if workers > 1 else ""
+    resumed = f"; resuming after {done} trials" if done else ""
+    return f"sweepspec: sweep {engine.sweep_name!r} on {engine.name} ({where}{several}){resumed}"
+
+
+def _tracker(
+    name: str, spec: Spec, path: str, engine: Engine, echo: Callable[[str], None]
+) -> Tracker:
+    uri = spec.tracking.uri if spec.tracking else None
+    try:
+        sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
+        sink.start(
+            SweepInfo(
+                name=engine.sweep_name,
+                engine=engine.name,
+                sweep_id=engine.sweep_id,
+                spec_path=os.path.abspath(path),
+                spec_hash=spec_hash(path),
+                artifact=engine.artifact,
+                artifact_name=engine.artifact_name,
+            )
+        )
+    except ImportError as exc:
+        raise RunError(
+            f"the {name} tracker needs {exc.name or name}: pip install "
+            f"'sweepspec[{name}]', or run with --tracker none"
+        ) from None
+    except Exception as exc:  # the tracking server is the user's
+        raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
+    return sink
+
+
+# --------------------------------------------------------------------------- several workers
+
+
+def _supervise(
+    path: str,
+    engine: Engine,
+    budget: Budget,
+    workers: int,
+    sink: Tracker,
+    progress: Progress,
+    grace: float,
+) -> str:
+    """Start ``workers`` processes on the engine's state and follow their trials until all
+    stop."""
+    settings = {
+        "engine": engine.name,
+        "settings": engine.worker_settings(),
+        "spec": os.path.abspath(path),
+        "trials": budget.trials,
+        "deadline": budget.deadline,
+        "tracker": sink.name,
+        "tracking": sink.worker_settings(),
+        "grace": grace,
+    }
+    argv = [sys.executable, "-m", "sweepspec.runners.sweep", json.dumps(settings)]
+    seen = {r["number"] for r in engine.records() if r["state"] != "RUNNING"}
+    # a worker stops as on SIGTERM when this process ends, even killed outright (SIGKILL)
+    orphaned = functools.partial(die_with_parent, signal.SIGTERM, os.getpid())
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(workers):
+            procs.append(subprocess.Popen(argv, start_new_session=True, preexec_fn=orphaned))
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.25)
+            _follow(engine, budget, seen, progress)
+        _follow(engine, budget, seen, progress)
+    except KeyboardInterrupt as exc:
+        _interrupt(procs, interrupt_signal(exc))
+        raise
+    codes = [p.returncode for p in procs]
+    failed = sum(code != 0 for code in codes)
+    if failed:
+        raise RunError(f"{failed} of {workers} workers stopped with an error (see above)")
+    tally = budget.tally(engine.summaries())
+    return budget.stop_reason(tally) or engine.exhausted() or "every worker stopped"
+
+
+def _follow(engine: Engine, budget: Budget, seen: set[int], progress: Progress) -> None:
+    tally = budget.tally(engine.summaries())
+    for row in engine.records():
+        if row["state"] != "RUNNING" and row["number"] not in seen:
+            seen.add(row["number"])
+            progress.trial(row["number"], row["state"], row["metrics"], tally, row.get("error"))
+    progress.update(tally)
+
+
+def _interrupt(procs: list[subprocess.Popen[bytes]], signum: int) -> None:
+    """Pass the signal on to the workers (each records its trial as failed) and wait."""
+    with deferred_interrupt():
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        for proc in procs:
+            proc.wait()
+
+
+def worker_main(argv: list[str]) -> int:
+    """One worker process of ``run --workers N`` (``python -m sweepspec.runners.sweep``)."""
+    settings = json.loads(argv[0])
+    from ..spec import SpecError, load
+
+    try:
+        with stop_signals():
+            return _work(settings, load)
+    except KeyboardInterrupt as exc:
+        return 128 + interrupt_signal(exc)
+    except (RunError, SpecError, EngineError) as exc:
+        sys.stderr.write(f"sweepspec: worker {os.getpid()}: error: {exc}\n")
+        return 1
+
+
+def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
+    sink: Tracker | None = None
+    try:
+        spec = load(settings["spec"])
+        engine_settings = dict(settings["settings"])
+        options = EngineOptions(storage=engine_settings.pop("storage", None), extra=engine_settings)
+        engine = open_sweep(settings["engine"], spec, settings["spec"], options)
+        budget = make_budget(spec, settings["trials"], settings["deadline"])
+        objectives = [m.name for m in spec.objectives]
+        execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
+        sink = make_tracker(settings["tracker"])
+        sink.attach(settings["tracking"])
+        Worker(spec, engine, budget, sink, execute).run()
+        return 0
+    finally:
+        if sink is not None:
+            with deferred_interrupt():
+                sink.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))
