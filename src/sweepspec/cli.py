@@ -18,7 +18,13 @@ from .trackers import TRACKERS
 
 
 class SweepspecError(click.ClickException):
-    """An expected failure: bad input, a refused action. Exits 1 with one clear line."""
+    """An expected failure: bad input, a refused action. Exits 1 with one clear line, its
+    credentials redacted."""
+
+    def __init__(self, message: str) -> None:
+        from .redact import redact
+
+        super().__init__(redact(message))
 
 
 # '--help' first: older click names the first one in "Try 'sweepspec X --help' for help."
@@ -190,6 +196,19 @@ def results_command(file: str, storage: str | None, fmt: str) -> None:
     from .commands.results import results
 
     _exit(results(file, storage=storage, fmt=fmt))
+
+
+@cli.command("sync")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
+)
+def sync_command(file: str, storage: str | None) -> None:
+    """Log to the tracker what earlier runs of spec FILE's sweep could not (the tracker was
+    down); each trial once. 'sweepspec run' does the same when it starts."""
+    from .commands.sync import sync
+
+    _exit(sync(file, storage=storage))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -105,12 +105,14 @@ def _internal_error(exc: BaseException) -> int:
     import tempfile
     import traceback
 
+    from .redact import redact
+
     with tempfile.NamedTemporaryFile(
         "w", prefix="sweepspec-crash-", suffix=".log", delete=False
     ) as fh:
-        traceback.print_exception(exc, file=fh)
+        fh.write(redact("".join(traceback.format_exception(exc))))
     sys.stderr.write(
-        f"sweepspec: internal error: {type(exc).__name__}: {exc}\n"
+        f"sweepspec: internal error: {type(exc).__name__}: {redact(str(exc))}\n"
         f"This is a bug in sweepspec; the details are in {fh.name}\n"
     )
     return 3

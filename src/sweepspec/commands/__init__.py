@@ -11,13 +11,14 @@ if TYPE_CHECKING:
 
 def load_spec(path: str) -> Spec | None:
     """The valid spec at ``path``; else None, after printing its errors as ``validate`` does."""
+    from ..redact import redact
     from ..spec import check
 
     checked = check(path)
     if checked.spec is None:
         for finding in checked.findings:
             if finding.level == "error":
-                sys.stderr.write(finding.format() + "\n")
+                sys.stderr.write(redact(finding.format()) + "\n")
     return checked.spec
 
 

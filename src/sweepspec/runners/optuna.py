@@ -51,9 +51,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..compiler.base import SearchSpaceChangedError
 from ..compiler.optuna import OptunaPlan, compile_optuna, study_name_for
+from ..redact import redact
 from ..spec import Spec
 from ..spec.messages import did_you_mean
-from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
+from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
 from .budget import Budget, FailureStreak, Tally, TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .progress import Progress
@@ -152,7 +153,7 @@ def _absolute_sqlite(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise RunError(
-            f"{_redact(url)} is not a storage URL: give an Optuna RDB URL "
+            f"{redact(url)} is not a storage URL: give an Optuna RDB URL "
             "(sqlite:///FILE, postgresql://USER@HOST/DB) or the path of a journal file"
         ) from None
     database = parsed.database
@@ -177,7 +178,7 @@ def open_storage(
     given = url or (spec.optuna.storage if spec.optuna else None)
     where = storage_url(url, spec, name)
     if "://" in where:
-        label = _redact(given or where)
+        label = redact(given or where)
         return _rdb(where, label, create), label
     label = str(Path(given)) if given is not None else str(default_journal(name))
     if not create and not os.path.exists(where):
@@ -273,10 +274,6 @@ def _rdb_failed(exc: Exception, backend: str, label: str) -> str:
     if kind == "OperationalError" and backend != "sqlite":
         return f"cannot connect to the storage {label}: {text}"
     return f"cannot open the storage {label}: {text}"
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
 def load_study(storage: optuna.storages.BaseStorage, name: str, label: str) -> optuna.Study:
@@ -835,7 +832,7 @@ def prepare(
             if _raced(exc) and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            where = _redact(storage) if storage else default_journal(name)
+            where = redact(storage) if storage else default_journal(name)
             raise RunError(f"cannot open the Optuna storage {where}: {describe(exc)}") from None
     budget = make_budget(spec, plan, trials, deadline)
     sweep_id = uuid.uuid4().hex if old else study.user_attrs[SWEEP_ID_ATTR]
@@ -1152,8 +1149,7 @@ def _drive(
         raise
     finally:
         progress.close()
-        with deferred_interrupt():
-            sink.close(status)
+        sink.close(status)  # bounded; Ctrl-C stops it, what is not logged stays queued
 
 
 def _interrupted(setup: Setup, exc: BaseException) -> str:
@@ -1177,15 +1173,8 @@ def _opening(setup: Setup, tracker: str, workers: int) -> str:
 def _tracker(
     name: str, spec: Spec, path: str, setup: Setup, echo: Callable[[str], None]
 ) -> Tracker:
-    uri = spec.tracking.uri if spec.tracking else None
-    info = SweepInfo(
-        name=setup.name,
-        engine="optuna",
-        sweep_id=setup.sweep_id,
-        spec_path=os.path.abspath(path),
-        spec_hash=spec_hash(path),
-        artifact=setup.plan.to_json(),
-    )
+    uri = _tracking_uri(spec)
+    info = sweep_info(setup)
     uri = absolute_uri(uri) if name == "mlflow" else uri
     for attempt in range(_OPEN_ATTEMPTS):
         try:
@@ -1200,6 +1189,8 @@ def _tracker(
                 f"the {name} tracker needs {exc.name or name}: pip install "
                 f"'sweepspec[{name}]', or run with --tracker none"
             ) from None
+        except TrackerUnavailable as exc:
+            raise RunError(str(exc)) from None
         except Exception as exc:  # the tracking server is the user's
             if _raced(exc) and attempt + 1 < _OPEN_ATTEMPTS:  # runs starting on one new store
                 time.sleep(0.2 * (attempt + 1))
@@ -1224,6 +1215,59 @@ def absolute_uri(uri: str | None) -> str | None:
     if "://" not in uri and not uri.startswith(("databricks", "file:")):
         return os.path.abspath(uri)
     return uri
+
+
+def _tracking_uri(spec: Spec) -> str | None:
+    return spec.tracking.uri if spec.tracking else None
+
+
+def sweep_info(setup: Setup) -> SweepInfo:
+    """What a tracker records about the sweep of ``setup``."""
+    single = len(setup.plan.metric_names) == 1
+    if "://" in setup.url:  # a database: the tracker's files go under ./.sweepspec
+        state = str(default_journal(setup.name).with_suffix(""))
+    else:
+        state = setup.url or setup.label
+    return SweepInfo(
+        name=setup.name,
+        engine="optuna",
+        sweep_id=setup.sweep_id or setup.study.user_attrs[SWEEP_ID_ATTR],
+        spec_path=os.path.abspath(setup.path),
+        spec_hash=spec_hash(setup.path),
+        artifact=setup.plan.to_json(),
+        objective=setup.plan.metric_names[0] if single else None,
+        direction=setup.plan.directions[0] if single else "minimize",
+        state_path=os.path.abspath(state),
+    )
+
+
+def sync_sweep(spec: Spec, path: str, *, tracker: str, storage: str | None = None) -> int:
+    """Log to ``tracker`` what earlier runs of the sweep could not; return how many trials."""
+    plan = compile_optuna(spec)
+    name = study_name(spec, path)
+    store, label = open_storage(storage, spec, name, create=False)
+    study = load_study(store, name, label)
+    if SWEEP_ID_ATTR not in study.user_attrs:
+        raise RunError(f"study {name!r} in {label} was not made by 'sweepspec run'")
+    url = storage_url(storage, spec, name)
+    budget = make_budget(spec, plan, None)
+    setup = Setup(
+        path, plan, name, store, label, study, budget, url, study.user_attrs[SWEEP_ID_ATTR]
+    )
+    uri = _tracking_uri(spec)
+    try:
+        sink = make_tracker(
+            tracker,
+            uri=absolute_uri(uri) if tracker == "mlflow" else uri,
+            experiment=experiment_name(spec, path),
+        )
+        return sink.sync(sweep_info(setup))
+    except ImportError as exc:
+        raise RunError(
+            f"the {tracker} tracker needs {exc.name or tracker}: pip install 'sweepspec[{tracker}]'"
+        ) from None
+    except TrackerUnavailable as exc:
+        raise RunError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- several workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from ..redact import redact
 from .budget import Tally
 
 __all__ = ["Progress"]
@@ -90,7 +91,8 @@ class Progress:
         self.echo(line, "err")
 
     def echo(self, line: str, stream: str) -> None:
-        """A line of a trial's output (``out`` or ``err``)."""
+        """A line of a trial's output (``out`` or ``err``), credentials redacted."""
+        line = redact(line)
         target = sys.stdout if stream == "out" else self.stream
         if self.bar is not None:
             self.bar.write(line, file=target)

@@ -4,19 +4,35 @@ A tracker gets one :class:`SweepInfo` when the sweep starts and one :class:`Tria
 finished trial, everything the trial reported included, so that it can log the trial in one
 batch. The hooks are concrete no-ops; a tracker overrides what it needs. Trackers import no
 engine, and ``none`` imports nothing at all.
+
+:data:`TRACKERS` maps each tracker's name to its module in this package; the module exposes
+``make(uri=, experiment=, echo=) -> Tracker``. A new tracker is one module and one line here.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TRACKERS", "Point", "SweepInfo", "Tracker", "TrialRecord", "make_tracker"]
+__all__ = [
+    "TRACKERS",
+    "Point",
+    "SweepInfo",
+    "Tracker",
+    "TrackerUnavailable",
+    "TrialRecord",
+    "make_tracker",
+]
 
-TRACKERS = ("mlflow", "none", "wandb")
-"""Every tracker sweepspec knows."""
+TRACKERS: dict[str, str] = {"mlflow": "mlflow", "none": "none", "wandb": "wandb"}
+"""Every tracker sweepspec knows: name -> its module in ``sweepspec.trackers``."""
+
+
+class TrackerUnavailable(Exception):
+    """The tracker cannot be reached (or is behind): one line for the user, no traceback."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,12 @@ class SweepInfo:
     spec_hash: str
     artifact: dict[str, Any]
     artifact_name: str = "optuna.json"
+    objective: str | None = None
+    """The metric a best trial is chosen by (None: several objectives, no single best)."""
+    direction: str = "minimize"
+    state_path: str | None = None
+    """The engine's state (a journal file), or a file name under the working directory for
+    a database storage: a tracker keeps what it could not log yet beside it."""
 
 
 Echo = Callable[[str], None]
@@ -75,6 +97,14 @@ class Tracker(abc.ABC):
     Ctrl-C, with the sweep's final status (``FINISHED``, ``KILLED`` or ``FAILED``)."""
 
     name = "none"
+
+    def __init__(
+        self, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
+    ) -> None:
+        """``uri`` and ``experiment`` say where to log (``tracking:``); ``echo`` prints a
+        line for the user."""
+        self.uri = uri
+        self.experiment = experiment
 
     def start(self, sweep: SweepInfo) -> None:
         """The sweep starts (or resumes)."""
@@ -98,21 +128,17 @@ class Tracker(abc.ABC):
         """One line telling the user where to look at the runs, or None."""
         return None
 
+    def sync(self, sweep: SweepInfo) -> int:
+        """Log what earlier runs of ``sweep`` could not; return how many trials."""
+        return 0
+
 
 def make_tracker(
     name: str, *, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
 ) -> Tracker:
-    """The tracker called ``name`` (one of :data:`TRACKERS`)."""
-    if name == "none":
-        from .none import NoneTracker
-
-        return NoneTracker()
-    if name == "mlflow":
-        from .mlflow import MlflowTracker
-
-        return MlflowTracker(uri=uri, experiment=experiment, echo=echo)
-    if name == "wandb":
-        from .wandb import WandbTracker
-
-        return WandbTracker(project=experiment, echo=echo)
-    raise ValueError(f"'tracker in {TRACKERS}' must hold, but got {name!r}")
+    """The tracker called ``name`` (a key of :data:`TRACKERS`), from its module's ``make``."""
+    if name not in TRACKERS:
+        raise ValueError(f"'tracker in {tuple(TRACKERS)}' must hold, but got {name!r}")
+    module = importlib.import_module(f"{__name__}.{TRACKERS[name]}")
+    tracker: Tracker = module.make(uri=uri, experiment=experiment, echo=echo)
+    return tracker

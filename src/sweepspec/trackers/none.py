@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import Tracker, TrialRecord
+from . import Echo, Tracker, TrialRecord
 
-__all__ = ["NoneTracker"]
+__all__ = ["NoneTracker", "make"]
 
 
 class NoneTracker(Tracker):
@@ -12,3 +12,8 @@ class NoneTracker(Tracker):
 
     def log_trial(self, record: TrialRecord) -> None:
         """Nothing to do: ``sweepspec results`` reads the trials from the engine's storage."""
+
+
+def make(uri: str | None = None, experiment: str = "", echo: Echo | None = None) -> NoneTracker:
+    """The ``none`` tracker (it needs none of what trackers are given)."""
+    return NoneTracker()

@@ -45,7 +45,7 @@ from . import Echo, SweepInfo, Tracker, TrialRecord
 if TYPE_CHECKING:
     from ..spec import Spec
 
-__all__ = ["WandbSetupError", "WandbTracker", "history_rows", "nest", "summary_of"]
+__all__ = ["WandbSetupError", "WandbTracker", "history_rows", "make", "nest", "summary_of"]
 
 EXIT_CODE = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}
 """The exit code a trial's W&B run finishes with, by trial state."""
@@ -391,3 +391,11 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def make(
+    uri: str | None = None, experiment: str | None = None, echo: Echo | None = None
+) -> WandbTracker:
+    """The W&B tracker (``make_tracker``'s entry): the experiment is W&B's project; W&B
+    takes no URI here (its own settings and ``WANDB_*`` variables say where)."""
+    return WandbTracker(project=experiment, echo=echo)

@@ -1,0 +1,32 @@
+"""``sweepspec sync``: log what a tracker missed while it was down (the tracker's backlog).
+
+The sweep is found as ``results`` finds it; the tracker is the spec's (``tracking.tracker``,
+else mlflow). Each trial is logged once: its run is looked up by its tags first.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..cli import SweepspecError
+from . import load_spec
+
+
+def sync(path: str, *, storage: str | None = None) -> int:
+    spec = load_spec(path)
+    if spec is None:
+        return 1
+    tracker = spec.tracking.tracker if spec.tracking else "mlflow"
+    if tracker != "mlflow":  # none logs nothing; W&B keeps offline runs itself
+        hint = ": W&B's offline runs are uploaded with 'wandb sync'" if tracker == "wandb" else ""
+        sys.stderr.write(f"sweepspec: nothing to sync for the {tracker} tracker{hint}\n")
+        return 0
+    from ..compiler.base import CompileError
+    from ..runners.optuna import RunError, sync_sweep
+
+    try:
+        count = sync_sweep(spec, path, tracker=tracker, storage=storage)
+    except (CompileError, RunError) as exc:
+        raise SweepspecError(str(exc)) from None
+    sys.stderr.write(f"sweepspec: {tracker}: logged {count} trials that were waiting\n")
+    return 0

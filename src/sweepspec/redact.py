@@ -1,0 +1,66 @@
+"""Credentials never leave sweepspec in the clear: one :func:`redact` for every place text lands.
+
+Run output, error messages, the crash log, MLflow params and tags, and the copy of the spec
+uploaded to MLflow all pass through :func:`redact`. It hides:
+
+* the password of a URL (``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``);
+* a secret in a query string (``?password=...``, ``&token=...``);
+* the value given to a key whose name says it is secret, in YAML, JSON, env or argv form
+  (``WANDB_API_KEY=...``, ``api_key: ...``, ``"token": "..."``, ``--password ...``);
+* the values of this process's environment variables whose names say they are secret
+  (``WANDB_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``), wherever they appear.
+
+A leaf module: no imports beyond the standard library, so ``validate`` stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["MASK", "redact"]
+
+MASK = "***"
+
+# a key is secret when its name ends so: WANDB_API_KEY, db_password, "token" (not "tokens")
+_SECRET = r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|passw(?:or)?d)"
+_KEY = rf"[A-Za-z0-9_.-]*{_SECRET}(?![A-Za-z0-9_])"
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):[^@/\s]*@")
+_QUERY_SECRET = re.compile(rf"(?P<head>[?&;]{_KEY}=)[^&#\s]+", re.IGNORECASE)
+_KEY_VALUE = re.compile(
+    rf"""(?P<head>(?<![A-Za-z0-9_.-]){_KEY}["']?\s*[:=]\s*["']?)(?P<value>[^\s"',}}\]]+)""",
+    re.IGNORECASE,
+)
+_FLAG = re.compile(rf"(?P<head>--{_KEY}[= ]+)(?P<value>[^\s\"',}}\]]+)", re.IGNORECASE)
+_SECRET_ENV = re.compile(rf"{_SECRET}$", re.IGNORECASE)
+_MIN_ENV_SECRET = 8  # shorter values would mask ordinary words
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential it holds replaced by ``***``."""
+    if not text:
+        return text
+    for value in _environment_secrets():
+        text = text.replace(value, MASK)
+    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    text = _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
+    text = _FLAG.sub(_mask_value, text)
+    return _KEY_VALUE.sub(_mask_value, text)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.startswith((MASK, "$")):  # done already, or a reference (${envvar:X}), not a secret
+        return match.group(0)
+    return match.group("head") + MASK
+
+
+def _environment_secrets() -> list[str]:
+    """Values of secret-named environment variables, longest first (one may hold another)."""
+    values = {
+        value
+        for name, value in os.environ.items()
+        if _SECRET_ENV.search(name) and len(value) >= _MIN_ENV_SECRET
+    }
+    return sorted(values, key=len, reverse=True)
