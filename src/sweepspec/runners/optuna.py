@@ -32,7 +32,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import signal
 import socket
 import statistics
