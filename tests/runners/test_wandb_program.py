@@ -97,6 +97,7 @@ parameters:
       momentum: {values: [0.5, 0.9]}
 early_terminate: {type: hyperband, min_iter: 1, eta: 2}
 run_cap: 6
+optuna: {sampler: {name: random, options: {seed: 1}}}  # configurations that W&B's rule stops
 """
 
 # An ordinary W&B sweep program: knows nothing of sweepspec.

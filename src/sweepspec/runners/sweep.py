@@ -642,6 +642,7 @@ def _tracker(
     name: str, spec: Spec, path: str, engine: Engine, echo: Callable[[str], None]
 ) -> Tracker:
     uri = spec.tracking.uri if spec.tracking else None
+    objectives = spec.objectives
     try:
         sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
         sink.start(
@@ -653,6 +654,9 @@ def _tracker(
                 spec_hash=spec_hash(path),
                 artifact=engine.artifact,
                 artifact_name=engine.artifact_name,
+                objective=objectives[0].name if len(objectives) == 1 else None,
+                direction=objectives[0].goal if len(objectives) == 1 else "minimize",
+                state_path=os.path.abspath(engine.label),
             )
         )
     except ImportError as exc:
