@@ -68,6 +68,7 @@ from .trials import (
     die_with_parent,
     load_function,
     module_file,
+    process_alive,
     run_command,
     run_function,
 )
@@ -898,7 +899,7 @@ def _refuse_if_running(setup: Setup) -> None:
     host = socket.gethostname()
     for trial in setup.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-        if owner != host or (pid.isdigit() and _alive(int(pid))):
+        if owner != host or (pid.isdigit() and process_alive(int(pid))):
             raise RunError(_held(setup))
 
 
@@ -991,7 +992,7 @@ def fail_stale(study: optuna.Study) -> list[int]:
     host, failed = socket.gethostname(), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-        if owner != host or not pid.isdigit() or _alive(int(pid)):
+        if owner != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         study._storage.set_trial_user_attr(
             trial._trial_id, ERROR_ATTR, f"its worker (pid {pid} on {host}) was killed"
@@ -999,16 +1000,6 @@ def fail_stale(study: optuna.Study) -> list[int]:
         study.tell(trial.number, state=TrialState.FAIL)
         failed.append(trial.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- the sweep

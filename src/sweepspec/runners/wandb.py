@@ -61,6 +61,7 @@ import numpy as np
 from ..compiler.wandb import compile_wandb
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
+from .trials import process_alive
 
 with warnings.catch_warnings():  # sweeps' pydantic v1-style model config
     warnings.simplefilter("ignore")
@@ -374,7 +375,7 @@ class WandbLocalEngine:
                 owner, _, pid = run.worker.rpartition(":")
                 if run.state != "RUNNING" or owner != host or not pid.isdigit():
                     continue
-                if _alive(int(pid)):
+                if process_alive(int(pid)):
                     continue
                 event = {
                     "tell": run.number,
@@ -637,16 +638,6 @@ def _corrupt(where: str, why: str) -> str:
 def _describe(exc: Exception) -> str:
     """``Type: message`` on one line."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _iso(moment: float | None) -> str | None:
