@@ -601,11 +601,11 @@ def test_a_wrong_password_in_a_storage_url_is_not_shown(
         """
     )
     port = _free_port()
-    url = f"postgresql+psycopg2://bob:hunter2@127.0.0.1:{port}/x"
+    url = f"postgresql+psycopg://bob:hunter2@127.0.0.1:{port}/x"
     assert main(["run", "sweep.yaml", "--storage", url]) == 1
     err = capsys.readouterr().err
     assert "hunter2" not in err
-    assert f"cannot connect to the storage postgresql+psycopg2://bob:***@127.0.0.1:{port}/x" in err
+    assert f"cannot connect to the storage postgresql+psycopg://bob:***@127.0.0.1:{port}/x" in err
 
 
 # --------------------------------------------------------------------------- MLflow goes away
