@@ -31,7 +31,7 @@ trial's start to last trial's end, over the number of trials). The last line:
 wandb_lower=<objectives where W&B's mean regret is lower>/<objectives>``.
 
 Run:  .venv/bin/python benchmarks/bayes_vs_tpe.py [--seeds 10] [--trials 30] [--quick]
-      [--objectives bowl4,branin,camel,forrester] [--random-ids] [--keep]
+      [--objectives bowl4,branin,camel,forrester] [--random-ids] [--per-seed] [--keep]
 (about 6 minutes on 2 cores with the defaults; ``--quick`` runs 3 seeds)
 """
 
@@ -160,8 +160,8 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), sd
 
 
-def summarise(name: str, sweeps: dict[str, list[Sweep]]) -> dict[str, float]:
-    """Print one line per engine; the mean regret of each."""
+def summarise(name: str, sweeps: dict[str, list[Sweep]], per_seed: bool) -> dict[str, float]:
+    """Print one line per engine (and its regret per seed); the mean regret of each."""
     wandb_lower = sum(
         w.regret < o.regret for w, o in zip(sweeps["wandb"], sweeps["optuna"], strict=True)
     )
@@ -178,6 +178,10 @@ def summarise(name: str, sweeps: dict[str, list[Sweep]]) -> dict[str, float]:
             f"{name:<10} {engine:<7} {best:>10.4f} {best_sd:>8.4f} {regret:>10.4f} "
             f"{regret_sd:>8.4f} {median:>10.4f} {lower:>8} {seconds:>7.2f} {per_trial:>8.1f}"
         )
+        if per_seed:
+            print(
+                f"{'':<10} {engine:<7} regret per seed: {' '.join(f'{s.regret:.4f}' for s in runs)}"
+            )
         means[engine] = regret
     return means
 
@@ -197,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let 'run' draw the W&B sweep ids (not reproducible)",
     )
+    parser.add_argument("--per-seed", action="store_true", help="print each seed's regret")
     parser.add_argument("--keep", action="store_true", help="keep the temporary sweep folders")
     args = parser.parse_args(argv)
     names = args.objectives.split(",")
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 for engine in ENGINES
             }
-            means[name] = summarise(name, sweeps)
+            means[name] = summarise(name, sweeps, args.per_seed)
     finally:
         if args.keep:
             print(f"sweep folders kept in {work}")
