@@ -21,7 +21,8 @@ import pytest
 from scipy import stats
 
 from sweepspec.main import main
-from sweepspec.runners.optuna import WORKERS_PER_CPU, bound_workers, prepare
+from sweepspec.runners.base import EngineOptions, open_engine
+from sweepspec.runners.sweep import WORKERS_PER_CPU, bound_workers, make_budget
 from sweepspec.spec import load
 
 TRIAL = """
@@ -671,11 +672,15 @@ def test_workers_are_bounded_by_the_trials_left_and_the_machine(
 
 def test_workers_are_capped_by_the_machine(sweep_dir: Path) -> None:
     _write(sweep_dir, SPEC)
-    setup = prepare(load(str(sweep_dir / "sweep.yaml")), "sweep.yaml", trials=100000)
+    spec = load(str(sweep_dir / "sweep.yaml"))
+    engine = open_engine("optuna", spec, "sweep.yaml", EngineOptions())
+    budget = make_budget(spec, 100000)
     lines: list[str] = []
     cpus = os.cpu_count() or 1
-    assert bound_workers(100000, setup, lines.append) == cpus * WORKERS_PER_CPU == cpus * 4
-    assert bound_workers(cpus, setup, lines.append) == cpus
+    assert bound_workers(100000, engine, budget, lines.append) == cpus * WORKERS_PER_CPU
+    assert WORKERS_PER_CPU == 4
+    assert bound_workers(cpus, engine, budget, lines.append) == cpus
+    engine.close()
     assert lines == [
         f"sweepspec: 100000 workers asked, {cpus * 4} started (at most 4 per CPU, {cpus} CPUs)"
     ]

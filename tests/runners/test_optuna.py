@@ -23,12 +23,10 @@ from sweepspec.runners.optuna import (
     SEEDS_ATTR,
     TRACEBACK_ATTR,
     WORKER_ATTR,
-    Finished,
-    RunError,
     load_study,
     open_storage,
-    run_sweep,
 )
+from sweepspec.runners.sweep import Finished, RunError, run_sweep
 from sweepspec.spec import load
 
 Write = Callable[..., Path]
@@ -52,7 +50,9 @@ def sweep(sweep_dir: Path, write_spec: Write) -> Callable[..., tuple[Finished, s
             write_spec(module, "trial_mod.py")
         out = io.StringIO()
         kwargs.setdefault("tracker", "none")
-        finished = run_sweep(load(str(path)), str(path), stream=out, tty=False, **kwargs)
+        finished = run_sweep(
+            load(str(path)), str(path), engine="optuna", stream=out, tty=False, **kwargs
+        )
         return finished, out.getvalue()
 
     return run
@@ -486,19 +486,21 @@ def test_a_worker_that_asked_too_late_gives_its_place_back(
             return {"loss": trial.params["x"]}
     """,
     )
-    study = _study()
-    elsewhere = study.ask()  # another machine's worker took a place at the same moment
-    assert elsewhere.number == 1
-    late = study.ask()
-    from sweepspec.compiler.optuna import compile_optuna
+    from sweepspec.runners.base import EngineOptions, open_engine
     from sweepspec.runners.budget import Budget
-    from sweepspec.runners.optuna import Worker
+    from sweepspec.runners.sweep import Worker
     from sweepspec.trackers.none import NoneTracker
 
     spec = load("sweep.yaml")
-    worker = Worker(compile_optuna(spec), study, Budget(trials=2), NoneTracker(), lambda *a: None)  # type: ignore[arg-type, return-value]
+    engine = open_engine("optuna", spec, "sweep.yaml", EngineOptions())
+    elsewhere = engine.ask()  # another machine's worker took a place at the same moment
+    assert elsewhere is not None and elsewhere.number == 1
+    late = engine.ask()
+    assert late is not None
+    worker = Worker(spec, engine, Budget(trials=2), NoneTracker(), lambda *a: None)  # type: ignore[arg-type, return-value]
     assert worker._over_budget(late)
-    frozen = study.get_trials()[late.number]
+    engine.close()
+    frozen = _study().get_trials()[late.number]
     assert frozen.state.name == "FAIL"
     assert frozen.user_attrs["sweepspec.error"] == (
         "not run: the trial budget was filled by trials of other workers"

@@ -372,6 +372,9 @@ def test_a_changed_search_space_is_refused_and_fresh_starts_over(
     assert Path(".sweepspec/sweep.wandb.jsonl").read_bytes() == text
 
     fresh = engine_for(path, fresh=True)
+    assert fresh.summaries() == []  # the old runs no longer count, but nothing is deleted
+    assert Path(".sweepspec/sweep.wandb.jsonl").read_bytes() == text  # until the run is up
+    fresh.start()
     assert fresh.messages == [
         "sweepspec: --fresh: deleted sweep .sweepspec/sweep.wandb.jsonl (2 runs)"
     ]

@@ -27,7 +27,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from sweepspec.main import main
-from sweepspec.runners.optuna import load_study, open_storage, run_sweep
+from sweepspec.runners.optuna import load_study, open_storage
+from sweepspec.runners.sweep import run_sweep
 from sweepspec.spec import load
 from sweepspec.trackers import Point, TrialRecord
 from sweepspec.trackers.mlflow import Backlog, trial_metrics
@@ -93,8 +94,14 @@ def _run(folder: Path, text: str, **kwargs: object) -> None:
     path = folder / f"{text.split()[1]}.yaml"
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     run_sweep(
-        load(str(path)), str(path), tracker="mlflow", stream=io.StringIO(), tty=False, **kwargs
-    )  # type: ignore[arg-type]
+        load(str(path)),
+        str(path),
+        engine="optuna",
+        tracker="mlflow",
+        stream=io.StringIO(),
+        tty=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="module")

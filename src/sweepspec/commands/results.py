@@ -25,13 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
 from ..escape import csv_cell, strict_json, visible
-from ..runners.base import ENGINES, engine_names
-from . import emit, load_spec, require
+from ..runners.base import engine_names, find_state
+from . import EXTRAS, emit, load_spec, needs_extra
 
 if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
-
-    from ..compiler.optuna import OptunaPlan
     from ..spec import Spec
 
 Row = dict[str, Any]
@@ -44,10 +41,7 @@ def results(path: str, *, storage: str | None = None, fmt: str = "table") -> int
     engine = which_engine(spec, path, storage)
     params = list(spec.flat_parameters())
     metrics = [m.name for m in spec.objectives]
-    if engine == "optuna":
-        rows = _optuna_rows(spec, path, storage)
-    else:
-        rows = _engine_rows(engine, spec, path, storage)
+    rows = _rows(engine, spec, path, storage)
     emit(render(rows, params, metrics, fmt))
     return 0
 
@@ -59,7 +53,7 @@ def which_engine(spec: Spec, path: str, storage: str | None) -> str:
     found: dict[str, float] = {}
     for name in engine_names():
         try:
-            when = _state_time(name, spec, path, storage)
+            when = find_state(name, spec, path, storage)
         except ImportError:  # that engine is not installed: it cannot have run the sweep
             continue
         if when is not None:
@@ -71,88 +65,26 @@ def which_engine(spec: Spec, path: str, storage: str | None) -> str:
     return max(found, key=lambda name: found[name])
 
 
-def _state_time(name: str, spec: Spec, path: str, storage: str | None) -> float | None:
-    if name == "optuna":  # moves to runners/optuna.py (find_state) with the sweep loop
-        return _optuna_state(spec, path, storage)
-    import importlib
-
-    module = importlib.import_module(ENGINES[name])
-    when: float | None = module.find_state(spec, path, storage)
-    return when
-
-
-def _optuna_state(spec: Spec, path: str, storage: str | None) -> float | None:
-    import os
-
-    from ..runners.contract import default_journal
-    from ..runners.optuna import study_name
-
-    url = storage or (spec.optuna.storage if spec.optuna else None)
-    if url is not None and "://" in url:
-        return 0.0  # a database: the only engine that uses one
-    where = url if url is not None else str(default_journal(study_name(spec, path)))
-    return os.path.getmtime(where) if os.path.exists(where) else None
-
-
-def _engine_rows(name: str, spec: Spec, path: str, storage: str | None) -> list[Row]:
+def _rows(name: str, spec: Spec, path: str, storage: str | None) -> list[Row]:
     from ..runners.base import EngineError, EngineOptions, open_engine
 
     try:
         engine = open_engine(name, spec, path, EngineOptions(storage=storage, create=False))
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in EXTRAS:  # the sweep's state is that engine's
+            raise SweepspecError(needs_extra(top, "results")) from None
+        raise
+    except EngineError as exc:
+        raise SweepspecError(str(exc)) from None
+    try:
+        for line in engine.messages:  # what was set aside from a torn journal
+            sys.stderr.write(line + "\n")  # (stdout is the results)
         return list(engine.records())
     except EngineError as exc:
         raise SweepspecError(str(exc)) from None
-
-
-def _optuna_rows(spec: Spec, path: str, storage: str | None) -> list[Row]:
-    require("optuna", "results")  # the sweep's state is an Optuna study
-    from ..compiler.base import CompileError
-    from ..compiler.optuna import compile_optuna
-    from ..runners.optuna import RunError, load_study, open_storage, study_name
-
-    try:
-        plan = compile_optuna(spec)
-        name = study_name(spec, path)
-        store, label = open_storage(storage, spec, name, create=False, echo=_note)
-        study = load_study(store, name, label)
-    except (CompileError, RunError) as exc:
-        raise SweepspecError(str(exc)) from None
-    return [
-        trial_row(t, plan) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"
-    ]
-
-
-def _note(line: str) -> None:
-    """What was set aside from a torn journal, on stderr (stdout is the results)."""
-    sys.stderr.write(line + "\n")
-
-
-def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> Row:
-    """One trial as ``results --format json`` shows it."""
-    from ..runners.optuna import ERROR_ATTR, METRICS_ATTR, SEEDS_ATTR
-
-    attrs = trial.user_attrs
-    metrics = dict(attrs.get(METRICS_ATTR) or {})
-    if not metrics and trial.values is not None:
-        metrics = dict(zip(plan.metric_names or ["objective"], trial.values, strict=False))
-    row: Row = {
-        "number": trial.number,
-        "state": trial.state.name,
-        "params": plan.real_params(trial),
-        "metrics": metrics,
-        "values": list(trial.values) if trial.values is not None else None,
-    }
-    if plan.spec.seeds is not None:
-        row["seeds"] = attrs.get(SEEDS_ATTR, [])
-    if ERROR_ATTR in attrs:
-        row["error"] = attrs[ERROR_ATTR]
-    row["datetime_start"] = _iso(trial.datetime_start)
-    row["datetime_complete"] = _iso(trial.datetime_complete)
-    return row
-
-
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    finally:
+        engine.close()
 
 
 def render(rows: list[Row], params: list[str], metrics: list[str], fmt: str) -> str:

@@ -2,9 +2,10 @@
 
 Spec errors print as ``validate`` prints them (exit 1); what the engine cannot express prints
 one warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C
-exits 130 with the running trial recorded as failed. ``--engine wandb`` runs W&B's own
-``sweeps`` package locally through the engine-neutral loop (:mod:`sweepspec.runners.sweep`);
-``wandb: {mode: server}`` runs W&B's server and agent instead.
+exits 130 with the running trial recorded as failed. Every engine (``--engine``, else the
+spec's ``engine``, else optuna) runs through the engine-neutral loop
+(:mod:`sweepspec.runners.sweep`); ``wandb: {mode: server}`` runs W&B's server and agent
+instead.
 """
 
 from __future__ import annotations
@@ -41,11 +42,9 @@ def run(
     name = engine or spec.engine or "optuna"
     if name == "wandb" and spec.wandb and spec.wandb.mode == "server":
         return _run_server(spec, path, trials, fresh)
-    if name != "optuna":
-        return _run_engine(
-            name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh
-        )
-    return _run(spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh)
+    return _run_loop(
+        name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh
+    )
 
 
 def _run_server(spec: Spec, path: str, trials: int | None, fresh: bool) -> int:
@@ -54,7 +53,7 @@ def _run_server(spec: Spec, path: str, trials: int | None, fresh: bool) -> int:
 
     try:
         from ..compiler.wandb import compile_wandb
-        from ..runners.optuna import study_name
+        from ..runners.sweep import sweep_name
         from ..runners.trials import FunctionError, load_function
         from ..runners.wandb_server import ServerError, run_server
     except ImportError as exc:
@@ -70,7 +69,7 @@ def _run_server(spec: Spec, path: str, trials: int | None, fresh: bool) -> int:
     try:
         run_server(
             compile_wandb(spec).config,
-            name=study_name(spec, path),
+            name=sweep_name(spec, path),
             folder=folder,
             function=function,
             metric=spec.metric.name if spec.metric else None,
@@ -89,7 +88,7 @@ def _spec_tracker(spec: Spec) -> str:
     return spec.tracking.tracker if spec.tracking else "mlflow"
 
 
-def _run_engine(
+def _run_loop(
     name: str,
     spec: Spec,
     path: str,
@@ -99,13 +98,18 @@ def _run_engine(
     storage: str | None,
     fresh: bool,
 ) -> int:
-    """The sweep on an engine behind the engine-neutral loop (``--engine wandb``)."""
+    """The sweep on engine ``name`` (a key of :data:`~sweepspec.runners.base.ENGINES`),
+    driven by the engine-neutral loop."""
     from .. import compiler
-    from ..runners.sweep import RunError, run_sweep
 
     try:
+        from ..runners.sweep import RunError, run_sweep
+
         compiled = getattr(compiler, f"compile_{name}")(spec)  # the engine's own compiler
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in EXTRAS:
+            raise SweepspecError(needs_extra(top, "run")) from None
         raise SweepspecError(
             f"the {name} engine needs {exc.name}: pip install 'sweepspec[{name}]'"
         ) from None
@@ -131,49 +135,6 @@ def _run_engine(
     except RunError as exc:
         raise SweepspecError(str(exc)) from None
     _summary(finished.tally, finished.reason, path, [m.name for m in spec.objectives])
-    return 0
-
-
-def _run(
-    spec: Spec,
-    path: str,
-    tracker: str,
-    trials: int | None,
-    workers: int | None,
-    storage: str | None,
-    fresh: bool,
-) -> int:
-    try:
-        from ..compiler.base import CompileError
-        from ..compiler.optuna import compile_optuna
-        from ..runners.optuna import RunError, run_sweep
-    except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        if top not in EXTRAS:
-            raise
-        raise SweepspecError(needs_extra(top, "run")) from None
-    try:
-        plan = compile_optuna(spec)
-    except CompileError as exc:
-        sys.stderr.write(f"{path}: error: {exc}\n")
-        return 1
-    for item in plan.unsupported:
-        sys.stderr.write(f"{path}: warning: {item.format('optuna')}\n")
-    count = workers or (spec.budget.workers if spec.budget else 1)
-    try:
-        finished = run_sweep(
-            spec,
-            path,
-            tracker=tracker,
-            storage=storage,
-            trials=trials,
-            workers=count,
-            fresh=fresh,
-            plan=plan,
-        )
-    except RunError as exc:
-        raise SweepspecError(str(exc)) from None
-    _summary(finished.tally, finished.reason, path, plan.metric_names)
     return 0
 
 

@@ -21,12 +21,13 @@ def sync(path: str, *, storage: str | None = None) -> int:
         hint = ": W&B's offline runs are uploaded with 'wandb sync'" if tracker == "wandb" else ""
         sys.stderr.write(f"sweepspec: nothing to sync for the {tracker} tracker{hint}\n")
         return 0
-    from ..compiler.base import CompileError
-    from ..runners.optuna import RunError, sync_sweep
+    from ..runners.sweep import RunError, sync_sweep
+    from .results import which_engine
 
     try:
-        count = sync_sweep(spec, path, tracker=tracker, storage=storage)
-    except (CompileError, RunError) as exc:
+        engine = which_engine(spec, path, storage)
+        count = sync_sweep(spec, path, engine=engine, tracker=tracker, storage=storage)
+    except RunError as exc:
         raise SweepspecError(str(exc)) from None
     sys.stderr.write(f"sweepspec: {tracker}: logged {count} trials that were waiting\n")
     return 0

@@ -467,5 +467,17 @@ def markdown_table() -> str:
         "",
         *_unsupported_lines(),
         "",
+        "### Adding an engine",
+        "",
+        "An engine is one module under `src/sweepspec/runners/` whose `open_engine(spec, path, "
+        "options)` returns an object with the `Engine` protocol of "
+        "`src/sweepspec/runners/base.py` (ask for the next trial, report an intermediate value "
+        "and learn whether to stop, tell the outcome, list the trials, resume), plus one line "
+        "in `ENGINES` there, and its compiler `src/sweepspec/compiler/<engine>.py`. The "
+        "engine-neutral loop (`src/sweepspec/runners/sweep.py`) does everything else: workers, "
+        "budgets, seeds, trial execution, progress, trackers, Ctrl-C and resume. A tracker is "
+        "one module under `src/sweepspec/trackers/` and one line in `TRACKERS`. Step by step, "
+        "with the protocol member by member: [engines-how-to-add.md](engines-how-to-add.md).",
+        "",
     ]
     return "\n".join(lines)

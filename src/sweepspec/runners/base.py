@@ -31,6 +31,7 @@ __all__ = [
     "EngineError",
     "EngineOptions",
     "engine_names",
+    "find_state",
     "open_engine",
 ]
 
@@ -85,7 +86,15 @@ class Engine(Protocol):
     sweep_name: str  # the sweep's name, for messages and progress
     artifact: dict[str, Any]  # the compiled sweep, logged by trackers beside the spec
     artifact_name: str  # its file name there ("optuna.json", "wandb.json")
-    messages: list[str]  # lines the loop shows once, after opening (what --fresh deleted)
+    messages: list[str]  # lines the loop shows (and clears) after opening and after start()
+    prunes: bool  # whether report() can ever stop a trial (the spec's early termination)
+    state_path: str  # a file path for the sweep's state: trackers keep side files beside it
+
+    def start(self) -> None:
+        """The run is up (tracker started): with ``--fresh``, replace the old state now."""
+
+    def close(self) -> None:
+        """Let go of what opening took (locks); called once, whatever happened."""
 
     def ask(self) -> Asked | None:
         """Start the next trial; None when the engine has nothing left (grid exhausted)."""
@@ -116,7 +125,21 @@ class Engine(Protocol):
 
 
 def open_engine(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:
-    """The engine ``name`` on the sweep of ``spec`` (read from ``path``)."""
+    """The engine ``name`` on the sweep of ``spec`` (read from ``path``). A spec the engine's
+    compiler refuses is an :class:`EngineError`; a missing package an ImportError."""
+    from ..compiler.base import CompileError
+
     module = importlib.import_module(ENGINES[name])
-    engine: Engine = module.open_engine(spec, path, options)
+    try:
+        engine: Engine = module.open_engine(spec, path, options)
+    except CompileError as exc:
+        raise EngineError(str(exc)) from None
     return engine
+
+
+def find_state(name: str, spec: Spec, path: str, storage: str | None) -> float | None:
+    """When engine ``name``'s state of the sweep was last written (``st_mtime``), None when
+    there is none; ImportError when the engine is not installed."""
+    module = importlib.import_module(ENGINES[name])
+    when: float | None = module.find_state(spec, path, storage)
+    return when

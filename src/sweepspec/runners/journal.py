@@ -28,6 +28,8 @@ from typing import Any
 
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from .base import EngineError
+
 __all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "repair"]
 
 # Optuna's JournalOperation codes (optuna/storages/journal/_storage.py)
@@ -36,7 +38,7 @@ _STUDY_OPS = (1, 2, 3)  # delete study, set study user/system attribute
 _TRIAL_OPS = (5, 6, 7, 8, 9)  # set trial param, state, intermediate value, user/system attribute
 
 
-class JournalError(Exception):
+class JournalError(EngineError):
     """A journal that cannot be used as it is: one line for the user."""
 
 

@@ -17,8 +17,12 @@ policy for Ctrl-C, SIGTERM and SIGHUP:
 * ``--workers N`` is bounded by the trials left in the budget and by :data:`WORKERS_PER_CPU`.
 
 This module imports no engine: :func:`sweepspec.runners.base.open_engine` imports the one
-named. The Optuna engine still runs its own copy of this loop (``runners/optuna.py``) until
-it is moved behind :class:`~.base.Engine` too.
+named (``--engine``), from :data:`sweepspec.runners.base.ENGINES`.
+
+Scoring (the spec's ``objective``): with ``best`` (the default, W&B's rule) a trial of one
+metric is scored by the best value of it over what it reported and returned
+(``SweepRun.metric_extremum`` in W&B's controller); with ``last`` by its final value. Every
+engine is told the same score.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import signal
 import statistics
@@ -39,10 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..locks import OPEN_ATTEMPTS, raced, sqlite_setup_lock
 from ..spec import Spec
 from ..spec.messages import did_you_mean
 from ..spec.models import NestedParam
-from ..trackers import SweepInfo, Tracker, TrialRecord, make_tracker
+from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
 from .base import Asked, Engine, EngineError, EngineOptions, open_engine
 from .budget import Budget, FailureStreak, Tally
 from .progress import Progress
@@ -69,6 +75,7 @@ __all__ = [
     "Worker",
     "run_sweep",
     "sweep_name",
+    "sync_sweep",
     "worker_main",
 ]
 
@@ -293,7 +300,10 @@ class Worker:
         self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
         self.seeded = spec.seeds is not None
         self.timeout = spec.budget.trial_timeout if spec.budget else None
-        self.prunable = len(self.metric_names) == 1 and spec.early_terminate is not None
+        self.prunable = len(self.metric_names) == 1 and self.engine.prunes
+        # W&B's score (spec ``objective: best``): the best value of the one objective
+        single = len(self.metric_names) == 1 and spec.objective == "best"
+        self.best = self.budget.directions[0] if single else None
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
         self.warned = False
 
@@ -324,6 +334,8 @@ class Worker:
                     or self.engine.exhausted()
                     or "the trial budget is filled by trials of other workers"
                 )
+            if self._over_budget(asked):
+                return "the trial budget is filled by trials of other workers"
             record = self._trial(asked)
             if self.progress is not None:  # workers in other processes show none
                 self.progress.trial(
@@ -368,6 +380,25 @@ class Worker:
 
     # ---- one trial
 
+    def _over_budget(self, asked: Asked) -> bool:
+        """Workers that share no lock (a database shared by machines) can ask at the same
+        moment: engines number trials in order, so the later ones give their place back.
+        Under a lock shared by every worker, the budget was counted just before the ask and
+        this never happens."""
+        if self.budget.trials is None:
+            return False
+        taken = ("COMPLETE", "PRUNED", "RUNNING")
+        summaries = self.engine.summaries()
+        ahead = sum(1 for t in summaries if t.number < asked.number and t.state in taken)
+        if ahead < self.budget.trials:
+            return False
+        record = TrialRecord(asked.number, dict(asked.params), "FAIL", {})
+        record.error = "not run: the trial budget was filled by trials of other workers"
+        with deferred_interrupt():
+            self.engine.tell(asked, record)
+            self.current = None
+        return True
+
     def _trial(self, asked: Asked) -> TrialRecord:
         with deferred_interrupt():
             self.current, self.runs, self.params = asked, [], dict(asked.params)
@@ -402,6 +433,7 @@ class Worker:
             pruning,
             self.timeout,
             f"seed_{seed}/" if self.seeded else "",
+            best=self.best,
         )
         outcome = self.execute(nested, seed, number, self.monitor)
         self.monitor = None
@@ -426,9 +458,19 @@ class Worker:
         if last.state == "FAIL":
             several = self.seeded and len(self.seeds) > 1
             record.error = f"seed {seed}: {last.error}" if several else last.error
+            record.traceback = last.traceback
         elif last.state == "COMPLETE":
             record.metrics, record.values = self._aggregate()
+        record.cost = self._cost()
         return record
+
+    def _cost(self) -> float:
+        """``budget.cost.metric`` summed over the trial's runs (seeds); 0 without one."""
+        name = self.budget.cost_metric
+        if name is None:
+            return 0.0
+        costs = [run.metrics.get(name, 0.0) for _, run in self.runs]
+        return math.fsum(c for c in costs if math.isfinite(c))
 
     def _aggregate(self) -> tuple[dict[str, float], list[float]]:
         outcomes = [run for _, run in self.runs]
@@ -546,24 +588,53 @@ def run_sweep(
     try:
         with stop_signals():
             sweep = open_sweep(engine, spec, path, EngineOptions(storage=storage, fresh=fresh))
-            for line in sweep.messages:
-                progress.write(line)
-            for number in sweep.fail_stale():
-                progress.write(
-                    f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
-                )
-            workers = bound_workers(workers, sweep, budget, progress.write)
-            progress.write(_opening(sweep, tracker, workers))
-            sink = _tracker(tracker, spec, path, sweep, progress.write)
-            progress.update(budget.tally(sweep.summaries()))
-            reason = _drive(spec, path, sweep, budget, workers, sink, progress, execute, grace)
-            tally = budget.tally(sweep.summaries())
-    except EngineError as exc:
+            try:
+                return _run(sweep, spec, path, tracker, budget, workers, progress, execute, grace)
+            finally:
+                sweep.close()
+    except EngineError as exc:  # an engine's write that failed (a full disk) included
         raise RunError(str(exc)) from None
+
+
+def _run(
+    sweep: Engine,
+    spec: Spec,
+    path: str,
+    tracker: str,
+    budget: Budget,
+    workers: int,
+    progress: Progress,
+    execute: Execute,
+    grace: float,
+) -> Finished:
+    _show(sweep, progress)
+    for number in sweep.fail_stale():
+        progress.write(
+            f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+        )
+    workers = bound_workers(workers, sweep, budget, progress.write)
+    progress.write(_opening(sweep, tracker, workers))
+    sink = _tracker(tracker, spec, path, sweep, progress.write)
+    try:
+        with deferred_interrupt():
+            sweep.start()  # --fresh: only now that everything is up
+    except BaseException:
+        sink.close("FAILED")
+        raise
+    _show(sweep, progress)
+    progress.update(budget.tally(sweep.summaries()))
+    reason = _drive(spec, path, sweep, budget, workers, sink, progress, execute, grace)
     where = sink.where()
     if where:
         progress.write(where)
-    return Finished(reason, tally, sweep.label)
+    return Finished(reason, budget.tally(sweep.summaries()), sweep.label)
+
+
+def _show(sweep: Engine, progress: Progress) -> None:
+    """The engine's lines for the user, each once."""
+    for line in sweep.messages:
+        progress.write(line)
+    sweep.messages.clear()
 
 
 WORKERS_PER_CPU = 4
@@ -616,8 +687,7 @@ def _drive(
         raise
     finally:
         progress.close()
-        with deferred_interrupt():
-            sink.close(status)
+        sink.close(status)  # bounded; Ctrl-C stops it, what is not logged stays queued
 
 
 def _interrupted(engine: Engine, budget: Budget, exc: BaseException) -> str:
@@ -641,32 +711,80 @@ def _opening(engine: Engine, tracker: str, workers: int) -> str:
 def _tracker(
     name: str, spec: Spec, path: str, engine: Engine, echo: Callable[[str], None]
 ) -> Tracker:
+    """The tracker ``name``, started on the sweep; a store that runs starting together are
+    still setting up is tried again."""
+    info = sweep_info(spec, path, engine)
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            sink = _make_tracker(name, spec, path, echo)
+            with sqlite_setup_lock(sink.uri):  # runs starting together: one makes the tables
+                sink.start(info)
+            return sink
+        except RunError:
+            raise
+        except ImportError as exc:
+            raise RunError(_needs(name, exc)) from None
+        except TrackerUnavailable as exc:
+            raise RunError(str(exc)) from None
+        except Exception as exc:  # the tracking server is the user's
+            if raced(exc) and attempt + 1 < OPEN_ATTEMPTS:  # runs starting on one new store
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def _make_tracker(
+    name: str, spec: Spec, path: str, echo: Callable[[str], None] | None = None
+) -> Tracker:
     uri = spec.tracking.uri if spec.tracking else None
-    objectives = spec.objectives
     try:
-        sink = make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
-        sink.start(
-            SweepInfo(
-                name=engine.sweep_name,
-                engine=engine.name,
-                sweep_id=engine.sweep_id,
-                spec_path=os.path.abspath(path),
-                spec_hash=spec_hash(path),
-                artifact=engine.artifact,
-                artifact_name=engine.artifact_name,
-                objective=objectives[0].name if len(objectives) == 1 else None,
-                direction=objectives[0].goal if len(objectives) == 1 else "minimize",
-                state_path=os.path.abspath(engine.label),
-            )
-        )
+        return make_tracker(name, uri=uri, experiment=experiment_name(spec, path), echo=echo)
     except ImportError as exc:
-        raise RunError(
-            f"the {name} tracker needs {exc.name or name}: pip install "
-            f"'sweepspec[{name}]', or run with --tracker none"
-        ) from None
-    except Exception as exc:  # the tracking server is the user's
-        raise RunError(f"cannot start the {name} tracker: {describe(exc)}") from None
-    return sink
+        raise RunError(_needs(name, exc)) from None
+
+
+def _needs(tracker: str, exc: ImportError) -> str:
+    return (
+        f"the {tracker} tracker needs {exc.name or tracker}: pip install "
+        f"'sweepspec[{tracker}]', or run with --tracker none"
+    )
+
+
+def sweep_info(spec: Spec, path: str, engine: Engine) -> SweepInfo:
+    """What a tracker records about the sweep."""
+    objectives = spec.objectives
+    return SweepInfo(
+        name=engine.sweep_name,
+        engine=engine.name,
+        sweep_id=engine.sweep_id,
+        spec_path=os.path.abspath(path),
+        spec_hash=spec_hash(path),
+        artifact=engine.artifact,
+        artifact_name=engine.artifact_name,
+        objective=objectives[0].name if len(objectives) == 1 else None,
+        direction=objectives[0].goal if len(objectives) == 1 else "minimize",
+        state_path=engine.state_path,
+    )
+
+
+def sync_sweep(
+    spec: Spec, path: str, *, engine: str, tracker: str, storage: str | None = None
+) -> int:
+    """Log to ``tracker`` what earlier runs of the sweep could not; return how many trials."""
+    sweep = open_sweep(engine, spec, path, EngineOptions(storage=storage, create=False))
+    try:
+        if not sweep.sweep_id:
+            raise RunError(
+                f"sweep {sweep.sweep_name!r} in {sweep.label} was not made by 'sweepspec run'"
+            )
+        sink = _make_tracker(tracker, spec, path)
+        try:
+            return sink.sync(sweep_info(spec, path, sweep))
+        except TrackerUnavailable as exc:
+            raise RunError(str(exc)) from None
+    finally:
+        sweep.close()
 
 
 # --------------------------------------------------------------------------- several workers
@@ -762,7 +880,10 @@ def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
         execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
         sink = make_tracker(settings["tracker"])
         sink.attach(settings["tracking"])
-        Worker(spec, engine, budget, sink, execute).run()
+        try:
+            Worker(spec, engine, budget, sink, execute).run()
+        finally:
+            engine.close()
         return 0
     finally:
         if sink is not None:

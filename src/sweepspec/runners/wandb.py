@@ -42,7 +42,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import random
 import re
@@ -227,10 +226,13 @@ class WandbLocalEngine:
         _check_config(self.config)
         self.metric: str | None = (self.config.get("metric") or {}).get("name")
         self.hyperband = (self.config.get("early_terminate") or {}).get("type") == "hyperband"
-        self.cost_metric = spec.budget.cost.metric if spec.budget and spec.budget.cost else None
         self.nested = _nested_paths(spec)
         self.path = _state_path(spec, path, options)
         self.label = str(self.path)
+        self.state_path = os.path.abspath(self.path)
+        self.prunes = self.hyperband
+        self.fresh = False  # --fresh: the old state is replaced at start()
+        self._spec_path = path
         self._lock_path = Path(f"{self.path}.lock")
         self.runs: list[_Run] = []
         self.sweep_id = ""
@@ -263,11 +265,28 @@ class WandbLocalEngine:
                 self._check_same()
                 self._dry_run()
                 return
+            self.sweep_id = uuid.uuid4().hex
             self._dry_run()  # before anything is deleted or created
             if found:
-                self._delete()
+                self.fresh = True  # deleted at start(), once the run is up
+                return
             self._create(path)
             self._refresh()
+
+    def start(self) -> None:
+        """``--fresh``, once the run is up: the old state is deleted, the new one made."""
+        if not self.fresh:
+            return
+        sweep_id = self.sweep_id  # the one the tracker was started with
+        with self._locked():
+            self._delete()
+            self.sweep_id = sweep_id
+            self._create(self._spec_path)
+            self._refresh()
+        self.fresh = False
+
+    def close(self) -> None:
+        """Nothing is held between calls: each takes the log's lock for itself."""
 
     def _delete(self) -> None:
         count = "unreadable"
@@ -281,7 +300,7 @@ class WandbLocalEngine:
     def _create(self, path: str) -> None:
         header = {
             "format": FORMAT,
-            "sweep_id": uuid.uuid4().hex,
+            "sweep_id": self.sweep_id,
             "spec": os.path.abspath(path),
             "created": time.time(),
             "config": self.config,
@@ -346,12 +365,14 @@ class WandbLocalEngine:
                 "values": record.values if record.state == "COMPLETE" else None,
                 "seeds": record.seeds,
                 "error": record.error,
-                "cost": self._cost(record),
+                "cost": record.cost,
                 "time": time.time(),
             }
             self._write(event, sync=True)
 
     def summaries(self) -> list[TrialSummary]:
+        if self.fresh:
+            return []
         with self._locked():
             self._refresh()
             return [r.summary for r in self.runs]
@@ -368,7 +389,9 @@ class WandbLocalEngine:
 
     def fail_stale(self) -> list[int]:
         """Mark failed the runs left running by a worker on this host that is gone."""
-        host, failed = socket.gethostname(), []
+        host, failed = socket.gethostname(), list[int]()
+        if self.fresh:
+            return failed
         with self._locked():
             self._refresh()
             for run in self.runs:
@@ -392,6 +415,8 @@ class WandbLocalEngine:
         return self._locked()
 
     def records(self) -> Iterator[dict[str, Any]]:
+        if self.fresh:
+            return
         with self._locked():
             self._refresh()
             runs = list(self.runs)
@@ -457,13 +482,6 @@ class WandbLocalEngine:
         if run.state != "RUNNING":
             raise ValueError(f"run {number} in {self.path} has ended ({run.state})")
         return run
-
-    def _cost(self, record: TrialRecord) -> float:
-        if self.cost_metric is None:
-            return 0.0
-        runs = record.seeds or [{"metrics": record.metrics}]
-        costs = [float(s["metrics"].get(self.cost_metric, 0.0)) for s in runs]
-        return math.fsum(c for c in costs if math.isfinite(c))
 
     # ---- the log
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,13 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from ..runners.base import ENGINES
+
+if TYPE_CHECKING:
+    EngineName = str
+else:
+    EngineName = Literal[tuple(ENGINES)]  # the engine registry's names, in its order
 
 # W&B's schema says "number": an int or a float, never a bool, never a string.
 Number = StrictInt | StrictFloat
@@ -651,7 +658,7 @@ class Spec(_Model):
     function: Annotated[str, StringConstraints(pattern=FUNCTION_REF)] | None = Field(
         default=None, description="package.module:callable, relative to the spec's folder"
     )
-    engine: Literal["optuna", "wandb"] | None = None
+    engine: EngineName | None = None
     tracking: Tracking | None = None
     seeds: (
         Annotated[

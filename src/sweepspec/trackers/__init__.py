@@ -55,7 +55,8 @@ class TrialRecord:
         metrics: final values (aggregated over seeds when ``seeds:`` is used).
         history: every reported value; with seeds, keys are ``seed_<s>/<metric>``.
         seeds: per-seed final metrics, ``[{"seed": 0, "metrics": {...}}, ...]``, or None.
-        error: why a ``FAIL`` failed.
+        error: why a ``FAIL`` failed; ``traceback``: the trial's own, when it raised.
+        cost: the sum over its runs (seeds) of ``budget.cost.metric``; 0 without one.
     """
 
     number: int
@@ -68,6 +69,8 @@ class TrialRecord:
     error: str | None = None
     start_ms: int = 0
     end_ms: int = 0
+    traceback: str | None = None
+    cost: float = 0.0
 
 
 @dataclass(frozen=True)

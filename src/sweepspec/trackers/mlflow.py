@@ -63,6 +63,7 @@ __all__ = [
     "RUN_STATUS",
     "Backlog",
     "MlflowTracker",
+    "absolute_uri",
     "make",
     "trial_metrics",
 ]
@@ -745,4 +746,25 @@ def make(
 ) -> MlflowTracker:
     """The MLflow tracker: ``uri`` (None: ``MLFLOW_TRACKING_URI`` or MLflow's default) and
     ``experiment`` say where to log."""
-    return MlflowTracker(uri=uri, experiment=experiment, echo=echo)
+    return MlflowTracker(uri=absolute_uri(uri), experiment=experiment, echo=echo)
+
+
+def absolute_uri(uri: str | None) -> str:
+    """MLflow's store with a relative path made absolute (``tracking.uri``, else
+    ``MLFLOW_TRACKING_URI``, else MLflow's default ``./mlruns`` or ``sqlite:///mlflow.db``),
+    so that a trial that changes the working directory does not move it."""
+    import mlflow
+
+    from ..locks import absolute_sqlite
+
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:"):
+        try:
+            return absolute_sqlite(uri)
+        except ValueError:
+            return uri  # MLflow's own error names what is wrong with it
+    if uri.startswith("file:") and not uri.startswith("file:///"):
+        return Path(os.path.abspath(uri[len("file:") :])).as_uri()
+    if "://" not in uri and not uri.startswith(("databricks", "file:")):
+        return os.path.abspath(uri)
+    return uri

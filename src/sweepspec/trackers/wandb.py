@@ -64,6 +64,7 @@ class WandbTracker(Tracker):
 
     def __init__(self, project: str | None = None, echo: Echo | None = None) -> None:
         self.project = project
+        self.uri = None  # W&B's own settings say where runs go
         self._echo = echo or _stderr
         self.settings: dict[str, Any] = {}
         self._logger: subprocess.Popen[str] | None = None
