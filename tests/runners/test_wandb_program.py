@@ -132,17 +132,29 @@ def train():
 """
 
 
-def _sweep(folder: Path, kind: str) -> subprocess.CompletedProcess[str]:
+# The same program on the W&B engine, whose random search is seeded by its sweep id: a grid
+# in this order makes every later run worse, so W&B's hyperband has runs to stop.
+WANDB_GRID = SWEEP.replace("method: random", "method: grid").replace(
+    "{distribution: log_uniform_values, min: 0.001, max: 1.0}",
+    "{values: [0.001, 0.01, 0.1, 0.2, 0.5, 1.0]}",
+)
+
+
+def _sweep(folder: Path, kind: str, engine: str = "optuna") -> subprocess.CompletedProcess[str]:
+    spec = SWEEP if engine == "optuna" else WANDB_GRID
     if kind == "program":
         (folder / "train.py").write_text(W_AND_B_PROGRAM)
-        (folder / "sweep.yaml").write_text(SWEEP + "program: train.py\n")
+        (folder / "sweep.yaml").write_text(spec + "program: train.py\n")
     else:
         (folder / "train.py").write_text(W_AND_B_FUNCTION)
-        (folder / "sweep.yaml").write_text(SWEEP + "function: train:train\n")
+        (folder / "sweep.yaml").write_text(spec + "function: train:train\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["WANDB_DIR"] = str(folder)
     return subprocess.run(
-        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "none"],
+        [
+            *(sys.executable, "-m", "sweepspec", "run", "sweep.yaml"),
+            *("--tracker", "none", "--engine", engine),
+        ],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -165,9 +177,12 @@ def _results(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.parametrize("engine", ["optuna", "wandb"])
 @pytest.mark.parametrize("kind", ["program", "function"])
-def test_an_unmodified_wandb_program_runs_on_optuna_with_hyperband(tmp_path: Path, kind: str):
-    proc = _sweep(tmp_path, kind)
+def test_an_unmodified_wandb_program_runs_on_each_engine_with_hyperband(
+    tmp_path: Path, kind: str, engine: str
+):
+    proc = _sweep(tmp_path, kind, engine)
     assert proc.returncode == 0, proc.stderr
     rows = _results(tmp_path)
     seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
