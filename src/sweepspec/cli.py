@@ -198,6 +198,85 @@ def results_command(file: str, storage: str | None, fmt: str) -> None:
     _exit(results(file, storage=storage, fmt=fmt))
 
 
+@cli.command("compare")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--top",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Compare the K best distinct configurations of the sweep (default 3).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Run each configuration with seeds 0..N-1 (the same seeds for all: paired).",
+)
+@click.option(
+    "--configs",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A YAML file of named configurations (NAME: {param: value}) instead of --top.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(engine_names()),
+    default=None,
+    help="Engine of the comparison's runs (default: the spec's 'engine', else optuna).",
+)
+@click.option(
+    "--tracker",
+    type=click.Choice(TRACKERS),
+    default=None,
+    help="Where the runs are logged (default: the spec's 'tracking.tracker', else mlflow).",
+)
+@click.option(
+    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
+)
+@click.option("--fresh", is_flag=True, help="Delete the comparison's runs first and start over.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: {configs: [{id, params, scores}], pairs: [{a, b, test, p_value, p_adjusted}]}.",
+)
+def compare_command(
+    file: str,
+    top: int | None,
+    seeds: int,
+    configs: str | None,
+    engine: str | None,
+    tracker: str | None,
+    storage: str | None,
+    fresh: bool,
+    fmt: str,
+) -> None:
+    """Re-run the best configurations of spec FILE's sweep over seeds and test every pair.
+
+    Each pair: paired t-test and Wilcoxon signed-rank on the seeds both have, Holm's
+    correction over the pairs, the 95% confidence interval of the mean difference, and one
+    verdict line. Running it again resumes the comparison.
+    """
+    from .commands.compare import compare
+
+    _exit(
+        compare(
+            file,
+            top=top,
+            seeds=seeds,
+            configs=configs,
+            engine=engine,
+            tracker=tracker,
+            storage=storage,
+            fresh=fresh,
+            fmt=fmt,
+        )
+    )
+
+
 @cli.command("sync")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(

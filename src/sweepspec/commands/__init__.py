@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "mlflow": ("MLflow", "mlflow"),
     "wandb": ("W&B", "wandb"),
     "sweeps": ("W&B's sweeps", "wandb"),
+    "scipy": ("SciPy", "analysis"),
 }
 """Module -> (what it is, the extra that installs it): ``pip install sweepspec`` installs only
 the core, which validates and compiles for W&B."""

@@ -73,6 +73,7 @@ __all__ = [
     "Interrupted",
     "RunError",
     "Worker",
+    "run_engine",
     "run_sweep",
     "sweep_name",
     "sync_sweep",
@@ -594,6 +595,23 @@ def run_sweep(
                 sweep.close()
     except EngineError as exc:  # an engine's write that failed (a full disk) included
         raise RunError(str(exc)) from None
+
+
+def run_engine(
+    sweep: Engine,
+    spec: Spec,
+    path: str,
+    *,
+    tracker: str,
+    budget: Budget,
+    progress: Progress,
+    execute: Execute,
+    grace: float = TERM_GRACE,
+) -> Finished:
+    """Run the trials ``sweep`` (an engine already open, or one that wraps another) gives,
+    in this process, until ``budget`` or the engine stops: the loop of :func:`run_sweep`
+    for a caller that chooses the engine and the executor itself (``compare``)."""
+    return _run(sweep, spec, path, tracker, budget, 1, progress, execute, grace)
 
 
 def _run(

@@ -1,0 +1,5 @@
+"""After the sweep: tables, statistics, plots and the report, from what the runners stored.
+
+Data flows one way (spec -> compiler -> runner -> tracker -> analysis): these modules read
+results and compute; none of them runs trials or imports an engine at module level.
+"""
