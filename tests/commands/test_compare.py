@@ -2,7 +2,7 @@
 the spec's engine, every pair tested, one verdict line each; resumable; what is missing said.
 
 The quickstart test runs the README's quickstart sweep (examples/quickstart, copied, with a
-shorter training: ``epochs: {value: 8}``, 6 trials) and recomputes every p-value of
+shorter training: ``epochs: {value: 3}``, 4 trials) and recomputes every p-value of
 ``compare --top 3 --seeds 5 --format json`` with scipy from the scores it reports.
 """
 
@@ -40,8 +40,8 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def _quickstart(folder: Path) -> Path:
     shutil.copy(QUICKSTART / "train.py", folder / "train.py")
     text = (QUICKSTART / "sweep.yaml").read_text()
-    text = text.replace("run_cap: 30", "run_cap: 6")
-    text = text.replace("parameters:\n", "parameters:\n  epochs: {value: 8}\n", 1)
+    text = text.replace("run_cap: 30", "run_cap: 4")
+    text = text.replace("parameters:\n", "parameters:\n  epochs: {value: 3}\n", 1)
     spec = folder / "sweep.yaml"
     spec.write_text(text)
     return spec
