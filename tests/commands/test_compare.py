@@ -339,3 +339,40 @@ def test_top_and_configs_together_and_several_metrics_are_refused(
         "Error: sweep.yaml: compare tests one objective, the spec's 'metric', but the spec "
         "has 2 ('metrics')\n",
     )
+
+
+def test_the_runs_are_logged_to_the_specs_mlflow_with_their_real_values(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    _write(
+        sweep_dir,
+        spec=SPEC + f"tracking: {{tracker: mlflow, uri: '{uri}'}}\n",
+        configs="one: {x: 1.0}\ntwo: {x: 2.0}\n",
+    )
+    code, out, err = _cli(
+        capsys,
+        "compare",
+        "sweep.yaml",
+        "--configs",
+        "configs.yaml",
+        "--seeds",
+        "2",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_name for r in parents] == ["sweep-compare"]
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    logged = sorted((r.data.params["x"], r.data.metrics["loss"]) for r in trials)
+    scores = sorted(
+        (str(c["params"]["x"]), score) for c in data["configs"] for score in c["scores"]
+    )
+    assert logged == scores == [("1.0", 1.0), ("1.0", 1.02), ("2.0", 2.0), ("2.0", 2.02)]

@@ -118,6 +118,7 @@ def test_what_the_core_does(
         ),
         (["results", "sweep.yaml"], "results needs Optuna: pip install 'sweepspec[optuna]'"),
         (["run", "sweep.yaml"], "run needs Optuna: pip install 'sweepspec[optuna]'"),
+        (["compare", "sweep.yaml"], "compare needs SciPy: pip install 'sweepspec[analysis]'"),
     ],
 )
 def test_a_command_that_needs_an_extra_names_it(
