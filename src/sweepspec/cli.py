@@ -277,6 +277,45 @@ def compare_command(
     )
 
 
+@cli.command("report")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option(
+    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
+)
+@click.option(
+    "--x",
+    "x",
+    metavar="step|wall|METRIC",
+    default="step",
+    show_default=True,
+    help="The learning curves' x-axis: step (from the engine's storage), wall (seconds since "
+    "the trial's first point) or a counter metric the trials log, e.g. tokens (both from "
+    "MLflow, where the sweep must have been tracked).",
+)
+@click.option(
+    "--importance",
+    type=click.Choice(["fanova", "ped-anova", "mdi"]),
+    default="fanova",
+    show_default=True,
+    help="Optuna's parameter-importance evaluator.",
+)
+def report_command(file: str, output: str, storage: str | None, x: str, importance: str) -> None:
+    """Write spec FILE's sweep as one self-contained HTML page: summary, best configuration,
+    plots (learning curves, optimisation history, parallel coordinates, importance), the
+    comparison over seeds, cost, the decision and the trials."""
+    from .commands.report import report
+
+    _exit(report(file, output=output, storage=storage, x=x, importance=importance))
+
+
 @cli.command("sync")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(

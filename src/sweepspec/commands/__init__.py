@@ -28,6 +28,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "wandb": ("W&B", "wandb"),
     "sweeps": ("W&B's sweeps", "wandb"),
     "scipy": ("SciPy", "analysis"),
+    "matplotlib": ("matplotlib", "analysis"),
+    "sklearn": ("scikit-learn", "analysis"),
 }
 """Module -> (what it is, the extra that installs it): ``pip install sweepspec`` installs only
 the core, which validates and compiles for W&B."""

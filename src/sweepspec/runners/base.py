@@ -120,6 +120,10 @@ class Engine(Protocol):
     def records(self) -> Iterator[dict[str, Any]]:
         """The trials for ``results``: number, state, params (real values), metrics."""
 
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        """Each trial's reported objective values, ``(step, value)`` in step order, by trial
+        number: the learning curves ``report`` draws."""
+
     def worker_settings(self) -> dict[str, Any]:
         """What a worker process needs to open the same state (JSON-serialisable)."""
 

@@ -501,6 +501,17 @@ class OptunaEngine:
             if trial.state != TrialState.WAITING:
                 yield trial_row(trial, self.plan)
 
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        """Each trial's reported objective values by step (Optuna's intermediate values: at
+        the count of values reported when ``plan.prune_on`` is ``count``, else the step)."""
+        if self.fresh:
+            return {}
+        return {
+            t.number: sorted(t.intermediate_values.items())
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING
+        }
+
     def worker_settings(self) -> dict[str, Any]:
         return {"storage": self.url}
 

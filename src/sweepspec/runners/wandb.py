@@ -436,6 +436,19 @@ class WandbLocalEngine:
             row["datetime_complete"] = _iso(r.end)
             yield row
 
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        """Each run's reported objective values by step (its history's ``_step``)."""
+        if self.fresh:
+            return {}
+        with self._locked():
+            self._refresh()
+            runs = list(self.runs)
+        key = self._metric_key
+        return {
+            r.number: [(int(h["_step"]), float(h[key])) for h in r.run.history if key in h]
+            for r in runs
+        }
+
     def worker_settings(self) -> dict[str, Any]:
         return {"storage": os.path.abspath(self.path)}
 
