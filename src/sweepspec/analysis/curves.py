@@ -16,6 +16,7 @@ Where the points come from depends on the x-axis asked for:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,6 @@ def from_mlflow(
 ) -> list[Curve]:
     """Curves of ``metric`` against ``x`` (``step``, ``wall`` or a metric's name) from the
     MLflow runs of sweep ``sweep_id``, in the store and experiment ``run`` logged to."""
-    import os
-
     from ..trackers.mlflow import SETTINGS, absolute_uri
 
     for name, value in SETTINGS.items():
@@ -73,6 +72,9 @@ def from_mlflow(
 
     uri = absolute_uri(spec.tracking.uri if spec.tracking else None)
     experiment = experiment_name(spec, path)
+    missing = _missing_store(uri)
+    if missing is not None:  # MLflow would make an empty one: a reader makes nothing
+        raise CurveError(f"MLflow has no store at {_shown(uri)}: {missing} does not exist")
     try:
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
@@ -116,6 +118,22 @@ def _mlflow_curve(client: Any, run: Any, metric: str, x: str, states: dict[int, 
         xs = [counter[p.step] for p in kept]
         ys = [float(p.value) for p in kept]
     return Curve(number, state, xs, ys)
+
+
+def _missing_store(uri: str) -> str | None:
+    """The file of a local store (SQLite or a folder) that is not there, else None."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        where = uri[len("sqlite:///") :].split("?")[0]
+        where = where if where.startswith("/") else os.path.abspath(where)
+    elif uri.startswith("file:"):
+        where = unquote(urlparse(uri).path)
+    elif "://" not in uri:
+        where = uri
+    else:
+        return None
+    return None if os.path.exists(where) or where in ("", ":memory:") else where
 
 
 def _order(point: Any) -> tuple[int, int]:

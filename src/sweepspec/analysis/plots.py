@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVALUATORS",
     "ImportanceError",
+    "curves_figure",
     "importance_bars",
     "learning_curves",
     "optimisation_history",
@@ -65,6 +66,13 @@ def learning_curves(
     curves: Sequence[Curve], metric: str, x_label: str, goal: str = "minimize"
 ) -> bytes:
     """``metric`` against ``x_label`` per trial; where each trial stopped is marked."""
+    return _png(curves_figure(curves, metric, x_label, goal))
+
+
+def curves_figure(
+    curves: Sequence[Curve], metric: str, x_label: str, goal: str = "minimize"
+) -> Figure:
+    """The figure of :func:`learning_curves`: per trial a line, then its end marker."""
     fig = _figure()
     ax = fig.add_subplot()
     for curve in curves:
@@ -96,7 +104,7 @@ def learning_curves(
     ]
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return fig
 
 
 def optimisation_history(rows: Sequence[Row], metric: str, goal: str = "minimize") -> bytes:

@@ -42,6 +42,7 @@ class Plot:
 
     def context(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "title": self.title, "caption": self.caption}
+        out["uri"] = None
         if self.png is not None:
             out["uri"] = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
             out["width"], out["height"] = _png_size(self.png)
@@ -161,9 +162,7 @@ _PLOTS = (
 def _curves_plot(data: ReportData, metric: str) -> Plot:
     title = "Learning curves"
     if not data.curves:
-        return Plot(
-            "curves", title, f"no trial reported {metric} along the way ({data.curves_source})"
-        )
+        return Plot("curves", title, f"no per-step values of {metric}: {data.curves_source}")
     states = Counter(c.state for c in data.curves)
     stopped = states.get("PRUNED", 0)
     caption = (

@@ -116,8 +116,13 @@ def _curves(
 ) -> tuple[list[Curve], str]:
     from ..analysis.curves import CurveError, from_mlflow, from_steps
 
-    if x == "step" or metric is None:
-        return from_steps(steps, states), "the engine's storage"
+    if metric is None:
+        return [], "the spec has no metric"
+    if x == "step":
+        curves = from_steps(steps, states)
+        if curves:
+            return curves, "the engine's storage"
+        return _mlflow_steps(spec, path, found["sweep_id"], metric, states)
     require("mlflow", f"report --x {x}")
     try:
         curves = from_mlflow(spec, path, found["sweep_id"], metric, x, states)
@@ -130,6 +135,27 @@ def _curves(
             if x != "wall"
             else f"report --x wall: no trial of the sweep logged {metric} in MLflow"
         )
+    return curves, "the MLflow tracker"
+
+
+def _mlflow_steps(
+    spec: Spec, path: str, sweep_id: str, metric: str, states: dict[int, str]
+) -> tuple[list[Curve], str]:
+    """Curves against step from MLflow, for a sweep whose engine kept none (it keeps the
+    values only with ``early_terminate``); none, and why, when MLflow has none either."""
+    import importlib.util
+
+    from ..analysis.curves import CurveError, from_mlflow
+
+    why = "the engine keeps each step's value only with early_terminate"
+    if importlib.util.find_spec("mlflow") is None:
+        return [], f"{why}, and MLflow is not installed"
+    try:
+        curves = from_mlflow(spec, path, sweep_id, metric, "step", states)
+    except CurveError as exc:
+        return [], f"{why}; {exc}"
+    if not curves:
+        return [], f"{why}, and no trial logged {metric} to MLflow"
     return curves, "the MLflow tracker"
 
 
