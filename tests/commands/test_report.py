@@ -209,6 +209,20 @@ def test_the_page_holds_every_section_and_marks_stopped_trials(
     assert "(log scale: lr)" in figures["parallel"]
 
 
+def test_the_comparison_over_seeds_is_on_the_page(
+    swept: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compare = ["compare", "sweep.yaml", "--top", "2", "--seeds", "2", "--tracker", "none"]
+    assert main([*compare, "--format", "json"]) == 0
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert len(verdicts) == 1
+    assert main(["report", "sweep.yaml", "-o", "r.html"]) == 0
+    page = Path("r.html").read_text()
+    assert "no comparison run" not in page
+    assert f"<li>{html.escape(verdicts[0])}</li>" in page
+    assert "2 configurations over seeds [0, 1] (minimize loss)" in page
+
+
 def test_report_on_the_wandb_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,7 +9,6 @@ by :mod:`sweepspec.analysis.report`.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,15 +160,13 @@ def _mlflow_steps(
 
 def _comparison(spec: Spec, path: str) -> dict[str, Any] | None:
     """The comparison ``sweepspec compare`` ran for this spec, for the page; None when none
-    has (or this install has no ``compare``)."""
+    has (or SciPy, which tests the pairs, is not installed)."""
+    from .compare import load_comparison
+
     try:
-        module = importlib.import_module("sweepspec.commands.compare")
-    except ModuleNotFoundError:
+        found = load_comparison(path, spec)
+    except ModuleNotFoundError:  # no SciPy: the tests cannot be computed here
         return None
-    load = getattr(module, "load_comparison", None)
-    if load is None:
-        return None
-    found = load(path, spec)
     if found is None:
         return None
     plain: dict[str, Any] = found.to_json()

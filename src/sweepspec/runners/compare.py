@@ -198,6 +198,9 @@ class FixedConfigs:
     def records(self) -> Iterator[dict[str, Any]]:
         return self.inner.records()
 
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        return self.inner.curves()
+
     def worker_settings(self) -> dict[str, Any]:
         return self.inner.worker_settings()
 
