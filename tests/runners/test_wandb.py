@@ -327,6 +327,49 @@ def test_grid_ends_when_every_point_has_run(sweep_dir: Path, write_spec: Write) 
     assert again.ask() is None
 
 
+def test_a_grid_point_is_asked_of_next_runs_once(
+    sweep_dir: Path, write_spec: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop checks exhausted() and then asks, under one lock: one next_runs call per
+    point, in W&B's order (plus the check at opening, made before the sweep has an id)."""
+    path = write_spec(
+        """
+        method: grid
+        metric: {name: loss}
+        parameters:
+          a: {values: [1, 2, 3]}
+          b: {values: [x, y]}
+        """
+    )
+    calls: list[int] = []
+    real = sweeps.next_runs
+
+    def counted(config: dict[str, Any], runs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(runs))
+        return real(config, runs, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "next_runs", counted)
+    engine = engine_for(path)
+    seen = []
+    while True:
+        with engine.ask_lock():
+            if engine.exhausted() is not None:
+                break
+            asked = engine.ask()
+        assert asked is not None
+        seen.append((asked.params["a"], asked.params["b"]))
+        finish(engine, asked, "COMPLETE", {"loss": 1.0})
+    assert seen == [(a, b) for a in (1, 2, 3) for b in ("x", "y")]
+    assert calls == [0, 0, 1, 2, 3, 4, 5, 6]  # opening, one per point, one that finds none
+    # a second open checks the sweep at the point where it resumes: that answer is reused
+    calls.clear()
+    again = engine_for(path)
+    with again.ask_lock():
+        assert again.exhausted() == "the grid is exhausted: every point has been run"
+        assert again.ask() is None
+    assert calls == [6]
+
+
 # --------------------------------------------------------------------------- (c) resume
 
 

@@ -169,8 +169,12 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_ENCODER = json.JSONEncoder(default=_plain, separators=(",", ":"))
+"""One encoder for every event (``json.dumps`` with options builds one per call)."""
+
+
 def _dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, default=_plain, separators=(",", ":"))
+    return _ENCODER.encode(event)
 
 
 def flatten(config: dict[str, Any], nested: set[str]) -> dict[str, Any]:
@@ -240,6 +244,7 @@ class WandbLocalEngine:
         self._offset = 0
         self._lines_read = 0
         self._identity: tuple[int, int] | None = None
+        self._suggested: tuple[tuple[Any, ...], Any] | None = None  # see _suggest
         self._lock_fd: int | None = None
         self._depth = 0
         self._thread_lock = threading.RLock()
@@ -462,15 +467,23 @@ class WandbLocalEngine:
             self._stop_runs(check=True)
 
     def _suggest(self, number: int) -> Any:
+        # The same log read to the same point gives the same answer (the seed is the sweep
+        # id's and the number's): the grid check of exhausted() and the ask() after it under
+        # one lock, or the check at opening and the first ask, call next_runs once.
+        key = (self.sweep_id, self._identity, self._offset, number)
+        if self._suggested is not None and self._suggested[0] == key:
+            return self._suggested[1]
         try:
             with seeded(ask_seed(self.sweep_id, number)), warnings.catch_warnings():
                 # scikit-learn's GP fit warns on kernel bounds; W&B's bayes ignores it too
                 warnings.filterwarnings("ignore", module="sklearn")
-                return sweeps.next_runs(self.config, [r.run for r in self.runs], n=1)[0]
+                suggestion = sweeps.next_runs(self.config, [r.run for r in self.runs], n=1)[0]
         except Exception as exc:  # W&B's code on the user's config and runs
             raise EngineError(
                 f"W&B's sweeps.next_runs failed on run {number} of {self.path}: {_describe(exc)}"
             ) from None
+        self._suggested = (key, suggestion)
+        return suggestion
 
     def _stop_runs(self, check: bool = False) -> None:
         """Record the decision for every run ``stop_runs`` stops, as W&B's controller does
@@ -481,6 +494,8 @@ class WandbLocalEngine:
             raise EngineError(
                 f"W&B's sweeps.stop_runs failed on {self.path}: {_describe(exc)}"
             ) from None
+        if not stop:  # the usual answer: nothing to look up
+            return
         names = {s.name for s in stop}
         for run in self.runs:
             if run.run.name in names and run.state == "RUNNING" and run.stopped_at is None:
