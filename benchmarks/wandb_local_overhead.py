@@ -6,12 +6,14 @@ the same work, on a trivial trial (three parameters, 10 reported values of arith
 
 * engine: what ``sweepspec run --engine wandb --tracker wandb`` does per trial, minus the
   trial's own process: the Engine protocol as the sweep loop drives it, on the default state
-  file (per trial, under ``ask_lock()``, ``summaries()`` for the budget, ``exhausted()`` and
-  ``ask()``; ``report()`` per value, which asks ``sweeps.stop_runs`` over every run when the
-  spec has hyperband; ``tell()``; ``summaries()`` again for the progress line), and the W&B
-  tracker (``sweepspec.trackers.wandb.WandbTracker``: ``start``, ``log_trial`` per trial,
-  ``close``, which waits until every run is written). Every event is written to the state
-  file as it happens and each ``tell`` is forced to disk (``fsync``), as the engine promises.
+  file (``start()``; per trial, under ``ask_lock()``, ``summaries()`` for the budget,
+  ``exhausted()`` and ``ask()``; ``summaries()`` again for the check that other workers did
+  not fill the budget; ``report()`` per value, which asks ``sweeps.stop_runs`` over every run
+  when the spec has hyperband; ``tell()``; ``summaries()`` for the progress line; ``close()``
+  at the end), and the W&B tracker (``sweepspec.trackers.wandb.WandbTracker``: ``start``,
+  ``log_trial`` per trial, ``close``, which waits until every run is written). Every event is
+  written to the state file as it happens and each ``tell`` is forced to disk (``fsync``), as
+  the engine promises.
 * baseline: one loop in one process, nothing written but W&B's runs: per trial
   ``sweeps.next_run`` on the list of runs (seeded as the engine seeds it), ``wandb.init(mode=
   "offline")`` with the tracker's own arguments and settings (so W&B does the same work on
@@ -175,12 +177,14 @@ def side_engine(folder: Path, trials: int, use_wandb: bool) -> dict[str, Any]:
                 state_path=os.path.abspath(engine.label),
             )
         )
+    engine.start()  # as the loop does once the tracker is up
     while True:
         with engine.ask_lock():
             if len(engine.summaries()) >= trials or engine.exhausted():
                 break
             asked = engine.ask()
         assert asked is not None
+        engine.summaries()  # the loop's check that no other worker filled the budget
         started = time.time()
         history: list[Point] = []
         state, value = "COMPLETE", 0.0
@@ -206,6 +210,7 @@ def side_engine(folder: Path, trials: int, use_wandb: bool) -> dict[str, Any]:
         else:
             done.append(time.perf_counter())
         engine.summaries()  # the progress line's tally
+    engine.close()
     if tracker is not None:
         tracker.close()
         assert tracker.logged == trials, f"the tracker logged {tracker.logged} of {trials}"

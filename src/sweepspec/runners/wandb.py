@@ -300,6 +300,7 @@ class WandbLocalEngine:
             count = f"{len(self.runs)} runs"
         self.path.unlink()
         self.runs, self._offset, self._identity, self._lines_read = [], 0, None, 0
+        self._suggested = None
         self.messages.append(f"sweepspec: --fresh: deleted sweep {self.path} ({count})")
 
     def _create(self, path: str) -> None:
@@ -558,6 +559,7 @@ class WandbLocalEngine:
         identity = (info.st_dev, info.st_ino)
         if identity != self._identity or info.st_size < self._offset:
             self.runs, self._offset, self._identity, self._lines_read = [], 0, identity, 0
+            self._suggested = None
         if info.st_size == self._offset:
             return
         with open(self.path, "rb") as fh:
