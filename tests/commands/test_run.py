@@ -725,6 +725,30 @@ def test_fresh_deletes_nothing_when_the_tracker_cannot_start(
     assert [r["state"] for r in _results(sweep_dir)] == ["COMPLETE"] * 4
 
 
+LINGERING_TRIAL = """
+import os, time
+
+
+def objective(trial):
+    if os.fork() == 0:  # a process the trial leaves behind (a data loader's worker)
+        time.sleep(30)
+        os._exit(0)
+    return {"loss": trial.params["x"]}
+"""
+
+
+def test_a_run_returns_with_no_trial_process_left_holding_the_sweep(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forked trial's processes hold copies of the run's lock on the sweep: the run kills
+    what its trials left before it returns, so --fresh right after it is not refused."""
+    _write(sweep_dir, SPEC.replace("run_cap: 4", "run_cap: 1"), LINGERING_TRIAL)
+    assert _run(capsys, "sweep.yaml", "--tracker", "none")[0] == 0
+    code, out, err = _run(capsys, "sweep.yaml", "--tracker", "none", "--fresh")
+    assert (code, out) == (0, ""), err
+    assert "sweepspec: --fresh: deleted study 'sweep' (1 trials) from " in err
+
+
 def test_fresh_while_another_run_holds_the_sweep_is_refused(
     sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -63,6 +63,7 @@ from .trials import (
     die_with_parent,
     load_function,
     module_file,
+    reap_trials,
     run_command,
     run_function,
 )
@@ -592,6 +593,7 @@ def run_sweep(
             try:
                 return _run(sweep, spec, path, tracker, budget, workers, progress, execute, grace)
             finally:
+                reap_trials()  # a forked trial still exiting holds a copy of the sweep's locks
                 sweep.close()
     except EngineError as exc:  # an engine's write that failed (a full disk) included
         raise RunError(str(exc)) from None

@@ -80,6 +80,7 @@ __all__ = [
     "load_function",
     "macro_values",
     "parse_line",
+    "reap_trials",
     "run_command",
     "run_function",
 ]
@@ -744,6 +745,12 @@ def _reap_returned(block: bool = False) -> None:
 
 
 atexit.register(_reap_returned, block=True)
+
+
+def reap_trials() -> None:
+    """Wait for (or kill) the trial processes that returned and are still exiting: a run
+    leaves none behind when it returns, not even one holding a copy of its locks."""
+    _reap_returned(block=True)
 
 
 HELD_OVER_FORK = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
