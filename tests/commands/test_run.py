@@ -164,11 +164,11 @@ def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path)
     _write(
         tmp_path,
         SPEC.replace("run_cap: 4", "run_cap: 5")
-        + (f"  pause: {{value: 0.1}}\ntracking: {{tracker: mlflow, uri: '{uri}'}}\n"),
+        + (f"  pause: {{value: 1.5}}\ntracking: {{tracker: mlflow, uri: '{uri}'}}\n"),
     )
     proc = _start(tmp_path)
     _wait_for(proc, "trial 1 COMPLETE")
-    time.sleep(0.2)  # inside trial 2
+    time.sleep(0.2)  # inside trial 2 (1.5 s long: on a loaded machine the line comes late)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
