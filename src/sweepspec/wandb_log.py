@@ -53,6 +53,8 @@ class RunState:
 def find_run_file(wandb_dir: str | Path, run_id: str) -> Path | None:
     """The ``run-<run_id>.wandb`` file under ``<wandb_dir>/wandb/*-run-*-<run_id>/``."""
     base = Path(wandb_dir) / "wandb"
+    if not base.is_dir():  # no W&B run here (yet): no glob, whose pattern is new each run
+        return None
     found = sorted(base.glob(f"*run-*-{run_id}/run-{run_id}.wandb"))
     return found[-1] if found else None
 

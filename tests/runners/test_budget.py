@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sweepspec.runners.budget import Budget, FailureStreak, TrialSummary, format_seconds
+from sweepspec.runners.budget import (
+    Budget,
+    CachedTally,
+    FailureStreak,
+    TrialSummary,
+    format_seconds,
+)
 
 
 def _trials(*specs: tuple[str, float | None, float]) -> list[TrialSummary]:
@@ -107,3 +113,22 @@ def test_failure_streak() -> None:
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+def test_a_cached_tally_counts_as_a_full_count_whatever_order_trials_end_in() -> None:
+    """The loop counts the sweep before every trial; finished trials are counted once. Trials
+    ending out of order (other workers) give the same best and target hit: among equals, the
+    lowest number."""
+    budget = Budget(directions=("minimize",), targets=(1.0,), trials=10)
+    counted = CachedTally(budget)
+    first, second = TrialSummary(0, "RUNNING"), TrialSummary(1, "RUNNING")
+    steps = [
+        [first, second],
+        [first, TrialSummary(1, "COMPLETE", (1.0,), 0.5)],
+        [TrialSummary(0, "COMPLETE", (1.0,), 0.5), TrialSummary(1, "COMPLETE", (1.0,), 0.5)],
+    ]
+    tallies = [counted(step) for step in steps]
+    assert tallies == [budget.tally(step) for step in steps]
+    assert [t.running for t in tallies] == [2, 1, 0]
+    assert tallies[2].best == tallies[2].target_hit == steps[2][0]  # trial 0: lower number
+    assert budget.tally(reversed(steps[2])).best == steps[2][0]

@@ -197,3 +197,38 @@ def test_a_full_disk_mid_sweep_is_one_line_and_loses_nothing(tmp_path: Path) -> 
     assert (out / "run2.code").read_text() == "0\n", (out / "run2.err").read_text()
     rows = json.loads((out / "results.json").read_text())
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"] + ["COMPLETE"] * 2
+
+
+def test_the_journal_is_forced_to_disk_at_each_trial_end_not_at_each_record(
+    sweep_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Optuna's backend forces (``fsync``) every record, five or more per trial: most of
+    what a durable 1,000-trial sweep cost beyond the sampler. A trial's end is forced, and
+    with it everything written before; so is every change to the study; nothing else."""
+    (sweep_dir / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (sweep_dir / "trial_mod.py").write_text(textwrap.dedent(TRIAL).lstrip())
+    forced: list[int] = []  # the journal's size at each fsync of it
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)  # the real one: the spy only records where the journal was forced
+        if os.readlink(f"/proc/self/fd/{fd}") == str(sweep_dir / JOURNAL):
+            forced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert main(["run", "sweep.yaml", "--tracker", "none"]) == 0
+    lines = (sweep_dir / JOURNAL).read_bytes().splitlines(keepends=True)
+    ends, offset = [], 0
+    for line in lines:
+        offset += len(line)
+        record = json.loads(line)
+        if record["op_code"] in (0, 1, 2, 3) or (
+            record["op_code"] == 6 and record["state"] in (1, 2, 3)  # COMPLETE, PRUNED, FAIL
+        ):
+            ends.append(offset)
+    finished = [json.loads(line) for line in lines if _op(line) == 6]
+    assert [r["state"] for r in finished] == [1, 1, 1, 1]  # run_cap: 4, each forced
+    assert forced == ends
+    # not forced: each trial's start, parameter, report and attributes
+    assert len(lines) - len(forced) >= 4 * 4
+    capsys.readouterr()

@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .contract import FailureStreak  # shared with the generated script
 
-__all__ = ["Budget", "FailureStreak", "Tally", "TrialSummary", "format_seconds"]
+__all__ = ["Budget", "CachedTally", "FailureStreak", "Tally", "TrialSummary", "format_seconds"]
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,25 @@ class Budget:
     max_consecutive_failures: int = 5
 
     def tally(self, trials: Iterable[TrialSummary]) -> Tally:
+        """Count ``trials``, in any order: among equals the lowest number is the best, and
+        the target's hit."""
         out = Tally()
         for trial in trials:
-            _count(out, trial)
-            if trial.state == "COMPLETE" and trial.values is not None:
-                self._rank(out, trial)
+            self.add(out, trial)
         return out
+
+    def add(self, out: Tally, trial: TrialSummary) -> None:
+        """Count one trial into ``out``."""
+        _count(out, trial)
+        if trial.state == "COMPLETE" and trial.values is not None:
+            self._rank(out, trial)
 
     def _rank(self, out: Tally, trial: TrialSummary) -> None:
         assert trial.values is not None
-        if len(self.directions) == 1 and _better(trial.values[0], out.best, self.directions[0]):
+        if len(self.directions) == 1 and _better(trial, out.best, self.directions[0]):
             out.best = trial
-        if out.target_hit is None and self._reaches_target(trial.values):
+        hit = out.target_hit
+        if (hit is None or trial.number < hit.number) and self._reaches_target(trial.values):
             out.target_hit = trial
 
     def _reaches_target(self, values: tuple[float, ...]) -> bool:
@@ -137,6 +144,36 @@ class Budget:
         return f"metric.target is reached: trial {trial.number} has {reached}"
 
 
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass
+class CachedTally:
+    """:meth:`Budget.tally` for a loop that counts the same sweep before every trial: a
+    finished trial never changes, so it is counted once (by number), and only the trials not
+    finished are counted again. A sweep of thousands of trials costs a set look-up per trial,
+    not a count."""
+
+    budget: Budget
+    done: Tally = field(default_factory=Tally)
+    counted: set[int] = field(default_factory=set)
+
+    def __call__(self, trials: Iterable[TrialSummary]) -> Tally:
+        pending = []
+        for trial in trials:
+            if trial.number in self.counted:
+                continue
+            if trial.state in _FINISHED:
+                self.counted.add(trial.number)
+                self.budget.add(self.done, trial)
+            else:
+                pending.append(trial)
+        out = replace(self.done)
+        for trial in pending:
+            self.budget.add(out, trial)
+        return out
+
+
 def _count(out: Tally, trial: TrialSummary) -> None:
     if trial.state == "COMPLETE":
         out.complete += 1
@@ -150,11 +187,15 @@ def _count(out: Tally, trial: TrialSummary) -> None:
         out.cost += trial.cost
 
 
-def _better(value: float, best: TrialSummary | None, direction: str) -> bool:
+def _better(trial: TrialSummary, best: TrialSummary | None, direction: str) -> bool:
+    assert trial.values is not None
+    value = trial.values[0]
     if not math.isfinite(value):
         return False
     if best is None or best.values is None:
         return True
+    if value == best.values[0]:
+        return trial.number < best.number
     return value < best.values[0] if direction == "minimize" else value > best.values[0]
 
 

@@ -316,6 +316,7 @@ class OptunaEngine:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.hold: int | None = None
         self.messages: list[str] = []
+        self.finished: dict[int, TrialSummary] = {}  # by number: what summaries() made
         if "://" in self.url:  # a database: the tracker's files go under ./.sweepspec
             state = str(default_journal(self.sweep_name).with_suffix(""))
         else:
@@ -417,6 +418,7 @@ class OptunaEngine:
             self.plan, self.store, self.sweep_name, self.label, self.path, self.sweep_id
         )
         self.fresh = False
+        self.finished.clear()
         if self.hold is not None:
             fcntl.flock(self.hold, fcntl.LOCK_SH)
         self.messages.append(
@@ -465,9 +467,20 @@ class OptunaEngine:
                 raise
 
     def summaries(self) -> list[TrialSummary]:
+        """Every trial, as one read of the storage (the journal's new lines only, or the
+        database's unfinished and new trials: Optuna's own caches); a finished trial does not
+        change, so its summary is made once."""
         if self.fresh:  # the old study is replaced at start(): nothing of it counts
             return []
-        return [_summary(t) for t in self.study.get_trials(deepcopy=False)]
+        out, known = [], self.finished
+        for trial in self.study.get_trials(deepcopy=False):
+            summary = known.get(trial.number)
+            if summary is None:
+                summary = _summary(trial)
+                if trial.state.is_finished():
+                    known[trial.number] = summary
+            out.append(summary)
+        return out
 
     def exhausted(self) -> str | None:
         sampler = self.study.sampler

@@ -50,7 +50,7 @@ from ..spec.messages import did_you_mean
 from ..spec.models import NestedParam
 from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
 from .base import Asked, Engine, EngineError, EngineOptions, open_engine
-from .budget import Budget, FailureStreak, Tally
+from .budget import Budget, CachedTally, FailureStreak, Tally
 from .progress import Progress
 from .trials import (
     TERM_GRACE,
@@ -307,6 +307,7 @@ class Worker:
         single = len(self.metric_names) == 1 and spec.objective == "best"
         self.best = self.budget.directions[0] if single else None
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
+        self.counted = CachedTally(self.budget)
         self.warned = False
 
     # ---- the loop
@@ -378,7 +379,7 @@ class Worker:
             sys.stderr.write(line + "\n")
 
     def tally(self) -> Tally:
-        return self.budget.tally(self.engine.summaries())
+        return self.counted(self.engine.summaries())
 
     # ---- one trial
 
@@ -387,8 +388,8 @@ class Worker:
         moment: engines number trials in order, so the later ones give their place back.
         Under a lock shared by every worker, the budget was counted just before the ask and
         this never happens."""
-        if self.budget.trials is None:
-            return False
+        if self.budget.trials is None or asked.number < self.budget.trials:
+            return False  # fewer trials than the budget come before it, whatever their state
         taken = ("COMPLETE", "PRUNED", "RUNNING")
         summaries = self.engine.summaries()
         ahead = sum(1 for t in summaries if t.number < asked.number and t.state in taken)
@@ -839,10 +840,11 @@ def _supervise(
     try:
         for _ in range(workers):
             procs.append(subprocess.Popen(argv, start_new_session=True, preexec_fn=orphaned))
+        counted = CachedTally(budget)
         while any(p.poll() is None for p in procs):
             time.sleep(0.25)
-            _follow(engine, budget, seen, progress)
-        _follow(engine, budget, seen, progress)
+            _follow(engine, counted, seen, progress)
+        _follow(engine, counted, seen, progress)
     except KeyboardInterrupt as exc:
         _interrupt(procs, interrupt_signal(exc))
         raise
@@ -854,8 +856,8 @@ def _supervise(
     return budget.stop_reason(tally) or engine.exhausted() or "every worker stopped"
 
 
-def _follow(engine: Engine, budget: Budget, seen: set[int], progress: Progress) -> None:
-    tally = budget.tally(engine.summaries())
+def _follow(engine: Engine, counted: CachedTally, seen: set[int], progress: Progress) -> None:
+    tally = counted(engine.summaries())
     for row in engine.records():
         if row["state"] != "RUNNING" and row["number"] not in seen:
             seen.add(row["number"])
