@@ -191,11 +191,66 @@ def run_command(
     show_default=True,
     help="json: an array, one object per trial.",
 )
-def results_command(file: str, storage: str | None, fmt: str) -> None:
-    """Show the trials of spec FILE's sweep: state, params.*, metrics.*."""
-    from .commands.results import results
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["engine", "mlflow", "wandb"]),
+    default="engine",
+    show_default=True,
+    help="Read the trials from the engine's storage, from MLflow (the sweep's parent run and "
+    "its nested runs), or from W&B's offline run folders ($WANDB_DIR/wandb, ./wandb).",
+)
+@click.option(
+    "--filter",
+    "where",
+    metavar="EXPR",
+    default=None,
+    help="Keep the rows where every condition holds: COLUMN OP VALUE joined by 'and', "
+    'e.g. "metrics.val_loss < 0.2 and params.lr >= 1e-4" (OP: < <= > >= = !=).',
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["COMPLETE", "PRUNED", "FAIL", "RUNNING"]),
+    help="Keep trials in this state (repeatable).",
+)
+@click.option(
+    "--sort",
+    metavar="COLUMN",
+    default=None,
+    help="Sort by this column (a leading '-' or --desc: descending); empty cells last.",
+)
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option(
+    "--columns",
+    metavar="A,B,...",
+    default=None,
+    help="Show these columns, in this order (patterns such as 'params.*' allowed).",
+)
+@click.option(
+    "--per-seed",
+    is_flag=True,
+    help="With 'seeds:': one row per trial and seed (a 'seed' column, that seed's metrics).",
+)
+def results_command(
+    file: str,
+    storage: str | None,
+    fmt: str,
+    source: str,
+    where: str | None,
+    states: tuple[str, ...],
+    sort: str | None,
+    desc: bool,
+    columns: str | None,
+    per_seed: bool,
+) -> None:
+    """Show the trials of spec FILE's sweep: number, state, params.*, metrics.*, duration
+    (and seed, cost, decision, error when there are any)."""
+    from .commands.results import Selection, results
 
-    _exit(results(file, storage=storage, fmt=fmt))
+    selection = Selection(where, states, sort, desc, columns, per_seed)
+    _exit(results(file, storage=storage, fmt=fmt, source=source, selection=selection))
 
 
 @cli.command("compare")

@@ -146,4 +146,8 @@ def test_the_optuna_extra_compiles_and_runs_without_a_tracker(
     )
     assert ran[0] == 0, ran[2]
     code, out, err = _sweepspec(optuna_python, tmp_path, "results", "sweep.yaml", "--format", "csv")
-    assert (code, err, out.splitlines()[0]) == (0, "", "number,state,params.a,metrics.loss")
+    assert (code, err, out.splitlines()[0]) == (
+        0,
+        "",
+        "number,state,params.a,metrics.loss,duration",
+    )

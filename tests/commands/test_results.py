@@ -96,7 +96,13 @@ def test_table_and_csv_have_params_and_metrics_columns(
 ) -> None:
     rows = json.loads(_results(capsys, "sweep.yaml", "--format", "json")[1])
     order = {r["params"]["x"]: r["number"] for r in rows}
-    _, table, _ = _results(capsys, "sweep.yaml")
+    columns = "number,state,params.*,metrics.*,error"
+    _, table, _ = _results(capsys, "sweep.yaml", "--columns", columns)
+    expected_csv = {
+        1: ["COMPLETE", "1", "0.5", "0.5", "0.5", "nan", ""],
+        2: ["FAIL", "2", "0.5", "", "", "", "ValueError: x=2 is broken"],
+        3: ["COMPLETE", "3", "0.5", "1.5", "0.5", "nan", ""],
+    }
     expected = {
         1: "COMPLETE  1         0.5            0.5           0.5          nan",
         2: "FAIL      2         0.5                                                    "
@@ -110,12 +116,15 @@ def test_table_and_csv_have_params_and_metrics_columns(
         for x, n in sorted(order.items(), key=lambda item: item[1])
     ]
     _, csv, _ = _results(capsys, "sweep.yaml", "--format", "csv")
-    lines = csv.splitlines()
+    lines = [line.split(",") for line in csv.splitlines()]
     assert lines[0] == (
-        "number,state,params.x,params.opt.lr,metrics.loss,metrics.acc,metrics.nan,error"
-    )
-    assert f"{order[2]},FAIL,2,0.5,,,,ValueError: x=2 is broken" in lines
-    assert f"{order[3]},COMPLETE,3,0.5,1.5,0.5,nan," in lines
+        "number,state,params.x,params.opt.lr,metrics.loss,metrics.acc,metrics.nan,duration,error"
+    ).split(",")
+    durations = {line[0]: float(line[7]) for line in lines[1:]}
+    assert all(0 <= d < 30 for d in durations.values()), durations
+    assert [line[:7] + line[8:] for line in lines[1:]] == [
+        [str(n), *expected_csv[x]] for x, n in sorted(order.items(), key=lambda item: item[1])
+    ]
 
 
 def test_per_seed_values_are_kept(
@@ -217,6 +226,7 @@ def test_csv_cells_cannot_be_formulas(
         "metrics.loss",
         "metrics.inf",
         "metrics.nan",
+        "duration",
     ]
     safe = {
         '=HYPERLINK("http://x")': '\'=HYPERLINK("http://x")',
@@ -229,7 +239,7 @@ def test_csv_cells_cannot_be_formulas(
         "\x1b[31mred\x1b[0m": "\x1b[31mred\x1b[0m",
         "two\nlines": "two\nlines",
     }
-    assert [r[2:] for r in rows[1:]] == [[safe[v], "-0.5", "-inf", "nan"] for v in hostile]
+    assert [r[2:6] for r in rows[1:]] == [[safe[v], "-0.5", "-inf", "nan"] for v in hostile]
 
 
 def test_the_table_prints_no_control_characters(
@@ -272,3 +282,128 @@ def test_a_full_stdout_is_one_line(hostile: list[str], tmp_path: Path) -> None:
         1,
         "Error: cannot write to stdout: No space left on device\n",
     )
+
+
+def test_filter_state_sort_and_columns(swept: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 item 1: the table filtered, sorted and cut to columns named as
+    mlflow.search_runs names them."""
+    code, out, err = _results(
+        capsys,
+        "sweep.yaml",
+        "--filter",
+        "metrics.loss < 1.4 and params.opt.lr = 0.5",
+        "--format",
+        "csv",
+        "--columns",
+        "params.x,metrics.loss",
+    )
+    assert (code, out, err) == (0, "params.x,metrics.loss\r\n1,0.5\r\n", "")
+    code, out, _ = _results(
+        capsys,
+        "sweep.yaml",
+        "--state",
+        "COMPLETE",
+        "--sort",
+        "-metrics.loss",
+        "--format",
+        "csv",
+        "--columns",
+        "params.x,state",
+    )
+    assert (code, out) == (0, "params.x,state\r\n3,COMPLETE\r\n1,COMPLETE\r\n")
+    code, out, _ = _results(
+        capsys,
+        "sweep.yaml",
+        "--sort",
+        "params.x",
+        "--desc",
+        "--format",
+        "json",
+        "--columns",
+        "params.x",
+    )
+    assert (code, json.loads(out)) == (0, [{"params.x": 3}, {"params.x": 2}, {"params.x": 1}])
+    code, out, _ = _results(capsys, "sweep.yaml", "--state", "FAIL", "--format", "json")
+    assert [r["error"] for r in json.loads(out)] == ["ValueError: x=2 is broken"]
+
+
+def test_a_selection_that_cannot_be_read_is_one_line(
+    swept: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _results(capsys, "sweep.yaml", "--filter", "metrics.los < 1") == (
+        1,
+        "",
+        "Error: --filter: no column 'metrics.los' in the table; did you mean 'metrics.loss'? "
+        "(columns: number, state, params.x, params.opt.lr, metrics.loss, metrics.acc, "
+        "metrics.nan, duration, error, datetime_start, datetime_complete)\n",
+    )
+    assert _results(capsys, "sweep.yaml", "--desc") == (
+        1,
+        "",
+        "Error: --desc needs --sort COLUMN\n",
+    )
+    assert _results(capsys, "sweep.yaml", "--per-seed") == (
+        1,
+        "",
+        "Error: --per-seed: the spec has no 'seeds', so each trial is one run\n",
+    )
+    code, out, err = _results(capsys, "sweep.yaml", "--filter", "metrics.loss > 99")
+    assert (code, err) == (0, "sweepspec: no trial of the 3 matches the selection\n")
+    assert out.startswith("number  state  params.x  params.opt.lr  metrics.loss")
+
+
+def test_per_seed_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results_trial.py").write_text(
+        "def objective(trial):\n    return trial.params['x'] + trial.seed\n"
+    )
+    (tmp_path / "seeds.yaml").write_text(
+        textwrap.dedent(GRID.replace("[1, 2, 3]", "[1, 2]")).lstrip() + "seeds: [0, 10]\n"
+    )
+    assert main(["run", "seeds.yaml", "--tracker", "none"]) == 0
+    capsys.readouterr()
+    code, out, _ = _results(
+        capsys,
+        "seeds.yaml",
+        "--per-seed",
+        "--format",
+        "csv",
+        "--columns",
+        "number,seed,params.x,metrics.loss",
+        "--sort",
+        "metrics.loss",
+    )
+    assert code == 0
+    trials = json.loads(_results(capsys, "seeds.yaml", "--format", "json")[1])
+    by_x = {r["params"]["x"]: r["number"] for r in trials}
+    assert out.splitlines() == [
+        "number,seed,params.x,metrics.loss",
+        f"{by_x[1]},0,1,1.0",
+        f"{by_x[2]},0,2,2.0",
+        f"{by_x[1]},10,1,11.0",
+        f"{by_x[2]},10,2,12.0",
+    ]
+
+
+def test_results_as_a_pandas_dataframe(swept: Path) -> None:
+    import sweepspec
+
+    frame = sweepspec.results("sweep.yaml")
+    assert list(frame.columns) == [
+        "number",
+        "state",
+        "params.x",
+        "params.opt.lr",
+        "metrics.loss",
+        "metrics.acc",
+        "metrics.nan",
+        "duration",
+        "error",
+        "datetime_start",
+        "datetime_complete",
+    ]
+    complete = frame[frame["state"] == "COMPLETE"].sort_values("metrics.loss")
+    assert list(complete["params.x"]) == [1, 3]
+    assert list(complete["metrics.loss"]) == [0.5, 1.5]

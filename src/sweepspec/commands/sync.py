@@ -21,11 +21,11 @@ def sync(path: str, *, storage: str | None = None) -> int:
         hint = ": W&B's offline runs are uploaded with 'wandb sync'" if tracker == "wandb" else ""
         sys.stderr.write(f"sweepspec: nothing to sync for the {tracker} tracker{hint}\n")
         return 0
+    from ..analysis.table import which_engine
     from ..runners.sweep import RunError, sync_sweep
-    from .results import which_engine
 
     try:
-        engine = which_engine(spec, path, storage)
+        engine = which_engine(spec, path, storage) or spec.engine or "optuna"
         count = sync_sweep(spec, path, engine=engine, tracker=tracker, storage=storage)
     except RunError as exc:
         raise SweepspecError(str(exc)) from None

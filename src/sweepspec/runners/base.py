@@ -127,6 +127,13 @@ class Engine(Protocol):
     def worker_settings(self) -> dict[str, Any]:
         """What a worker process needs to open the same state (JSON-serialisable)."""
 
+    def decide(self, decision: dict[str, Any]) -> None:
+        """Record a decision (``sweepspec decide``): ``{"trial", "why", "config", "time"}``;
+        durable when it returns. The trial was checked to be a finished one of the sweep."""
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every decision recorded, oldest first (the last one's trial is the chosen one)."""
+
 
 def open_engine(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:
     """The engine ``name`` on the sweep of ``spec`` (read from ``path``). A spec the engine's

@@ -22,7 +22,10 @@ The engine-neutral loop (:mod:`.sweep`) runs the trials; this module keeps the s
 * Each trial stores, as user attributes: ``sweepspec.params`` (real values),
   ``sweepspec.metrics`` (final values), ``sweepspec.seeds`` (per-seed values, with
   ``seeds:``), ``sweepspec.error`` and ``sweepspec.traceback`` (failures),
-  ``sweepspec.cost`` (with ``budget.cost``) and ``sweepspec.worker`` (``host:pid``).
+  ``sweepspec.cost`` (with ``budget.cost``), ``sweepspec.times`` (the trial's start and end,
+  milliseconds since the epoch, as trackers log them) and ``sweepspec.worker`` (``host:pid``). The
+  study's user attribute ``sweepspec.decisions`` lists the decisions of ``sweepspec decide``
+  (``trial``, ``why``, ``config``, ``time``), oldest first.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from ..spec import Spec
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
-from .trials import describe, process_alive
+from .trials import describe, iso_ms, process_alive
 
 __all__ = [
     "COST_ATTR",
@@ -83,6 +86,8 @@ COST_ATTR = "sweepspec.cost"
 WORKER_ATTR = "sweepspec.worker"
 SWEEP_ID_ATTR = "sweepspec.sweep_id"
 SPEC_ATTR = "sweepspec.spec_path"
+DECISIONS_ATTR = "sweepspec.decisions"
+TIMES_ATTR = "sweepspec.times"
 
 
 # --------------------------------------------------------------------------- names, storage
@@ -456,6 +461,8 @@ class OptunaEngine:
                 live.set_user_attr(TRACEBACK_ATTR, record.traceback)
         if self.plan.spec.budget is not None and self.plan.spec.budget.cost is not None:
             live.set_user_attr(COST_ATTR, record.cost)
+        if record.start_ms:
+            live.set_user_attr(TIMES_ATTR, [record.start_ms, record.end_ms])
         state = TrialState[record.state]
         values = record.values if state == TrialState.COMPLETE else None
         try:
@@ -528,10 +535,20 @@ class OptunaEngine:
     def worker_settings(self) -> dict[str, Any]:
         return {"storage": self.url}
 
+    def decide(self, decision: dict[str, Any]) -> None:
+        """A study user attribute (a finished trial's own attributes are read-only)."""
+        self.study.set_user_attr(DECISIONS_ATTR, [*self.decisions(), decision])
+
+    def decisions(self) -> list[dict[str, Any]]:
+        if self.fresh:
+            return []
+        return list(self.study.user_attrs.get(DECISIONS_ATTR) or [])
+
 
 def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> dict[str, Any]:
     """One trial as ``results --format json`` shows it."""
     attrs = trial.user_attrs
+    complete = trial.state == TrialState.COMPLETE
     metrics = dict(attrs.get(METRICS_ATTR) or {})
     if not metrics and trial.values is not None:
         metrics = dict(zip(plan.metric_names or ["objective"], trial.values, strict=False))
@@ -540,14 +557,19 @@ def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> dict[str, Any]:
         "state": trial.state.name,
         "params": plan.real_params(trial),
         "metrics": metrics,
-        "values": list(trial.values) if trial.values is not None else None,
+        # what the loop told: Optuna gives a pruned trial its last intermediate value too
+        "values": list(trial.values) if complete and trial.values is not None else None,
     }
     if plan.spec.seeds is not None:
         row["seeds"] = attrs.get(SEEDS_ATTR, [])
     if ERROR_ATTR in attrs:
         row["error"] = attrs[ERROR_ATTR]
-    row["datetime_start"] = _iso(trial.datetime_start)
-    row["datetime_complete"] = _iso(trial.datetime_complete)
+    times = attrs.get(TIMES_ATTR)
+    if times:  # the trial's own start and end, as the trackers log them
+        row["datetime_start"], row["datetime_complete"] = iso_ms(times[0]), iso_ms(times[1])
+    else:
+        row["datetime_start"] = _iso(trial.datetime_start)
+        row["datetime_complete"] = _iso(trial.datetime_complete)
     return row
 
 

@@ -842,6 +842,13 @@ def die_with_parent(sig: int, parent: int) -> None:
         os._exit(1)
 
 
+def iso_ms(ms: int) -> str:
+    """A time in milliseconds since the epoch as ``results`` shows it (local ISO 8601)."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000).isoformat()
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this host (one of another user counts)."""
     try:

@@ -60,7 +60,7 @@ import numpy as np
 from ..compiler.wandb import compile_wandb
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
-from .trials import process_alive
+from .trials import iso_ms, process_alive
 
 with warnings.catch_warnings():  # sweeps' pydantic v1-style model config
     warnings.simplefilter("ignore")
@@ -151,6 +151,7 @@ class _Run:
     error: str | None = None
     cost: float = 0.0
     end: float | None = None
+    times: list[int] | None = None  # the trial's own start and end (ms), as trackers log them
     summary: TrialSummary = field(init=False)
 
     def __post_init__(self) -> None:
@@ -239,6 +240,7 @@ class WandbLocalEngine:
         self._spec_path = path
         self._lock_path = Path(f"{self.path}.lock")
         self.runs: list[_Run] = []
+        self.decided: list[dict[str, Any]] = []
         self.sweep_id = ""
         self._header: dict[str, Any] = {}
         self._offset = 0
@@ -301,6 +303,7 @@ class WandbLocalEngine:
         self.path.unlink()
         self.runs, self._offset, self._identity, self._lines_read = [], 0, None, 0
         self._suggested = None
+        self.decided = []
         self.messages.append(f"sweepspec: --fresh: deleted sweep {self.path} ({count})")
 
     def _create(self, path: str) -> None:
@@ -372,6 +375,7 @@ class WandbLocalEngine:
                 "seeds": record.seeds,
                 "error": record.error,
                 "cost": record.cost,
+                "times": [record.start_ms, record.end_ms] if record.start_ms else None,
                 "time": time.time(),
             }
             self._write(event, sync=True)
@@ -438,8 +442,11 @@ class WandbLocalEngine:
                 row["seeds"] = r.seeds or []
             if r.error is not None:
                 row["error"] = r.error
-            row["datetime_start"] = _iso(r.start)
-            row["datetime_complete"] = _iso(r.end)
+            if r.times:
+                row["datetime_start"], row["datetime_complete"] = map(iso_ms, r.times)
+            else:
+                row["datetime_start"] = _iso(r.start)
+                row["datetime_complete"] = _iso(r.end)
             yield row
 
     def curves(self) -> dict[int, list[tuple[int, float]]]:
@@ -457,6 +464,20 @@ class WandbLocalEngine:
 
     def worker_settings(self) -> dict[str, Any]:
         return {"storage": os.path.abspath(self.path)}
+
+    def decide(self, decision: dict[str, Any]) -> None:
+        with self._locked():
+            self._refresh()
+            event: dict[str, Any] = {"decide": int(decision["trial"])}
+            event.update({k: decision.get(k) for k in ("why", "config", "time")})
+            self._write(event, sync=True)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        if self.fresh:
+            return []
+        with self._locked():
+            self._refresh()
+            return [dict(d) for d in self.decided]
 
     # ---- W&B's decisions
 
@@ -560,6 +581,7 @@ class WandbLocalEngine:
         if identity != self._identity or info.st_size < self._offset:
             self.runs, self._offset, self._identity, self._lines_read = [], 0, identity, 0
             self._suggested = None
+            self.decided = []
         if info.st_size == self._offset:
             return
         with open(self.path, "rb") as fh:
@@ -619,6 +641,12 @@ class WandbLocalEngine:
             run.run.state = "killed"
         elif "tell" in event:
             self._apply_tell(self.runs[int(event["tell"])], event)
+        elif "decide" in event:
+            number = int(event["decide"])
+            if not 0 <= number < len(self.runs):
+                raise ValueError(f"a decision on run {number}, which is not in the sweep")
+            rest = {k: v for k, v in event.items() if k != "decide"}
+            self.decided.append({"trial": number, **rest})
         else:
             raise ValueError(f"unknown event {sorted(event)}")
 
@@ -634,6 +662,7 @@ class WandbLocalEngine:
         run.error = event.get("error")
         run.cost = float(event.get("cost") or 0.0)
         run.end = event.get("time")
+        run.times = event.get("times")
         run.summarise()
 
     @property

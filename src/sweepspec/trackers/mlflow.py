@@ -16,7 +16,9 @@ The layout (read it back with ``mlflow.search_runs`` and ``MlflowClient.get_metr
   then the final values where they differ from the last reported value, once, at the step
   after it (so ``metrics.<name>`` in ``search_runs`` is the final value and no step holds
   two points); tags ``sweepspec.trial_number``, ``sweepspec.state`` (``COMPLETE`` | ``PRUNED``
-  | ``FAIL``) and, for a failure, ``sweepspec.error``. Run status: FINISHED, KILLED (stopped
+  | ``FAIL``), for a finished trial ``sweepspec.values`` (the objective values told to the
+  engine, a JSON list) and, for a failure, ``sweepspec.error``. ``sweepspec decide`` adds
+  ``sweepspec.decision`` (:mod:`sweepspec.analysis.mlflow`). Run status: FINISHED, KILLED (stopped
   early), FAILED.
 
 Writes run on a background thread (``create_run``, ``log_batch``, ``set_terminated`` per
@@ -583,6 +585,8 @@ def _loggable(record: TrialRecord) -> tuple[list[Metric], list[Param], list[RunT
             continue
         params.append(Param(name, text))
     tags = []
+    if record.values is not None and record.state == "COMPLETE":
+        tags.append(RunTag("sweepspec.values", json.dumps(record.values)))
     if record.error:
         tags.append(RunTag("sweepspec.error", _text(redact(record.error), _MAX_TAG)))
     return metrics, params, tags, refused

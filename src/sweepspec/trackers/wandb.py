@@ -12,7 +12,9 @@ The layout (read a run back from its ``.wandb`` file with :mod:`sweepspec.wandb_
   row; with ``seeds:`` keys are ``seed_<s>/<metric>``) and the time they were reported
   (``_timestamp``); its summary is the final metrics (with seeds: the aggregate by name and
   ``seed_<s>/<name>`` per seed) and ``sweepspec_state`` (``COMPLETE`` | ``PRUNED`` |
-  ``FAIL``), ``sweepspec_trial`` (the number), ``sweepspec_sweep_id``, and for a failure
+  ``FAIL``), ``sweepspec_trial`` (the number), ``sweepspec_sweep_id``, for a finished trial
+  ``sweepspec_values`` (the objective values told to the engine), ``sweepspec_times`` (the
+  trial's start and end, milliseconds since the epoch), and for a failure
   ``sweepspec_error``. A failed trial ends with exit code 1 (W&B shows it as failed); a
   trial stopped early ends with 0 and the tag ``early-stopped``: W&B's "killed" is a state
   only its server sets when it stops a run, and "failed" would say something else.
@@ -268,6 +270,10 @@ def summary_of(record: TrialRecord, sweep_id: str) -> dict[str, Any]:
     summary["sweepspec_state"] = record.state
     summary["sweepspec_trial"] = record.number
     summary["sweepspec_sweep_id"] = sweep_id
+    if record.values is not None and record.state == "COMPLETE":
+        summary["sweepspec_values"] = list(record.values)
+    if record.start_ms:
+        summary["sweepspec_times"] = [record.start_ms, record.end_ms]
     if record.error:
         summary["sweepspec_error"] = record.error[:_MAX_ERROR]
     return summary
