@@ -189,7 +189,7 @@ def load_table(
 
             mlflow.read(table, spec, path, known)
         else:
-            from . import wandb
+            from . import wandb  # type: ignore[attr-defined]
 
             wandb.read(table, spec, path, known)
     for row in table.rows:
@@ -197,6 +197,9 @@ def load_table(
         order = [p for p in table.params if p in row["params"]]
         order += [p for p in row["params"] if p not in order]  # the spec's order, then others
         row["params"] = {p: row["params"][p] for p in order}
+        row["metrics"] = _ordered(row["metrics"], table.objectives)
+        for run in row.get("seeds") or []:
+            run["metrics"] = _ordered(run["metrics"], table.objectives)
     table.rows.sort(key=lambda r: int(r["number"]))
     return table
 
@@ -301,6 +304,13 @@ def _complete(row: Row, cost_metric: str | None) -> None:
         runs = row.get("seeds") or [{"metrics": row["metrics"]}]
         costs = [_cost_of(run["metrics"].get(cost_metric)) for run in runs]
         row["cost"] = math.fsum(costs)
+
+
+def _ordered(metrics: dict[str, Any], objectives: list[str]) -> dict[str, Any]:
+    """The spec's metrics first, in file order, then the others by name: one order whatever
+    the source kept."""
+    names = [m for m in objectives if m in metrics] + sorted(set(metrics) - set(objectives))
+    return {m: metrics[m] for m in names}
 
 
 def _cost_of(value: Any) -> float:
