@@ -371,6 +371,42 @@ def report_command(file: str, output: str, storage: str | None, x: str, importan
     _exit(report(file, output=output, storage=storage, x=x, importance=importance))
 
 
+@cli.command("decide")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--trial", type=click.IntRange(min=0), default=None, help="The chosen trial.")
+@click.option(
+    "--config",
+    "config",
+    metavar="NAME",
+    default=None,
+    help="The chosen configuration of a comparison ('sweepspec compare').",
+)
+@click.option("--why", required=True, help="Why it is chosen (recorded with the choice).")
+@click.option(
+    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
+)
+@click.option(
+    "--tracker",
+    type=click.Choice(TRACKERS),
+    default=None,
+    help="Where the runs were logged (default: the spec's 'tracking.tracker', else mlflow).",
+)
+def decide_command(
+    file: str,
+    trial: int | None,
+    config: str | None,
+    why: str,
+    storage: str | None,
+    tracker: str | None,
+) -> None:
+    """Record that a trial of spec FILE's sweep is the chosen one, and why: in the engine's
+    storage and as tags on the trial's MLflow run (sweepspec.decision=chosen,
+    sweepspec.decision_why); 'results' shows it."""
+    from .commands.decide import decide
+
+    _exit(decide(file, trial=trial, why=why, config=config, storage=storage, tracker=tracker))
+
+
 @cli.command("sync")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(

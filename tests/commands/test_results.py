@@ -265,7 +265,7 @@ def test_json_has_no_bare_nan_or_infinity(
     code, out, _ = _results(capsys, "sweep.yaml", "--format", "json")
     rows = json.loads(out, parse_constant=refuse)
     assert code == 0
-    assert {json.dumps(r["metrics"]) for r in rows} == {'{"loss": -0.5, "nan": null, "inf": null}'}
+    assert {json.dumps(r["metrics"]) for r in rows} == {'{"loss": -0.5, "inf": null, "nan": null}'}
 
 
 def test_a_full_stdout_is_one_line(hostile: list[str], tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from .table import KnownSweep, Table, TableError, decision_columns
 if TYPE_CHECKING:
     from ..spec import Spec
 
-__all__ = ["read", "run_folder"]
+__all__ = ["find_run", "read", "run_folder"]
 
 _SEED_KEY = re.compile(r"seed_(-?\d+)/(.+)")
 
@@ -161,3 +161,22 @@ _ABSENT = object()
 
 def _number(value: Any) -> float:
     return float(value)
+
+
+def find_run(sweep_id: str, number: int) -> tuple[Path, str, str] | None:
+    """The folder, project and id of trial ``number``'s W&B run of sweep ``sweep_id``."""
+    from ..wandb_log import RunLog, RunLogError
+
+    for file in sorted(run_folder().glob("*run-*/run-*.wandb")):
+        log = RunLog(file)
+        try:
+            log.read()
+        except RunLogError:
+            continue
+        summary = log.state.summary
+        if (
+            summary.get("sweepspec_sweep_id") == sweep_id
+            and summary.get("sweepspec_trial") == number
+        ):
+            return file.parent, log.state.project or "", log.state.run_id or ""
+    return None

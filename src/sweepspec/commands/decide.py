@@ -1,0 +1,149 @@
+"""``sweepspec decide``: record which trial was chosen, and why (issue 11 item 6).
+
+The decision goes first to the engine's storage (the sweep's record of truth: an Optuna
+study user attribute ``sweepspec.decisions``, a ``decide`` event in the W&B engine's log),
+then to the tracker: on MLflow, tags on the trial's run (``sweepspec.decision=chosen``,
+``sweepspec.decision_why``, ``sweepspec.decision_time``; the run chosen before it becomes
+``superseded``) and on the sweep's parent run (``sweepspec.decision_trial``,
+``sweepspec.decision_run_id``); ``mlflow.search_runs`` shows them as ``tags.*`` columns. A W&B
+run logged offline cannot be changed once it has finished: the line printed names the run and
+how to tag it once it is uploaded. ``results`` shows the decision (``decision``,
+``decision_why``) from every source.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..cli import SweepspecError
+from . import load_spec, needs_extra
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+
+MAX_WHY = 5000
+"""The longest reason kept whole (an MLflow tag holds 8000 characters)."""
+
+
+def decide(
+    path: str,
+    *,
+    trial: int | None,
+    why: str,
+    config: str | None = None,
+    storage: str | None = None,
+    tracker: str | None = None,
+) -> int:
+    spec = load_spec(path)
+    if spec is None:
+        return 1
+    why = why.strip()
+    if not why:
+        raise SweepspecError("--why: say why this trial is the one (it is what is recorded)")
+    if len(why) > MAX_WHY:
+        raise SweepspecError(f"--why: at most {MAX_WHY} characters, but got {len(why)}")
+    if config is not None:
+        # the hook for 'sweepspec compare': a named configuration of a comparison
+        raise SweepspecError(
+            f"--config {config!r}: choosing a configuration of a comparison needs "
+            "'sweepspec compare', which this version does not have; choose a trial with --trial N"
+        )
+    if trial is None:
+        raise SweepspecError("give the chosen trial: --trial N")
+    decision = {
+        "trial": trial,
+        "why": why,
+        "config": config,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    sweep_id, label = _record(spec, path, storage, decision)
+    sys.stderr.write(f"sweepspec: trial {trial} is chosen; recorded in {label}\n")
+    name = tracker or (spec.tracking.tracker if spec.tracking else "mlflow")
+    if name == "mlflow":
+        _mlflow(spec, path, sweep_id, decision)
+    elif name == "wandb":
+        _wandb(spec, path, sweep_id, trial)
+    return 0
+
+
+def _record(
+    spec: Spec, path: str, storage: str | None, decision: dict[str, Any]
+) -> tuple[str, str]:
+    """Record ``decision`` in the engine's storage; the sweep's id and where it is."""
+    from ..analysis.table import MissingExtra, TableError, open_sweep_state
+    from ..runners.base import EngineError
+
+    try:
+        engine = open_sweep_state(spec, path, storage)
+    except MissingExtra as exc:
+        raise SweepspecError(needs_extra(exc.module, "decide")) from None
+    except TableError as exc:
+        raise SweepspecError(str(exc)) from None
+    try:
+        rows = {int(r["number"]): r for r in engine.records()}
+        number = int(decision["trial"])
+        if number not in rows:
+            have = f"trials 0 to {max(rows)}" if rows else "no trials"
+            raise SweepspecError(
+                f"--trial {number}: sweep {engine.sweep_name!r} in {engine.label} has {have}"
+            )
+        state = rows[number]["state"]
+        if state != "COMPLETE":
+            raise SweepspecError(
+                f"--trial {number}: the trial is {state}; only a finished (COMPLETE) trial can "
+                "be chosen"
+            )
+        engine.decide(decision)
+        return engine.sweep_id, engine.label
+    except EngineError as exc:
+        raise SweepspecError(str(exc)) from None
+    finally:
+        engine.close()
+
+
+def _mlflow(spec: Spec, path: str, sweep_id: str, decision: dict[str, Any]) -> None:
+    from ..analysis.table import TableError
+
+    try:
+        from ..analysis.mlflow import record_decision
+
+        run_id = record_decision(spec, path, sweep_id, decision)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "mlflow":
+            raise
+        raise SweepspecError(
+            "the decision is recorded in the engine's storage, but not in MLflow: "
+            + needs_extra("mlflow", "decide")
+        ) from None
+    except TableError as exc:
+        raise SweepspecError(
+            f"the decision is recorded in the engine's storage, but not in MLflow: {exc} "
+            "(or run decide with --tracker none)"
+        ) from None
+    sys.stderr.write(
+        f"sweepspec: MLflow: run {run_id} is tagged sweepspec.decision=chosen "
+        "(mlflow.search_runs shows tags.sweepspec.decision)\n"
+    )
+
+
+def _wandb(spec: Spec, path: str, sweep_id: str, number: int) -> None:
+    """An offline run cannot be changed once finished: say which run, and how to tag it."""
+    from ..analysis.wandb import find_run
+
+    found = find_run(sweep_id, number)
+    if found is None:
+        sys.stderr.write(
+            f"sweepspec: W&B: no run of trial {number} under the W&B folder here; the "
+            "decision is in the engine's storage ('sweepspec results' shows it)\n"
+        )
+        return
+    folder, project, run_id = found
+    sys.stderr.write(
+        f"sweepspec: W&B: trial {number}'s run {run_id} is in {folder}; a run logged "
+        "offline cannot be changed once it has finished, so the decision is in the engine's "
+        "storage ('sweepspec results' shows it). Once 'wandb sync' has uploaded the run, "
+        f"tag it with: run = wandb.Api().run('{project}/{run_id}'); "
+        "run.tags.append('sweepspec-chosen'); run.notes = WHY; run.update()\n"
+    )
