@@ -88,7 +88,18 @@ def test_the_readme_spec_gives_the_same_results_and_mlflow_layout_on_both_engine
 
     assert sorted(tables) == ["optuna", "wandb"]
     (o_header, o_rows), (w_header, w_rows) = tables["optuna"], tables["wandb"]
-    assert o_header == w_header == ["number", "state", "params.x1", "params.x2", "metrics.loss"]
+    assert (
+        o_header
+        == w_header
+        == [
+            "number",
+            "state",
+            "params.x1",
+            "params.x2",
+            "metrics.loss",
+            "duration",
+        ]
+    )
     assert [r["state"] for r in o_rows] == [r["state"] for r in w_rows] == ["COMPLETE"] * 3
 
     client = MlflowClient(uri)
@@ -154,7 +165,17 @@ def test_stopped_trials_are_pruned_with_the_same_meaning_on_both_engines(
         tables[engine] = _csv(capsys.readouterr().out)
 
     (o_header, o_rows), (w_header, w_rows) = tables["optuna"], tables["wandb"]
-    assert o_header == w_header == ["number", "state", "params.x", "metrics.loss"]
+    assert (
+        o_header
+        == w_header
+        == [
+            "number",
+            "state",
+            "params.x",
+            "metrics.loss",
+            "duration",
+        ]
+    )
     assert {r["state"] for r in o_rows} == {r["state"] for r in w_rows} == {"COMPLETE", "PRUNED"}
     assert [r["params.x"] for r in w_rows] == ["0", "1", "2", "3", "4", "5"]
     assert sorted(r["params.x"] for r in o_rows) == ["0", "1", "2", "3", "4", "5"]
