@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from sweepspec.runners.trials import iso_ms
 from sweepspec.trackers import Point, TrialRecord
 from sweepspec.trackers.wandb import history_rows, nest, summary_of
 from sweepspec.wandb_log import RunLog, RunState
@@ -145,7 +146,11 @@ def test_one_offline_run_per_trial_with_config_history_summary_and_state(tmp_pat
             "sweepspec_sweep_id": sweep_id,
         }
         error = {"sweepspec_error": trial["error"]} if "error" in trial else {}
-        assert _summary(run) == {**trial["metrics"], **state, **error}
+        values = {"sweepspec_values": trial["values"]} if trial["state"] == "COMPLETE" else {}
+        summary = _summary(run)
+        times = summary.pop("sweepspec_times")  # the trial's own, as results shows them
+        assert [iso_ms(t) for t in times] == [trial["datetime_start"], trial["datetime_complete"]]
+        assert summary == {**trial["metrics"], **state, **values, **error}
 
     complete, pruned, failed = run_of(0.5), run_of(2.0), run_of(9.0)
     assert complete.summary["loss"] == 1.5 and complete.summary["acc"] == 0.875
@@ -398,7 +403,11 @@ def test_seeds_share_the_rows_of_their_steps(tmp_path: Path) -> None:
         {"_step": 0, "seed_0/loss": 0, "seed_10/loss": 10},
         {"_step": 1, "seed_0/loss": 1, "seed_10/loss": 11},
     ]
-    assert _summary(run) == {
+    summary = _summary(run)
+    start, end = summary.pop("sweepspec_times")
+    assert isinstance(start, int) and start <= end
+    assert summary == {
+        "sweepspec_values": [5.0],  # W&B's score: the best of each seed's, averaged
         "loss": 6.5,
         "seed_0/loss": 1.5,
         "seed_10/loss": 11.5,
