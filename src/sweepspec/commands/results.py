@@ -70,6 +70,15 @@ def results(
     return 0
 
 
+def which_engine(spec: Spec, path: str, storage: str | None) -> str:
+    """The engine whose state of this sweep is there (the latest written when several are);
+    the spec's engine (else optuna) when none is, so that its own message says what is
+    missing. See :func:`sweepspec.analysis.table.which_engine`."""
+    from ..analysis.table import which_engine as found
+
+    return found(spec, path, storage) or spec.engine or "optuna"
+
+
 def read_table(spec: Spec, path: str, *, storage: str | None, source: str) -> Table:
     """The table, its errors as one line each (:class:`SweepspecError`)."""
     from ..analysis.table import MissingExtra, TableError, load_table

@@ -201,6 +201,12 @@ class FixedConfigs:
     def curves(self) -> dict[int, list[tuple[int, float]]]:
         return self.inner.curves()
 
+    def decide(self, decision: dict[str, Any]) -> None:
+        self.inner.decide(decision)
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return self.inner.decisions()
+
     def worker_settings(self) -> dict[str, Any]:
         return self.inner.worker_settings()
 
