@@ -42,6 +42,7 @@ __all__ = [
     "Table",
     "TableError",
     "decision_columns",
+    "mark_decisions",
     "load_table",
     "open_sweep_state",
     "which_engine",
@@ -181,7 +182,7 @@ def load_table(
             raise TableError(str(exc)) from None
         finally:
             engine.close()
-        _mark_decisions(table.rows, decisions)
+        mark_decisions(table.rows, decisions)
     else:
         known = _known_sweep(spec, path, storage)
         if source == "mlflow":
@@ -290,7 +291,7 @@ def decision_columns(decisions: list[dict[str, Any]]) -> dict[int, tuple[str, st
     return out
 
 
-def _mark_decisions(rows: list[Row], decisions: list[dict[str, Any]]) -> None:
+def mark_decisions(rows: list[Row], decisions: list[dict[str, Any]]) -> None:
     marks = decision_columns(decisions)
     for row in rows:
         if row["number"] in marks:

@@ -67,6 +67,7 @@ def report(
         comparison=_comparison(spec, path),
         cost_metric=cost.metric if cost is not None else None,
         cost_cap=float(cost.max) if cost is not None else None,
+        decision=_decision(rows),
     )
     html = render(data)
     try:
@@ -77,11 +78,25 @@ def report(
     return 0
 
 
+def _decision(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trial chosen with 'sweepspec decide', for the page's Decision section."""
+    chosen = next((r for r in rows if r.get("decision") == "chosen"), None)
+    if chosen is None:
+        return None
+    shown = ", ".join(f"{k}={v}" for k, v in chosen["params"].items())
+    return {
+        "chosen": f"trial {chosen['number']}",
+        "why": chosen.get("decision_why"),
+        "extra": [f"its parameters: {shown}"] if shown else [],
+    }
+
+
 def _read(
     name: str, spec: Spec, path: str, storage: str | None
 ) -> tuple[list[dict[str, Any]], dict[int, list[tuple[int, float]]], dict[str, str]]:
     """The trials (as ``results`` gives them), their curves against step, and the sweep's
     id and state label, from engine ``name``'s storage."""
+    from ..analysis.table import mark_decisions
     from ..runners.base import EngineError, EngineOptions, open_engine
 
     try:
@@ -97,6 +112,7 @@ def _read(
         for line in engine.messages:
             sys.stderr.write(line + "\n")
         rows = list(engine.records())
+        mark_decisions(rows, engine.decisions())  # 'sweepspec decide'
         return rows, engine.curves(), {"label": engine.label, "sweep_id": engine.sweep_id}
     except EngineError as exc:
         raise SweepspecError(str(exc)) from None
