@@ -87,6 +87,11 @@ def test_the_decision_is_a_tag_column_in_search_runs(
     assert shown[0] == shown[1]
     assert f"{first},superseded,cheaper" in shown[0]
     assert f"{second},chosen,lowest loss" in shown[0]
+    if engine == "optuna":  # and the report's Decision section
+        report = tmp_path / "report.html"
+        args = ["report", "sweep.yaml", "-o", str(report), "--importance", "mdi"]
+        assert main(args) == 0
+        assert f"<p>Chosen: trial {second}. Why: lowest loss</p>" in report.read_text()
 
 
 def test_what_cannot_be_chosen_is_one_line(
