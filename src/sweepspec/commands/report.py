@@ -189,7 +189,7 @@ def _comparison(spec: Spec, path: str) -> dict[str, Any] | None:
     configs = [
         {
             "id": c["id"],
-            "params": ", ".join(f"{k}={v}" for k, v in c["params"].items()),
+            "params": ", ".join(f"{k}={_fmt(v)}" for k, v in c["params"].items()),
             "seeds": len(c["scores"]),
             "mean": _fmt(c.get("mean")),
             "sd": _fmt(c.get("sd")),
