@@ -148,6 +148,15 @@ def compile_command(
 @click.option(
     "--fresh", is_flag=True, help="Delete the sweep's existing study first and start over."
 )
+@click.option(
+    "--gpus",
+    metavar="IDS",
+    default=None,
+    help="GPU ids the workers share out, budget.gpus_per_trial (default 1) to each; every "
+    "trial sees only its worker's (CUDA_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES, "
+    "ZE_AFFINITY_MASK). A device listed twice is shared by two workers. Default with "
+    "budget.gpus_per_trial: CUDA_VISIBLE_DEVICES, else nvidia-smi -L.",
+)
 def run_command(
     file: str,
     engine: str | None,
@@ -156,6 +165,7 @@ def run_command(
     workers: int | None,
     storage: str | None,
     fresh: bool,
+    gpus: str | None,
 ) -> None:
     """Run spec FILE's sweep; running it again resumes it.
 
@@ -174,6 +184,7 @@ def run_command(
             workers=workers,
             storage=storage,
             fresh=fresh,
+            gpus=gpus,
         )
     )
 

@@ -580,6 +580,13 @@ def test_budget_and_seeds_are_in_the_json() -> None:
     assert data["constants"] == {"a": 1}
 
 
+def test_gpus_per_trial_is_in_the_budget_only_when_set() -> None:
+    plan = compile_optuna(
+        spec_of("method: random\nbudget: {gpus_per_trial: 2}\nparameters:\n  a: {value: 1}\n")
+    )
+    assert plan.to_json()["budget"]["gpus_per_trial"] == 2
+
+
 def test_random_sampler_draws_wandbs_values_for_a_quantile_parameter() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -195,6 +195,19 @@ def test_run_cap_wins_over_budget_trials() -> None:
     )
 
 
+def test_gpus_per_trial_is_removed_with_how_to_do_it_with_agents() -> None:
+    spec = spec_of("method: random\nbudget: {gpus_per_trial: 2}\nparameters:\n  a: {values: [1]}\n")
+    plan = compile_wandb(spec)
+    assert plan.unsupported == [
+        Unsupported(
+            "budget.gpus_per_trial",
+            "W&B has no such limit (gpus_per_trial=2); removed; start one agent per device "
+            "set, each with its CUDA_VISIBLE_DEVICES",
+            "budget",
+        )
+    ]
+
+
 def test_key_order_is_readable_and_stable() -> None:
     spec = spec_of("""
         parameters:

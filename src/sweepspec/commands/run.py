@@ -35,15 +35,22 @@ def run(
     workers: int | None = None,
     storage: str | None = None,
     fresh: bool = False,
+    gpus: str | None = None,
 ) -> int:
     spec = load_spec(path)
     if spec is None:
         return 1
     name = engine or spec.engine or "optuna"
     if name == "wandb" and spec.wandb and spec.wandb.mode == "server":
+        if gpus is not None:
+            raise SweepspecError(
+                "--gpus shares devices among sweepspec's own workers; with wandb: {mode: "
+                "server}, W&B's agent runs the trials: start one agent per device set, each "
+                "with its CUDA_VISIBLE_DEVICES"
+            )
         return _run_server(spec, path, trials, fresh)
     return _run_loop(
-        name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh
+        name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh, gpus
     )
 
 
@@ -97,6 +104,7 @@ def _run_loop(
     workers: int | None,
     storage: str | None,
     fresh: bool,
+    gpus: str | None = None,
 ) -> int:
     """The sweep on engine ``name`` (a key of :data:`~sweepspec.runners.base.ENGINES`),
     driven by the engine-neutral loop."""
@@ -131,6 +139,7 @@ def _run_loop(
             trials=trials,
             workers=count,
             fresh=fresh,
+            gpus=gpus,
         )
     except RunError as exc:
         raise SweepspecError(str(exc)) from None

@@ -198,7 +198,8 @@ class OptunaPlan:
         budget = self.spec.budget
         out: dict[str, Any] = {"n_trials": self.n_trials}
         if budget is not None:
-            out.update(budget.model_dump(exclude={"trials"}, mode="json"))
+            unset = {"gpus_per_trial"} if budget.gpus_per_trial is None else set()
+            out.update(budget.model_dump(exclude={"trials", *unset}, mode="json"))
         if self.spec.seeds is not None:
             out["seeds"] = self.spec.seeds.model_dump(mode="json")
         return out

@@ -309,6 +309,11 @@ def _budget(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
         policy.unsupported(
             f"budget.{key}",
             f"W&B has no such limit ({key}={value}); removed"
-            + ("; start as many agents as workers" if key == "workers" else ""),
+            + ("; start as many agents as workers" if key == "workers" else "")
+            + (
+                "; start one agent per device set, each with its CUDA_VISIBLE_DEVICES"
+                if key == "gpus_per_trial"
+                else ""
+            ),
             "budget",
         )

@@ -14,7 +14,9 @@ policy for Ctrl-C, SIGTERM and SIGHUP:
   nothing finished is lost. Workers stop as on SIGTERM when the process that started them
   ends, even killed outright; a trial left RUNNING by a process that was killed outright
   (SIGKILL) on this host is marked failed by the next run.
-* ``--workers N`` is bounded by the trials left in the budget and by :data:`WORKERS_PER_CPU`.
+* ``--workers N`` is bounded by the trials left in the budget, by the GPU sets to share out
+  (``--gpus``, ``budget.gpus_per_trial``: each worker's trials see only its devices,
+  :mod:`.gpus`) and by :data:`WORKERS_PER_CPU`.
 
 This module imports no engine: :func:`sweepspec.runners.base.open_engine` imports the one
 named (``--engine``), from :data:`sweepspec.runners.base.ENGINES`.
@@ -51,6 +53,7 @@ from ..spec.models import NestedParam
 from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
 from .base import Asked, Engine, EngineError, EngineOptions, open_engine
 from .budget import Budget, CachedTally, FailureStreak, Tally
+from .gpus import GpuError, Gpus, plan_gpus, trial_env
 from .progress import Progress
 from .trials import (
     TERM_GRACE,
@@ -221,10 +224,16 @@ def deferred_interrupt() -> Iterator[None]:
 
 
 def make_executor(
-    spec: Spec, path: str, objectives: list[str], echo: Echo | None, grace: float = TERM_GRACE
+    spec: Spec,
+    path: str,
+    objectives: list[str],
+    echo: Echo | None,
+    grace: float = TERM_GRACE,
+    env: dict[str, str] | None = None,
 ) -> Execute:
     """How each run of a trial executes: the spec's function, or its command. Both get what
-    W&B's agent gives a run (WANDB_SWEEP_ID is the sweep's name)."""
+    W&B's agent gives a run (WANDB_SWEEP_ID is the sweep's name), and ``env`` (the GPUs the
+    trial may see, :func:`.gpus.trial_env`)."""
     folder = os.path.dirname(os.path.abspath(path))
     sweep = sweep_name(spec, path)
     if spec.function is not None:
@@ -246,11 +255,12 @@ def make_executor(
             folder=folder,
             sweep=sweep,
             bare=bare,
+            env=env,
         )
     if spec.program is None and spec.command is None:
         raise RunError("nothing to run: give 'function' (module:callable) or 'program'/'command'")
     _check_command(spec, objectives)
-    command = Command(spec.command, spec.program, folder, grace, echo, sweep)
+    command = Command(spec.command, spec.program, folder, grace, echo, sweep, dict(env or {}))
     return lambda params, seed, number, monitor: run_command(
         command, params, seed, number, monitor, objectives
     )
@@ -293,6 +303,7 @@ class Worker:
     monitor: Monitor | None = None
     params: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
+    gpus: tuple[str, ...] | None = None  # the devices this worker's trials see
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -457,6 +468,7 @@ class Worker:
             seeds,
             start_ms=int(self.started * 1000),
             end_ms=int(time.time() * 1000),
+            gpus=None if self.gpus is None else ",".join(self.gpus),
         )
         if last.state == "FAIL":
             several = self.seeded and len(self.seeds) > 1
@@ -570,9 +582,10 @@ def run_sweep(
     grace: float = TERM_GRACE,
     stream: Any = None,
     tty: bool | None = None,
+    gpus: str | None = None,
 ) -> Finished:
     """Run (or resume) the sweep of ``spec`` (read from ``path``) on ``engine`` until a limit
-    is reached.
+    is reached. ``gpus`` (``--gpus``) lists the devices the workers share out (:mod:`.gpus`).
 
     Raises :class:`RunError` for expected failures (unreadable state, changed search space, a
     function that cannot be imported, repeated trial failures) and lets KeyboardInterrupt
@@ -587,12 +600,16 @@ def run_sweep(
         stream,
         tty,
     )
-    execute = make_executor(spec, path, objectives, progress.echo, grace)  # refuse early
+    devices = _plan_gpus(spec, gpus)
+    env = None if devices is None else trial_env(devices.share(0))
+    execute = make_executor(spec, path, objectives, progress.echo, grace, env)  # refuse early
     try:
         with stop_signals():
             sweep = open_sweep(engine, spec, path, EngineOptions(storage=storage, fresh=fresh))
             try:
-                return _run(sweep, spec, path, tracker, budget, workers, progress, execute, grace)
+                return _run(
+                    sweep, spec, path, tracker, budget, workers, progress, execute, grace, devices
+                )
             finally:
                 reap_trials()  # a forked trial still exiting holds a copy of the sweep's locks
                 sweep.close()
@@ -627,14 +644,17 @@ def _run(
     progress: Progress,
     execute: Execute,
     grace: float,
+    gpus: Gpus | None = None,
 ) -> Finished:
     _show(sweep, progress)
     for number in sweep.fail_stale():
         progress.write(
             f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
         )
-    workers = bound_workers(workers, sweep, budget, progress.write)
+    workers = bound_workers(workers, sweep, budget, progress.write, gpus)
     progress.write(_opening(sweep, tracker, workers))
+    if gpus is not None:
+        progress.write(_shares(gpus, workers))
     sink = _tracker(tracker, spec, path, sweep, progress.write)
     try:
         with deferred_interrupt():
@@ -644,7 +664,7 @@ def _run(
         raise
     _show(sweep, progress)
     progress.update(budget.tally(sweep.summaries()))
-    reason = _drive(spec, path, sweep, budget, workers, sink, progress, execute, grace)
+    reason = _drive(spec, path, sweep, budget, workers, sink, progress, execute, grace, gpus)
     where = sink.where()
     if where:
         progress.write(where)
@@ -662,23 +682,46 @@ WORKERS_PER_CPU = 4
 """``--workers`` is capped at this many worker processes per CPU (``os.cpu_count()``)."""
 
 
-def bound_workers(asked: int, engine: Engine, budget: Budget, echo: Callable[[str], None]) -> int:
+def bound_workers(
+    asked: int,
+    engine: Engine,
+    budget: Budget,
+    echo: Callable[[str], None],
+    gpus: Gpus | None = None,
+) -> int:
     """``asked`` workers, but never more than the trials left in the budget, nor more than
-    :data:`WORKERS_PER_CPU` per CPU; one line says so when capped."""
+    have devices of their own (``gpus``), nor more than :data:`WORKERS_PER_CPU` per CPU; one
+    line says so when capped."""
     cpus = os.cpu_count() or 1
     tally = budget.tally(engine.summaries())
-    left = None
+    caps: list[tuple[int, str]] = []
     if budget.trials is not None:
         left = max(1, budget.trials - tally.finished - tally.running)
-    count = min(asked, cpus * WORKERS_PER_CPU, left or asked)
-    if count < asked:
-        why = (
-            f"{left} trial{'s' if left != 1 else ''} left in the budget"
-            if count == left
-            else f"at most {WORKERS_PER_CPU} per CPU, {cpus} CPUs"
-        )
-        echo(f"sweepspec: {asked} workers asked, {count} started ({why})")
+        caps.append((left, f"{left} trial{'s' if left != 1 else ''} left in the budget"))
+    most = gpus.most_workers() if gpus is not None else None
+    if gpus is not None and most is not None:
+        caps.append((most, gpus.capped()))
+    caps.append((cpus * WORKERS_PER_CPU, f"at most {WORKERS_PER_CPU} per CPU, {cpus} CPUs"))
+    count, why = min(caps, key=lambda cap: cap[0])  # the first of the smallest
+    if count >= asked:
+        return asked
+    echo(f"sweepspec: {asked} workers asked, {count} started ({why})")
     return count
+
+
+def _plan_gpus(spec: Spec, flag: str | None) -> Gpus | None:
+    try:
+        return plan_gpus(flag, spec.budget.gpus_per_trial if spec.budget else None)
+    except GpuError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _shares(gpus: Gpus, workers: int) -> str:
+    """The line that says which devices each worker's trials see."""
+    if gpus.per_trial == 0:
+        return "sweepspec: GPUs: none (budget.gpus_per_trial: 0)"
+    shares = "; ".join(f"worker {i}: {','.join(gpus.share(i))}" for i in range(workers))
+    return f"sweepspec: GPUs ({gpus.per_trial} per trial, from {gpus.source}): {shares}"
 
 
 def _drive(
@@ -691,14 +734,16 @@ def _drive(
     progress: Progress,
     execute: Execute,
     grace: float,
+    gpus: Gpus | None = None,
 ) -> str:
     """Run the trials here or in worker processes; close the tracker whatever happens."""
     status = "FAILED"
     try:
         if workers == 1:
-            reason = Worker(spec, engine, budget, sink, execute, progress).run()
+            mine = None if gpus is None else gpus.share(0)
+            reason = Worker(spec, engine, budget, sink, execute, progress, gpus=mine).run()
         else:
-            reason = _supervise(path, engine, budget, workers, sink, progress, grace)
+            reason = _supervise(path, engine, budget, workers, sink, progress, grace, gpus)
         status = "FINISHED"
         return reason
     except KeyboardInterrupt as exc:
@@ -819,9 +864,11 @@ def _supervise(
     sink: Tracker,
     progress: Progress,
     grace: float,
+    gpus: Gpus | None = None,
 ) -> str:
     """Start ``workers`` processes on the engine's state and follow their trials until all
-    stop."""
+    stop. Worker ``i`` gets ``gpus.share(i)``: in its own environment (for what its function's
+    module does on import) and in each trial's."""
     settings = {
         "engine": engine.name,
         "settings": engine.worker_settings(),
@@ -832,14 +879,23 @@ def _supervise(
         "tracking": sink.worker_settings(),
         "grace": grace,
     }
-    argv = [sys.executable, "-m", "sweepspec.runners.sweep", json.dumps(settings)]
     seen = {r["number"] for r in engine.records() if r["state"] != "RUNNING"}
     # a worker stops as on SIGTERM when this process ends, even killed outright (SIGKILL)
     orphaned = functools.partial(die_with_parent, signal.SIGTERM, os.getpid())
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for _ in range(workers):
-            procs.append(subprocess.Popen(argv, start_new_session=True, preexec_fn=orphaned))
+        for i in range(workers):
+            share = None if gpus is None else gpus.share(i)
+            argv = [
+                sys.executable,
+                "-m",
+                "sweepspec.runners.sweep",
+                json.dumps(settings | {"gpus": share}),
+            ]
+            env = None if share is None else {**os.environ, **trial_env(share)}
+            procs.append(
+                subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=orphaned)
+            )
         counted = CachedTally(budget)
         while any(p.poll() is None for p in procs):
             time.sleep(0.25)
@@ -899,11 +955,15 @@ def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
         engine = open_sweep(settings["engine"], spec, settings["spec"], options)
         budget = make_budget(spec, settings["trials"], settings["deadline"])
         objectives = [m.name for m in spec.objectives]
-        execute = make_executor(spec, settings["spec"], objectives, None, settings["grace"])
+        share = settings.get("gpus")
+        gpus = None if share is None else tuple(share)
+        env = None if gpus is None else trial_env(gpus)
+        grace = settings["grace"]
+        execute = make_executor(spec, settings["spec"], objectives, None, grace, env)
         sink = make_tracker(settings["tracker"])
         sink.attach(settings["tracking"])
         try:
-            Worker(spec, engine, budget, sink, execute).run()
+            Worker(spec, engine, budget, sink, execute, gpus=gpus).run()
         finally:
             engine.close()
         return 0

@@ -484,9 +484,11 @@ def run_function(
     folder: str | None = None,
     sweep: str = "sweepspec",
     bare: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Outcome:
     """Call ``function`` once, in a child process forked from this one (where the function
-    is already imported), with ``sys.argv`` ``[argv0]`` there.
+    is already imported), with ``sys.argv`` ``[argv0]`` there and ``env`` added to its
+    environment (the GPUs it may see: :mod:`.gpus`).
 
     With ``folder`` (the spec's), the child also gets what W&B's agent gives a run (see
     :mod:`.wandb_program`), and what it logs with ``wandb.log`` is reported as it runs; a
@@ -503,6 +505,7 @@ def run_function(
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: in this process
         return _call_here(function, params, seed, number, monitor, objectives)
     forked = _Forked(monitor, grace)
+    forked.env = dict(env or {})
     if folder is None:
         return forked.run(function, params, seed, number, objectives, argv0)
     with tempfile.TemporaryDirectory(prefix="sweepspec-trial-") as workdir:
@@ -577,6 +580,7 @@ class _Forked:
         self.wandb: WandbRun | None = None
         self.follow_wandb: Follower | None = None
         self.bare = False
+        self.env: dict[str, str] = {}  # added to the child's environment
 
     def run(
         self,
@@ -590,9 +594,9 @@ class _Forked:
         _reap_returned()
         here, there = Pipe()
         parent = os.getpid()
-        env: dict[str, str] = {}
+        env = dict(self.env)
         if self.wandb is not None:
-            env = self.wandb.env()
+            env.update(self.wandb.env())
             self.follow_wandb = _follower(self.wandb, self.monitor)
         _prctl()  # loaded here: the child only calls it
         for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
@@ -886,6 +890,7 @@ class Command:
     grace: float = TERM_GRACE
     echo: Echo | None = None
     sweep: str = "sweepspec"  # the sweep's name: W&B programs see it as WANDB_SWEEP_ID
+    env: dict[str, str] = field(default_factory=dict)  # added to the command's environment
 
 
 def run_command(
@@ -954,15 +959,14 @@ class _Watch:
     def run(self, argv: list[str], seed: int, number: int) -> int:
         read_fd, write_fd = os.pipe()
         # PYTHONUNBUFFERED: a Python program's printed metrics arrive as they are printed
-        env = dict(
-            os.environ,
-            **{
-                ENV_REPORT: str(write_fd),
-                ENV_SEED: str(seed),
-                "SWEEPSPEC_TRIAL": str(number),
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
+        env = {
+            **os.environ,
+            **self.command.env,
+            ENV_REPORT: str(write_fd),
+            ENV_SEED: str(seed),
+            "SWEEPSPEC_TRIAL": str(number),
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.wandb is not None:
             env.update(self.wandb.env())
             self.follow_wandb = _follower(self.wandb, self.monitor)

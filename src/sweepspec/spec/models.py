@@ -597,6 +597,12 @@ class Budget(_Model):
     cost: CostCap | None = None
     trial_timeout: Duration | None = None
     max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    gpus_per_trial: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="sweepspec: GPUs each trial process sees (CUDA_VISIBLE_DEVICES and the "
+        "like); the workers share out --gpus, else CUDA_VISIBLE_DEVICES, else nvidia-smi -L's "
+        "GPUs, this many each; 0: no GPU",
+    )
 
 
 SamplerName = Literal[

@@ -57,6 +57,8 @@ class TrialRecord:
         seeds: per-seed final metrics, ``[{"seed": 0, "metrics": {...}}, ...]``, or None.
         error: why a ``FAIL`` failed; ``traceback``: the trial's own, when it raised.
         cost: the sum over its runs (seeds) of ``budget.cost.metric``; 0 without one.
+        gpus: the devices its process was given (``--gpus``, ``budget.gpus_per_trial``),
+            comma-separated (``""``: none); None when sweepspec set none.
     """
 
     number: int
@@ -71,6 +73,7 @@ class TrialRecord:
     end_ms: int = 0
     traceback: str | None = None
     cost: float = 0.0
+    gpus: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ The layout (read it back with ``mlflow.search_runs`` and ``MlflowClient.get_metr
   after it (so ``metrics.<name>`` in ``search_runs`` is the final value and no step holds
   two points); tags ``sweepspec.trial_number``, ``sweepspec.state`` (``COMPLETE`` | ``PRUNED``
   | ``FAIL``), for a finished trial ``sweepspec.values`` (the objective values told to the
-  engine, a JSON list) and, for a failure, ``sweepspec.error``. ``sweepspec decide`` adds
-  ``sweepspec.decision`` (:mod:`sweepspec.analysis.mlflow`). Run status: FINISHED, KILLED (stopped
+  engine, a JSON list), for a failure ``sweepspec.error``, and with GPUs per trial
+  ``sweepspec.gpus`` (the devices it saw). ``sweepspec decide`` adds ``sweepspec.decision``
+  (:mod:`sweepspec.analysis.mlflow`). Run status: FINISHED, KILLED (stopped
   early), FAILED.
 
 Writes run on a background thread (``create_run``, ``log_batch``, ``set_terminated`` per
@@ -589,6 +590,8 @@ def _loggable(record: TrialRecord) -> tuple[list[Metric], list[Param], list[RunT
         tags.append(RunTag("sweepspec.values", json.dumps(record.values)))
     if record.error:
         tags.append(RunTag("sweepspec.error", _text(redact(record.error), _MAX_TAG)))
+    if record.gpus is not None:
+        tags.append(RunTag("sweepspec.gpus", record.gpus or "none"))
     return metrics, params, tags, refused
 
 
