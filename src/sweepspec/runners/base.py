@@ -89,6 +89,9 @@ class Engine(Protocol):
     messages: list[str]  # lines the loop shows (and clears) after opening and after start()
     prunes: bool  # whether report() can ever stop a trial (the spec's early termination)
     state_path: str  # a file path for the sweep's state: trackers keep side files beside it
+    # seconds after which fail_stale() fails a trial whose worker stopped sending heartbeats
+    # (killed, or its machine lost); None when the engine cannot tell a dead worker elsewhere
+    grace_period: float | None
 
     def start(self) -> None:
         """The run is up (tracker started): with ``--fresh``, replace the old state now."""
@@ -112,7 +115,8 @@ class Engine(Protocol):
         """Why the engine will give no more trials (grid done), or None."""
 
     def fail_stale(self) -> list[int]:
-        """Mark failed the trials left RUNNING by a worker that is gone; their numbers."""
+        """Mark failed the trials left RUNNING by a worker that is gone (its process on this
+        host ended, or no heartbeat for :attr:`grace_period`); their numbers."""
 
     def ask_lock(self) -> AbstractContextManager[None]:
         """Held while a worker counts the budget and asks, so workers never overshoot it."""

@@ -32,10 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import math
 import os
 import socket
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +61,11 @@ from ..locks import (
 )
 from ..redact import redact
 from ..spec import Spec
+from ..spec.models import Budget
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
+from .heartbeat import Heartbeat
 from .trials import describe, iso_ms, process_alive
 
 __all__ = [
@@ -88,6 +94,9 @@ SWEEP_ID_ATTR = "sweepspec.sweep_id"
 SPEC_ATTR = "sweepspec.spec_path"
 DECISIONS_ATTR = "sweepspec.decisions"
 TIMES_ATTR = "sweepspec.times"
+HEARTBEAT_ATTR = "sweepspec:heartbeat"
+"""In a journal (which has no heartbeat of Optuna's), the trial system attribute that holds
+its worker's last heartbeat, as ``time.time()`` on the worker's machine."""
 
 
 # --------------------------------------------------------------------------- names, storage
@@ -130,16 +139,18 @@ def open_storage(
     *,
     create: bool = True,
     echo: Callable[[str], None] | None = None,
+    heartbeat: tuple[float, float] | None = None,
 ) -> tuple[optuna.storages.BaseStorage, str]:
     """The Optuna storage for ``url`` (``--storage``), else ``optuna.storage``, else the
     default journal; with its label for messages (as the user wrote it, passwords hidden).
     Without ``create``, storage that does not exist yet is an :class:`EngineError`. A journal's
-    torn or bad lines are set aside first, each said on ``echo``."""
+    torn or bad lines are set aside first, each said on ``echo``. ``heartbeat`` (interval,
+    grace period) turns on an RDB storage's own heartbeat."""
     given = url or (spec.optuna.storage if spec.optuna else None)
     where = storage_url(url, spec, name)
     if "://" in where:
         label = redact(given or where)
-        return _rdb(where, label, create), label
+        return _rdb(where, label, create, heartbeat), label
     label = str(Path(given)) if given is not None else str(default_journal(name))
     if not create and not os.path.exists(where):
         raise EngineError(
@@ -166,8 +177,15 @@ def open_storage(
     return optuna.storages.JournalStorage(backend), label
 
 
-def _rdb(url: str, label: str, create: bool) -> optuna.storages.BaseStorage:
-    """Optuna's RDB storage on ``url``; what the user can fix is one line."""
+def _rdb(
+    url: str, label: str, create: bool, heartbeat: tuple[float, float] | None = None
+) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage on ``url``, with its heartbeat (interval, grace period; Optuna
+    takes whole seconds) when given; what the user can fix is one line."""
+    beat: dict[str, Any] = {}
+    if heartbeat is not None:
+        interval, grace = heartbeat
+        beat = {"heartbeat_interval": math.ceil(interval), "grace_period": math.ceil(grace)}
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -178,8 +196,9 @@ def _rdb(url: str, label: str, create: bool) -> optuna.storages.BaseStorage:
                 f"no sweep state at {label}: {database} does not exist; run 'sweepspec run' first"
             )
     try:
-        with sqlite_setup_lock(url):  # runs starting together: one creates the tables
-            return optuna.storages.RDBStorage(url)
+        with sqlite_setup_lock(url), warnings.catch_warnings():  # one creates the tables
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **beat)
     except ImportError as exc:
         raise EngineError(_no_driver(parsed.drivername, label, exc)) from None
     except Exception as exc:
@@ -322,6 +341,13 @@ class OptunaEngine:
         self.hold: int | None = None
         self.messages: list[str] = []
         self.finished: dict[int, TrialSummary] = {}  # by number: what summaries() made
+        budget = spec.budget or Budget()
+        self.heartbeat_interval = budget.heartbeat_interval
+        self.grace_period: float | None = budget.grace
+        if "://" in self.url:  # Optuna's RDB heartbeat counts whole seconds
+            self.heartbeat_interval = math.ceil(self.heartbeat_interval)
+            self.grace_period = math.ceil(self.grace_period)
+        self.beating: Heartbeat | None = None
         if "://" in self.url:  # a database: the tracker's files go under ./.sweepspec
             state = str(default_journal(self.sweep_name).with_suffix(""))
         else:
@@ -351,7 +377,11 @@ class OptunaEngine:
             notes: list[str] = []
             try:
                 store, label = open_storage(
-                    options.storage, spec, self.sweep_name, echo=notes.append
+                    options.storage,
+                    spec,
+                    self.sweep_name,
+                    echo=notes.append,
+                    heartbeat=(self.heartbeat_interval, self.grace),
                 )
                 old = _existing(store, self.sweep_name) if options.fresh else None
                 if old is not None:
@@ -433,15 +463,24 @@ class OptunaEngine:
 
     def close(self) -> None:
         """Let go of the sweep (the hold taken when it was opened)."""
+        self._stop_beating()
         if self.hold is not None:
             os.close(self.hold)
             self.hold = None
 
     # ---- the protocol
 
+    @property
+    def grace(self) -> float:
+        assert self.grace_period is not None
+        return self.grace_period
+
     def ask(self) -> Asked | None:
-        trial = self.study.ask()
+        with warnings.catch_warnings():  # Optuna's heartbeat is beaten here, not in optimize()
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+            trial = self.study.ask()
         trial.set_user_attr(WORKER_ATTR, self.worker)
+        self._beat(trial._trial_id)
         params = self.plan.suggest(trial)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
@@ -450,8 +489,38 @@ class OptunaEngine:
         pruning: _Pruning = trial.handle
         return pruning(value, step)
 
+    def _beat(self, trial_id: int) -> None:
+        """While the trial runs, a thread records its heartbeat: in Optuna's heartbeat table
+        on a database (at once, then every interval), as a trial attribute in a journal (the
+        trial's start is its first)."""
+        self._stop_beating()
+        store = self.store
+        if isinstance(store, optuna.storages.RDBStorage):
+            beat = functools.partial(store.record_heartbeat, trial_id)
+            beat()
+        else:
+            beat = functools.partial(_journal_beat, store, trial_id)
+        self.beating = Heartbeat(beat, self.heartbeat_interval).start()
+
+    def _stop_beating(self) -> None:
+        if self.beating is not None:
+            self.beating.stop()
+            self.beating = None
+
     def tell(self, trial: Asked, record: Any) -> None:
+        self._stop_beating()
         live: optuna.Trial = trial.handle.trial
+        try:
+            self._tell(live, record)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker heard no heartbeat for the grace period and failed the trial
+            sys.stderr.write(
+                f"sweepspec: warning: trial {live.number} was marked failed by another worker "
+                f"(no heartbeat from this one for {self.grace:g}s, budget.grace_period); its "
+                "result is logged but not counted\n"
+            )
+
+    def _tell(self, live: optuna.Trial, record: Any) -> None:
         live.set_user_attr(METRICS_ATTR, record.metrics)
         if record.seeds is not None:
             live.set_user_attr(SEEDS_ATTR, record.seeds)
@@ -496,20 +565,51 @@ class OptunaEngine:
         return None
 
     def fail_stale(self) -> list[int]:
-        """Mark failed the RUNNING trials whose worker process on this host is gone."""
+        """Mark failed the RUNNING trials whose worker is gone: its process on this host has
+        ended, or it sent no heartbeat for the grace period (any host)."""
         if self.fresh:
             return []
-        host, failed = socket.gethostname(), []
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-            if owner != host or not pid.isdigit() or process_alive(int(pid)):
-                continue
-            self.store.set_trial_user_attr(
-                trial._trial_id, ERROR_ATTR, f"its worker (pid {pid} on {host}) was killed"
-            )
-            self.study.tell(trial.number, state=TrialState.FAIL)
+        failed = []
+        for trial, why in self._stale():
+            try:
+                self.store.set_trial_user_attr(trial._trial_id, ERROR_ATTR, why)
+                self.store.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it ended, or another worker failed it first
             failed.append(trial.number)
         return failed
+
+    def _stale(self) -> Iterator[tuple[FrozenTrial, str]]:
+        host, now = socket.gethostname(), time.time()
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        silent = set()
+        if running and isinstance(self.store, optuna.storages.RDBStorage):
+            # Optuna's own test (as optuna.storages.fail_stale_trials runs it), by the
+            # database's clock
+            silent = set(self.store._get_stale_trial_ids(self.study._study_id))
+        for trial in running:
+            worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+            owner, _, pid = worker.rpartition(":")
+            if owner == host and pid.isdigit() and not process_alive(int(pid)):
+                yield trial, f"its worker (pid {pid} on {host}) was killed"
+            elif trial._trial_id in silent or self._silent(trial, now):
+                yield (
+                    trial,
+                    (
+                        f"its worker ({worker or 'unknown'}) sent no heartbeat for "
+                        f"{self.grace:g}s (budget.grace_period): it was killed or lost its machine"
+                    ),
+                )
+
+    def _silent(self, trial: FrozenTrial, now: float) -> bool:
+        """In a journal: no heartbeat for the grace period, by this machine's clock."""
+        if isinstance(self.store, optuna.storages.RDBStorage):
+            return False
+        last = trial.system_attrs.get(HEARTBEAT_ATTR)
+        if not isinstance(last, (int, float)):
+            start = trial.datetime_start
+            last = start.timestamp() if start is not None else now
+        return now - last > self.grace
 
     def ask_lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(lock_path(self.url))
@@ -543,6 +643,10 @@ class OptunaEngine:
         if self.fresh:
             return []
         return list(self.study.user_attrs.get(DECISIONS_ATTR) or [])
+
+
+def _journal_beat(store: optuna.storages.BaseStorage, trial_id: int) -> None:
+    store.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
 
 def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> dict[str, Any]:
@@ -603,14 +707,39 @@ def _study(
     path: str,
     sweep_id: str | None = None,
 ) -> optuna.Study:
+    """The study ``name``, made if it is not there. Its sweep id is set by the run that
+    made it (storage makes exactly one): runs starting together on a new study (machines
+    sharing a database) all wait for that one's id, so every tracker groups their trials
+    under one sweep."""
     try:
-        study = plan.create_study(store, name, load_if_exists=True)
+        try:
+            study = plan.create_study(store, name, load_if_exists=False)
+            made = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = plan.create_study(store, name, load_if_exists=True)
+            made = False
     except SearchSpaceChangedError as exc:  # a changed search space, or metric goal
         raise EngineError(_changed(name, label, store, exc.what)) from None
-    if SWEEP_ID_ATTR not in study.user_attrs:
+    if not made:
+        _await_sweep_id(study)
+    if SWEEP_ID_ATTR not in study.user_attrs:  # made here, or made by a run that died
         study.set_user_attr(SWEEP_ID_ATTR, sweep_id or uuid.uuid4().hex)
         study.set_user_attr(SPEC_ATTR, os.path.abspath(path))
     return study
+
+
+SWEEP_ID_WAIT = 10.0
+"""Seconds a run waits for the run that made a new study to give it its sweep id."""
+
+
+def _await_sweep_id(study: optuna.Study) -> None:
+    """A study another run has just made gets its sweep id from it in a moment; a study
+    with trials but no id was made by Optuna itself (no wait)."""
+    deadline = time.monotonic() + SWEEP_ID_WAIT
+    while SWEEP_ID_ATTR not in study.user_attrs and time.monotonic() < deadline:
+        if study.get_trials(deepcopy=False):
+            return
+        time.sleep(0.05)
 
 
 def _changed(name: str, label: str, store: optuna.storages.BaseStorage, what: str) -> str:

@@ -30,6 +30,7 @@ engine is told the same score.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -85,6 +86,11 @@ __all__ = [
 ]
 
 INTERRUPTED = "interrupted (Ctrl-C)"
+
+STALE_CHECK = 1.0
+"""Seconds between a worker's checks for trials of dead workers (and its polls while it
+waits for trials running elsewhere): such a trial is failed within ``budget.grace_period``
+plus this after its worker died."""
 
 Execute = Callable[[dict[str, Any], int, int, Monitor], Outcome]
 Echo = Callable[[str, str], None]
@@ -320,6 +326,8 @@ class Worker:
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
         self.counted = CachedTally(self.budget)
         self.warned = False
+        self.waited = False
+        self.next_check = 0.0
 
     # ---- the loop
 
@@ -340,9 +348,14 @@ class Worker:
     def _loop(self) -> str:
         while True:
             with deferred_interrupt(), self.engine.ask_lock():
-                reason = self.budget.stop_reason(self.tally()) or self.engine.exhausted()
+                self._fail_stale()
+                tally = self.tally()
+                reason = self.budget.stop_reason(tally) or self.engine.exhausted()
                 asked = self.current = self.engine.ask() if reason is None else None
             if asked is None:
+                if reason is not None and self._others_may_fail(tally):
+                    self._wait_for_others(tally)
+                    continue
                 return (
                     reason
                     or self.engine.exhausted()
@@ -359,6 +372,41 @@ class Worker:
             failure = self.streak.add(record.number, record.state, record.error)
             if failure is not None:
                 raise RunError(failure)
+
+    def _fail_stale(self, force: bool = False) -> None:
+        """Fail the trials of workers that are gone (no heartbeat for the engine's grace
+        period), at most once per :data:`STALE_CHECK` seconds: their places run again."""
+        if self.engine.grace_period is None:
+            return
+        now = time.monotonic()
+        if not force and now < self.next_check:
+            return
+        self.next_check = now + STALE_CHECK
+        for number in self.engine.fail_stale():
+            self._warn(
+                f"sweepspec: trial {number} was left RUNNING by a worker that is gone; marked "
+                "FAIL, its place in the budget runs again"
+            )
+
+    def _others_may_fail(self, tally: Tally) -> bool:
+        """Only trials running elsewhere keep this worker from the budget's last places,
+        and the engine fails those whose worker dies: wait for them, not stop."""
+        if self.engine.grace_period is None or tally.running == 0:
+            return False
+        alone = dataclasses.replace(tally, running=0)
+        return self.budget.stop_reason(alone) is None and self.engine.exhausted() is None
+
+    def _wait_for_others(self, tally: Tally) -> None:
+        if not self.waited:
+            self.waited = True
+            self._warn(
+                f"sweepspec: the rest of the trial budget is taken by {tally.running} trial(s) "
+                "running in other workers; waiting for them (a trial whose worker is gone is "
+                f"failed after {self.engine.grace_period:g}s, budget.grace_period)",
+                quiet=True,
+            )
+        time.sleep(STALE_CHECK)
+        self.next_check = 0.0  # check again at once
 
     def _check_objective(self, record: TrialRecord) -> None:
         """A metric name the trial never reports (a typo) would fail every trial: stop after
@@ -383,10 +431,11 @@ class Worker:
     def _any_complete(self) -> bool:
         return any(s.state == "COMPLETE" for s in self.engine.summaries())
 
-    def _warn(self, line: str) -> None:
+    def _warn(self, line: str, quiet: bool = False) -> None:
+        """A line for the user; ``quiet`` ones only where progress is shown."""
         if self.progress is not None:
             self.progress.write(line)
-        else:
+        elif not quiet:
             sys.stderr.write(line + "\n")
 
     def tally(self) -> Tally:

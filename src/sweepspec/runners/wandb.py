@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -58,8 +60,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..compiler.wandb import compile_wandb
+from ..spec.models import Budget
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
+from .heartbeat import Heartbeat
 from .trials import iso_ms, process_alive
 
 with warnings.catch_warnings():  # sweeps' pydantic v1-style model config
@@ -152,6 +156,7 @@ class _Run:
     cost: float = 0.0
     end: float | None = None
     times: list[int] | None = None  # the trial's own start and end (ms), as trackers log them
+    beat: float | None = None  # its worker's last heartbeat (time.time() there)
     summary: TrialSummary = field(init=False)
 
     def __post_init__(self) -> None:
@@ -251,6 +256,10 @@ class WandbLocalEngine:
         self._depth = 0
         self._thread_lock = threading.RLock()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        budget = spec.budget or Budget()
+        self.heartbeat_interval = budget.heartbeat_interval
+        self.grace_period: float | None = budget.grace
+        self.beating: Heartbeat | None = None
         self._open(path, options)
 
     # ---- opening
@@ -293,7 +302,9 @@ class WandbLocalEngine:
         self.fresh = False
 
     def close(self) -> None:
-        """Nothing is held between calls: each takes the log's lock for itself."""
+        """Nothing is held between calls (each takes the log's lock for itself) but the
+        heartbeat of a run still running."""
+        self._stop_beating()
 
     def _delete(self) -> None:
         count = "unreadable"
@@ -347,13 +358,30 @@ class WandbLocalEngine:
             event = {"ask": number, "name": name, "config": config, "worker": self.worker}
             event["time"] = time.time()
             self._write(event)
+        self._stop_beating()
+        beat = functools.partial(self._beat, number)
+        self.beating = Heartbeat(beat, self.heartbeat_interval).start()
         return Asked(number, flatten(config, self.nested), name)
+
+    def _beat(self, number: int) -> None:
+        """A ``beat`` event: run ``number``'s worker is alive (the ``ask`` is the first)."""
+        with self._locked():
+            self._refresh()
+            if self.runs[number].state == "RUNNING":
+                self._write({"beat": number, "time": time.time()})
+
+    def _stop_beating(self) -> None:
+        if self.beating is not None:
+            self.beating.stop()
+            self.beating = None
 
     def report(self, trial: Asked, value: float, step: int) -> bool:
         """Add ``value`` to the run's history; True when hyperband stops the run (now, or at
         an earlier call made by any worker)."""
         with self._locked():
             self._refresh()
+            if self._failed_elsewhere(trial.number):
+                return True  # another worker failed it (no heartbeat): stop it
             run = self._running(trial.number)
             event = {"report": trial.number, "step": step, "value": value}
             self._write(event)
@@ -364,8 +392,16 @@ class WandbLocalEngine:
     def tell(self, trial: Asked, record: TrialRecord) -> None:
         """The run's end: ``finished`` (COMPLETE), ``killed`` (PRUNED) or ``failed`` (FAIL),
         its summary the trial's final metrics."""
+        self._stop_beating()
         with self._locked():
             self._refresh()
+            if self._failed_elsewhere(trial.number):
+                sys.stderr.write(
+                    f"sweepspec: warning: run {trial.number} was marked failed by another "
+                    f"worker (no heartbeat from this one for {self.grace_period:g}s, "
+                    "budget.grace_period); its result is logged but not counted\n"
+                )
+                return
             self._running(trial.number)
             event = {
                 "tell": trial.number,
@@ -398,28 +434,44 @@ class WandbLocalEngine:
         return None
 
     def fail_stale(self) -> list[int]:
-        """Mark failed the runs left running by a worker on this host that is gone."""
-        host, failed = socket.gethostname(), list[int]()
+        """Mark failed the runs left running by a worker that is gone: its process on this
+        host has ended, or it wrote no ``beat`` for the grace period (any host)."""
+        failed = list[int]()
         if self.fresh:
             return failed
         with self._locked():
             self._refresh()
             for run in self.runs:
-                owner, _, pid = run.worker.rpartition(":")
-                if run.state != "RUNNING" or owner != host or not pid.isdigit():
-                    continue
-                if process_alive(int(pid)):
+                why = self._gone(run) if run.state == "RUNNING" else None
+                if why is None:
                     continue
                 event = {
                     "tell": run.number,
                     "state": "FAIL",
                     "summary": dict(run.run.summary_metrics or {}),
-                    "error": f"its worker (pid {pid} on {host}) was killed",
+                    "error": why,
                     "time": time.time(),
                 }
                 self._write(event, sync=True)
                 failed.append(run.number)
         return failed
+
+    def _gone(self, run: _Run) -> str | None:
+        host = socket.gethostname()
+        owner, _, pid = run.worker.rpartition(":")
+        if owner == host and pid.isdigit() and not process_alive(int(pid)):
+            return f"its worker (pid {pid} on {host}) was killed"
+        last = run.beat if run.beat is not None else run.start
+        if self.grace_period is not None and time.time() - last > self.grace_period:
+            return (
+                f"its worker ({run.worker}) sent no heartbeat for {self.grace_period:g}s "
+                "(budget.grace_period): it was killed or lost its machine"
+            )
+        return None
+
+    def _failed_elsewhere(self, number: int) -> bool:
+        run = self.runs[number] if 0 <= number < len(self.runs) else None
+        return run is not None and run.state == "FAIL" and run.worker == self.worker
 
     def ask_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._locked()
@@ -647,6 +699,8 @@ class WandbLocalEngine:
                 raise ValueError(f"a decision on run {number}, which is not in the sweep")
             rest = {k: v for k, v in event.items() if k != "decide"}
             self.decided.append({"trial": number, **rest})
+        elif "beat" in event:
+            self.runs[int(event["beat"])].beat = float(event["time"])
         else:
             raise ValueError(f"unknown event {sorted(event)}")
 

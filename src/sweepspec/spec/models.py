@@ -603,6 +603,32 @@ class Budget(_Model):
         "like); the workers share out --gpus, else CUDA_VISIBLE_DEVICES, else nvidia-smi -L's "
         "GPUs, this many each; 0: no GPU",
     )
+    heartbeat_interval: Duration = Field(
+        default=30,
+        description="a worker records that its running trial is alive this often (seconds "
+        "or a duration; whole seconds on a database)",
+    )
+    grace_period: Duration | None = Field(
+        default=None,
+        description="a running trial with no heartbeat for this long is failed by another "
+        "worker, and its place in the budget is run again (default: twice heartbeat_interval)",
+    )
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> Budget:
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise PydanticCustomError(
+                "grace_period",
+                "'grace_period > heartbeat_interval' must hold (a live worker's trial would "
+                "be failed), but got grace_period={g}, heartbeat_interval={h}",
+                {"g": self.grace_period, "h": self.heartbeat_interval},
+            )
+        return self
+
+    @property
+    def grace(self) -> float:
+        """The grace period in seconds: ``grace_period``, else twice ``heartbeat_interval``."""
+        return self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
 
 
 SamplerName = Literal[
