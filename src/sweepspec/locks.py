@@ -25,6 +25,7 @@ __all__ = [
     "beside",
     "file_lock",
     "open_lock",
+    "process_alive",
     "raced",
     "sqlite_setup_lock",
 ]
@@ -33,6 +34,18 @@ OPEN_ATTEMPTS = 8
 """How many times a store is opened when the attempts before lost a set-up race."""
 
 _RACE_SIGNS = ("already exists", "duplicate key", "UNIQUE constraint failed", "database is locked")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one of another user counts): whether
+    the holder of a claim or a trial on this host is still there."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_lock(path: str) -> int:

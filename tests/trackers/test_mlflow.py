@@ -665,14 +665,21 @@ def _sweepspec(folder: Path, env: dict[str, str], *args: str) -> subprocess.Pope
     )
 
 
-def _logged_once(server: Server, folder: Path, trials: int) -> None:
-    """Every trial of the journal has exactly one run in MLflow, ended, each point once."""
+def _logged_once(server: Server, folder: Path, trials: int, journal: Path | None = None) -> None:
+    """Every trial of the journal has exactly one run in MLflow, ended, each point once, all
+    under the sweep's one parent run."""
     spec = load(str(folder / "sweep.yaml"))
-    storage, label = open_storage(str(folder / ".sweepspec/outage.journal"), spec, "outage")
+    journal = journal or folder / ".sweepspec/outage.journal"
+    storage, label = open_storage(str(journal), spec, "outage")
     study = load_study(storage, "outage", label)
     assert len(study.trials) == trials
     client = MlflowClient(server.url)
     runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
+    parents = [r.info.run_id for r in runs if r.data.tags.get("sweepspec.role") == "sweep"]
+    assert len(parents) == 1, parents
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs if r.info.run_id not in parents} == set(
+        parents
+    )
     numbers = sorted(
         int(r.data.tags["sweepspec.trial_number"]) for r in runs if r.info.run_name != "outage"
     )
@@ -833,3 +840,97 @@ def test_an_unreachable_tracking_uri_is_one_line_within_seconds(
         f"Error: MLflow at http://127.0.0.1:{port} does not answer (Connection refused); "
         "start it, correct tracking.uri or MLFLOW_TRACKING_URI, or run with --tracker none"
     ]
+
+
+def test_four_workers_and_an_outage_log_every_trial_once_under_one_parent(
+    server: Server, tmp_path: Path
+) -> None:
+    """Issue 10 item 3: `--workers 4` on one `mlflow server`, which is killed mid-sweep and
+    started again later on the same port and store: the next run logs what four workers
+    left waiting, each trial once, under the sweep's one parent run."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    env = _outage(folder, server, signal.SIGKILL, at=3, trials=12)
+    first = _sweepspec(folder, env, "run", "sweep.yaml", "--workers", "4")
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    backlog = folder / ".sweepspec/outage.journal.mlflow-pending.jsonl"
+    sweep_id = json.loads(backlog.read_text().splitlines()[0])["sweep"]
+    waiting, status = Backlog(str(backlog), sweep_id).read()
+    assert status == "FINISHED" and waiting
+    workers = {json.loads(line).get("by") for line in backlog.read_text().splitlines()}
+    assert len(workers - {None}) >= 2, workers  # left by several workers
+
+    server.start()
+    again = _sweepspec(folder, env, "run", "sweep.yaml", "--workers", "4")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert (
+        f"sweepspec: MLflow: logging {len(waiting)} trials that an earlier run could not log "
+        f"(queued in {backlog})"
+    ) in err.splitlines()
+    assert not backlog.exists()
+    _logged_once(server, folder, 12)
+
+
+MACHINE = """
+import os, signal, time
+from pathlib import Path
+
+def objective(trial):
+    # every run has its tracker up (it runs a trial) before the server goes away
+    barrier = Path(os.environ["SWEEP_BARRIER"])
+    (barrier / f"worker-{os.getppid()}").touch()
+    deadline = time.monotonic() + 240
+    while len(list(barrier.glob("worker-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if trial.number == int(os.environ["SWEEP_SIGNAL_AT"]):
+        time.sleep(1.0)  # the earlier trials reach MLflow first
+        os.killpg(int(os.environ["SWEEP_SERVER"]), int(os.environ["SWEEP_SIGNAL"]))
+    for step in range(3):
+        trial.report({"loss": trial.number + 1.0 / (step + 1)}, step)
+    return {"loss": trial.number * 0.1}
+"""
+
+
+def test_four_machines_on_one_server_share_one_parent_and_catch_up_once(
+    server: Server, tmp_path: Path
+) -> None:
+    """Issue 10 item 3: four `sweepspec run` processes started together from four folders
+    (as on four machines) on one journal (a shared disk) and one `mlflow server`, which is
+    killed mid-sweep and started again: one parent run, though each run looked for it at
+    the same moment; two `sweepspec sync` at once (two machines catching up) log each
+    waiting trial once (the backlog beside the journal is shared: each claims its own)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    journal = shared / "outage.journal"
+    machines = [tmp_path / f"machine-{i}" for i in range(4)]
+    for machine in machines:
+        machine.mkdir()
+        env = _outage(machine, server, signal.SIGKILL, at=6, trials=12)
+        (machine / "outage_trial.py").write_text(MACHINE)
+    # a loaded machine: four runs and the server on two cores
+    env = {**env, "SWEEP_BARRIER": str(shared), "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+    args = ["run", "sweep.yaml", "--storage", str(journal)]
+    runs = [_sweepspec(machine, env, *args) for machine in machines]
+    for proc in runs:
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err
+    backlog = Path(f"{journal}.mlflow-pending.jsonl")
+    sweep_id = json.loads(backlog.read_text().splitlines()[0])["sweep"]
+    waiting, _ = Backlog(str(backlog), sweep_id).read()
+    assert waiting
+
+    server.start()
+    syncs = [
+        _sweepspec(machine, env, "sync", "sweep.yaml", "--storage", str(journal))
+        for machine in machines[:2]
+    ]
+    logged = 0
+    for proc in syncs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        logged += int(err.splitlines()[-1].split()[3])  # "...: logged N trials that were..."
+    assert logged == len(waiting)
+    assert not backlog.exists()
+    _logged_once(server, machines[0], 12, journal)

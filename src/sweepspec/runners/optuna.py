@@ -26,6 +26,10 @@ The engine-neutral loop (:mod:`.sweep`) runs the trials; this module keeps the s
   milliseconds since the epoch, as trackers log them) and ``sweepspec.worker`` (``host:pid``). The
   study's user attribute ``sweepspec.decisions`` lists the decisions of ``sweepspec decide``
   (``trial``, ``why``, ``config``, ``time``), oldest first.
+* Dead workers: while a trial runs its worker records a heartbeat (:mod:`.heartbeat`),
+  Optuna's own on a database (``RDBStorage(heartbeat_interval=..., grace_period=...)``), the
+  system attribute :data:`HEARTBEAT_ATTR` in a journal (Optuna's ``JournalStorage`` has no
+  heartbeat); :meth:`OptunaEngine.fail_stale` fails the trials silent for the grace period.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ policy for Ctrl-C, SIGTERM and SIGHUP:
   on to each. Engine writes are shielded from these signals, so no trial is left RUNNING and
   nothing finished is lost. Workers stop as on SIGTERM when the process that started them
   ends, even killed outright; a trial left RUNNING by a process that was killed outright
-  (SIGKILL) on this host is marked failed by the next run.
+  (SIGKILL, a lost machine) is marked failed by the other workers once its heartbeat is
+  older than the engine's grace period (:mod:`.heartbeat`), and its place runs again.
 * ``--workers N`` is bounded by the trials left in the budget, by the GPU sets to share out
   (``--gpus``, ``budget.gpus_per_trial``: each worker's trials see only its devices,
   :mod:`.gpus`) and by :data:`WORKERS_PER_CPU`.

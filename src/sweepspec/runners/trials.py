@@ -50,6 +50,7 @@ from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..locks import process_alive as process_alive  # with the process helpers here
 from ..reporter import ENV_REPORT, ENV_SEED
 from ..trackers import Point
 
@@ -851,17 +852,6 @@ def iso_ms(ms: int) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(ms / 1000).isoformat()
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (one of another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _killpg(pgid: int, sig: int) -> None:

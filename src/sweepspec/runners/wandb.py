@@ -13,7 +13,8 @@ under the working directory (``<name>`` is the spec's ``name``, else the spec fi
 the file given as ``--storage``. Its first line names the sweep (``sweep_id``, the compiled
 config); each further line is one event: a run started (``ask``: number, name, W&B config,
 worker ``host:pid``), a metric value (``report``), a stop decision (``stop``: the run and its
-iteration), a run's end (``tell``: state, summary, objective values, error). Events are
+iteration), a run's end (``tell``: state, summary, objective values, error), a heartbeat of
+a running run's worker (``beat``, every ``budget.heartbeat_interval``). Events are
 appended, one ``write`` each, under an exclusive ``flock`` on ``<log>.lock``, so workers on one
 machine share one sweep; every operation first reads what other workers appended. A second
 ``run`` reads the log and resumes (numbering and every run's state and history). A log that

@@ -46,6 +46,7 @@ import math
 import os
 import queue
 import re
+import socket
 import sys
 import threading
 import time
@@ -53,6 +54,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..locks import process_alive
 from ..redact import redact
 from . import Echo, Point, SweepInfo, Tracker, TrackerUnavailable, TrialRecord
 
@@ -98,17 +100,49 @@ _REFUSALS = ("INVALID_PARAMETER_VALUE", "RESOURCE_LIMIT_EXCEEDED", "BAD_REQUEST"
 # --------------------------------------------------------------------------- the backlog
 
 
+CLAIM_TTL = 600.0
+"""Seconds after which a waiting trial claimed by a process on another machine may be
+taken by this one (a process on this machine holds its claim as long as it lives)."""
+
+
 class Backlog:
     """Trials of one sweep not yet in MLflow, as JSON lines in a file that every process
-    logging the sweep on this machine appends to, under a lock. A line holds a trial record,
-    the number of a trial now logged, or the status the parent run could not be given."""
+    logging the sweep appends to, under a lock (several runs, workers, machines on a shared
+    disk). A line holds a trial record (with the process that logs it, ``host:pid``), a claim
+    on a waiting trial by a process that will log it, the number of a trial now logged, or the
+    status the parent run could not be given. A process logs only the trials it claims: the
+    ones it added, and the waiting ones of processes that are gone, so two runs catching up
+    at once never log one trial twice."""
 
     def __init__(self, path: str | None, sweep_id: str) -> None:
         self.path = path
         self.sweep_id = sweep_id
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
 
     def add(self, record: TrialRecord) -> None:
-        self._append({"trial": dataclasses.asdict(record)})
+        self._append({"trial": dataclasses.asdict(record), "by": self.me, "at": time.time()})
+
+    def claim(self) -> list[TrialRecord]:
+        """The waiting trials no live process holds, now held by this one (by number)."""
+        if self.path is None:
+            return []
+        with self._locked():
+            waiting, owners = self._waiting(self._lines())
+            mine = [n for n in sorted(waiting) if self._free(owners.get(n))]
+            for number in mine:
+                self._write({"claim": number, "by": self.me, "at": time.time()})
+        return [waiting[n] for n in mine]
+
+    def _free(self, owner: tuple[str, float] | None) -> bool:
+        if owner is None:
+            return True
+        worker, at = owner
+        if worker == self.me:
+            return True
+        host, _, pid = worker.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            return not process_alive(int(pid))
+        return time.time() - at > CLAIM_TTL
 
     def done(self, number: int) -> None:
         self._append({"done": number})
@@ -120,19 +154,31 @@ class Backlog:
         """The trials still to log (by number) and the parent's status, if one waits."""
         with self._locked():
             lines = self._lines()
-        waiting: dict[int, TrialRecord] = {}
+        waiting, _ = self._waiting(lines)
         status = None
+        for line in lines:
+            if line.get("sweep") == self.sweep_id and "status" in line:
+                status = line["status"]
+        return [waiting[n] for n in sorted(waiting)], status
+
+    def _waiting(
+        self, lines: list[dict[str, Any]]
+    ) -> tuple[dict[int, TrialRecord], dict[int, tuple[str, float]]]:
+        """This sweep's trials not logged yet, and who holds each (host:pid, since when)."""
+        waiting: dict[int, TrialRecord] = {}
+        owners: dict[int, tuple[str, float]] = {}
         for line in lines:
             if line.get("sweep") != self.sweep_id:
                 continue
             if "trial" in line:
-                record = _record(line["trial"])
+                record = _record(dict(line["trial"]))
                 waiting[record.number] = record
+                owners[record.number] = (str(line.get("by", "")), float(line.get("at", 0)))
+            elif "claim" in line:
+                owners[int(line["claim"])] = (str(line["by"]), float(line["at"]))
             elif "done" in line:
                 waiting.pop(line["done"], None)
-            elif "status" in line:
-                status = line["status"]
-        return [waiting[n] for n in sorted(waiting)], status
+        return waiting, owners
 
     def compact(self, keep_status: bool) -> int:
         """Drop this sweep's logged trials (and its waiting status, unless ``keep_status``);
@@ -168,13 +214,21 @@ class Backlog:
             return True
         if "trial" in line:
             return line["trial"].get("number") not in done
+        if "claim" in line:
+            return line["claim"] not in done
         return "status" in line and keep_status
 
     def _append(self, item: dict[str, Any]) -> None:
         if self.path is None:
             return
+        with self._locked():
+            self._write(item)
+
+    def _write(self, item: dict[str, Any]) -> None:
+        """Append one line; the caller holds the lock."""
+        assert self.path is not None
         text = json.dumps({"sweep": self.sweep_id, **item}, default=str) + "\n"
-        with self._locked(), open(self.path, "a", encoding="utf-8") as fh:
+        with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(text)
 
     def _lines(self) -> list[dict[str, Any]]:
@@ -196,6 +250,8 @@ class Backlog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """The backlog's lock (``flock`` on its own open file: threads exclude each other
+        too)."""
         if self.path is None:
             yield
             return
@@ -243,6 +299,7 @@ class MlflowTracker(Tracker):
         self._retry_at = 0.0
         self._best: float | None = None
         self._best_step = -1
+        self._best_logged: tuple[TrialRecord, str] | None = None
         self.failures = 0
 
     # ---- set-up
@@ -252,7 +309,7 @@ class MlflowTracker(Tracker):
         self._owner = True
         assert self._client is not None and self.parent_run_id is not None
         self._client.update_run(self.parent_run_id, status="RUNNING")
-        records, _ = self.backlog.read()
+        records = self.backlog.claim()
         if records:
             self._echo(
                 f"sweepspec: MLflow: logging {len(records)} trials that an earlier run "
@@ -265,12 +322,14 @@ class MlflowTracker(Tracker):
 
     def sync(self, sweep: SweepInfo) -> int:
         self._open(sweep)
-        records, status = self.backlog.read()
+        records = self.backlog.claim()
+        _, status = self.backlog.read()
         self._waiting = list(records)
         self._tried = {r.number for r in records}
         self._flush()
         if self._waiting:
             raise TrackerUnavailable(self._queued_line(len(self._waiting)))
+        self._merge()
         if status is not None:
             assert self._client is not None and self.parent_run_id is not None
             self._client.set_terminated(self.parent_run_id, status=status)
@@ -286,8 +345,7 @@ class MlflowTracker(Tracker):
         client = self._connect(self.uri)
         try:
             self.experiment_id = _experiment_id(client, self.experiment)
-            found = _find_parent(client, self.experiment_id, sweep.sweep_id)
-            self.parent_run_id = found or _create_parent(client, self.experiment_id, sweep)
+            self.parent_run_id = _parent(client, self.experiment_id, sweep)
             self._load_best()
         except Exception as exc:
             reason = _connection_problem(exc)
@@ -466,11 +524,29 @@ class MlflowTracker(Tracker):
             self.parent_run_id, json.dumps(params, indent=2, default=str), "best_params.json"
         )
         self._best, self._best_step = value, step
+        self._best_logged = (record, run_id)
 
     def _better(self, value: float) -> bool:
         if self._best is None:
             return True
         return value > self._best if self.direction == "maximize" else value < self._best
+
+    def _merge(self) -> None:
+        """Runs that started together and each made a parent run: one is left, holding
+        every trial run (:func:`merge_parents`), and the best this run found."""
+        assert self._client is not None and self.experiment_id is not None
+        try:
+            winner = merge_parents(self._client, self.experiment_id, self.sweep_id)
+            if winner is None or winner == self.parent_run_id:
+                return
+            self.parent_run_id = winner
+            self._best, self._best_step = None, -1
+            self._load_best()
+            if self._best_logged is not None:
+                self._update_best(*self._best_logged)
+        except Exception as exc:  # MLflow away: the next run or sync merges them
+            if _connection_problem(exc) is None:
+                raise
 
     def _load_best(self) -> None:
         if self.objective is None or self._client is None or self.parent_run_id is None:
@@ -505,6 +581,8 @@ class MlflowTracker(Tracker):
             self._stop.set()
             self._echo(self._queued_line(len(self._waiting) + self._queue.qsize()))
             raise
+        if self._owner and not self._waiting:
+            self._merge()
         parent_done = self._end_parent(status)
         left = len(self._waiting)
         if self._owner:  # the workers have stopped: what they left waiting counts too
@@ -666,15 +744,71 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
         return str(found.experiment_id)
 
 
-def _find_parent(client: MlflowClient, experiment_id: str, sweep_id: str) -> str | None:
+SETTLE = 2.0
+"""Seconds a run that has just made the sweep's parent run (or found one made moments ago)
+waits before it looks again: runs starting together (on several machines) each make one, and
+all must then see every one of them to agree on the same."""
+
+YOUNG_MS = 30_000
+"""A parent run made less than this long ago may still have rivals being made."""
+
+
+def _parent(client: MlflowClient, experiment_id: str, sweep: SweepInfo) -> str:
+    """The sweep's parent run: the one there, else one made here. Runs that start together
+    may each make one (MLflow has no "create unless there"); after :data:`SETTLE` seconds
+    every one of them sees them all, takes the first made (by start time, then id) and
+    deletes its own if it is not that one."""
+    found = _parents(client, experiment_id, sweep.sweep_id)
+    made = None
+    if not found:
+        made = _create_parent(client, experiment_id, sweep)
+    if made is not None or _now_ms() - found[0][0] < YOUNG_MS:
+        time.sleep(SETTLE)
+        found = _parents(client, experiment_id, sweep.sweep_id) or found
+    winner = found[0][1] if found else made
+    assert winner is not None
+    if made is not None and made != winner:
+        client.delete_run(made)
+    return winner
+
+
+def _parents(
+    client: MlflowClient, experiment_id: str, sweep_id: str, deleted: bool = False
+) -> list[tuple[int, str]]:
+    """The sweep's parent runs, first made first: (start time, run id); only the active
+    ones unless ``deleted``."""
+    from mlflow.entities import ViewType
+
     runs = client.search_runs(
         [experiment_id],
-        max_results=1,
         filter_string=(
             f"tags.`sweepspec.sweep_id` = '{sweep_id}' and tags.`sweepspec.role` = 'sweep'"
         ),
+        run_view_type=ViewType.ALL if deleted else ViewType.ACTIVE_ONLY,
+        max_results=1000,
     )
-    return str(runs[0].info.run_id) if runs else None
+    return sorted((int(r.info.start_time or 0), str(r.info.run_id)) for r in runs)
+
+
+def merge_parents(client: MlflowClient, experiment_id: str, sweep_id: str) -> str | None:
+    """One parent run for the sweep: the trial runs under any other (one that lost the race
+    at start, or was deleted after it) move to the first made, and the others are deleted.
+    Return that one (None when there is none)."""
+    active = _parents(client, experiment_id, sweep_id)
+    if not active:
+        return None
+    winner = active[0][1]
+    for _, other in _parents(client, experiment_id, sweep_id, deleted=True):
+        if other == winner:
+            continue
+        moved = client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{other}'"
+        )
+        for run in moved:
+            client.set_tag(run.info.run_id, "mlflow.parentRunId", winner)
+        if any(other == run_id for _, run_id in active):
+            client.delete_run(other)
+    return winner
 
 
 def _create_parent(client: MlflowClient, experiment_id: str, sweep: SweepInfo) -> str:
