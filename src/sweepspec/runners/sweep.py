@@ -374,13 +374,13 @@ class Worker:
             if failure is not None:
                 raise RunError(failure)
 
-    def _fail_stale(self, force: bool = False) -> None:
+    def _fail_stale(self) -> None:
         """Fail the trials of workers that are gone (no heartbeat for the engine's grace
         period), at most once per :data:`STALE_CHECK` seconds: their places run again."""
         if self.engine.grace_period is None:
             return
         now = time.monotonic()
-        if not force and now < self.next_check:
+        if now < self.next_check:
             return
         self.next_check = now + STALE_CHECK
         for number in self.engine.fail_stale():
