@@ -198,7 +198,9 @@ class OptunaPlan:
         budget = self.spec.budget
         out: dict[str, Any] = {"n_trials": self.n_trials}
         if budget is not None:
+            # added later, shown only when the spec sets them (the goldens stay as they were)
             unset = {"gpus_per_trial"} if budget.gpus_per_trial is None else set()
+            unset |= {"heartbeat_interval", "grace_period"} - budget.model_fields_set
             out.update(budget.model_dump(exclude={"trials", *unset}, mode="json"))
         if self.spec.seeds is not None:
             out["seeds"] = self.spec.seeds.model_dump(mode="json")
