@@ -138,6 +138,7 @@ class FixedConfigs:
         self.messages = inner.messages
         self.prunes = False
         self.state_path = inner.state_path
+        self.grace_period = inner.grace_period
 
     def check(self, fresh: bool) -> None:
         """Refuse to resume a comparison whose configurations were other values under the
