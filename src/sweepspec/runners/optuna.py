@@ -95,6 +95,9 @@ TRACEBACK_ATTR = "sweepspec.traceback"
 COST_ATTR = "sweepspec.cost"
 WORKER_ATTR = "sweepspec.worker"
 SWEEP_ID_ATTR = "sweepspec.sweep_id"
+HOLD_WAIT = 2.0
+"""Seconds a run waits for the sweep's hold before it says another run has it: a run that
+has just ended may still be letting go (its trials' last processes, killed, are exiting)."""
 SPEC_ATTR = "sweepspec.spec_path"
 DECISIONS_ATTR = "sweepspec.decisions"
 TIMES_ATTR = "sweepspec.times"
@@ -418,11 +421,16 @@ class OptunaEngine:
             return
         self.hold = open_lock(path)  # held (shared) until close()
         mode = fcntl.LOCK_EX if self.fresh else fcntl.LOCK_SH
-        try:
-            fcntl.flock(self.hold, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.close()
-            raise EngineError(self._held()) from None
+        ends = time.monotonic() + HOLD_WAIT
+        while True:
+            try:
+                fcntl.flock(self.hold, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= ends:
+                    self.close()
+                    raise EngineError(self._held()) from None
+                time.sleep(0.05)
 
     def _held(self) -> str:
         if self.fresh:
