@@ -273,6 +273,21 @@ def objective(trial):
     return {"loss": trial.params["x"]}
 """
 
+
+def _marks(folder: Path) -> list[tuple[int, int]]:
+    """(trial number, worker pid) of the running trials' marks. A mark is made, then the pid
+    written into it, and removed when its trial ends: only whole ones count."""
+    found = []
+    for mark in folder.glob("running-*"):
+        try:
+            pid = mark.read_text().strip()
+        except FileNotFoundError:
+            continue
+        if pid:
+            found.append((int(mark.name.split("-")[1]), int(pid)))
+    return found
+
+
 SILENT = """
 method: random
 metric: {name: loss}
@@ -310,11 +325,11 @@ def test_a_silent_worker_loses_its_trial_and_the_others_run_its_place(
         )
     }
     deadline = time.monotonic() + 180
-    while not (marks := list(tmp_path.glob("running-*"))):
+    while not (marks := _marks(tmp_path)):
         assert time.monotonic() < deadline, "no trial started"
         time.sleep(0.01)
-    number = int(marks[0].name.split("-")[1])
-    victim = runs[int(marks[0].read_text() or 0)]
+    number, pid = marks[0]
+    victim = runs[pid]
     os.killpg(victim.pid, signal.SIGSTOP)
     stopped = datetime.datetime.now()
     while (row := _row(tmp_path, number))["state"] == "RUNNING":
