@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sweepspec.runners.trials import iso_ms
 from sweepspec.trackers import Point, TrialRecord
-from sweepspec.trackers.wandb import history_rows, nest, summary_of
+from sweepspec.trackers.wandb import history_rows, summary_of
 from sweepspec.wandb_log import RunLog, RunState
 
 FAKE_KEY = "sweepspecfakekey_" + "0123456789" * 4
@@ -350,15 +350,6 @@ def test_summary_holds_the_seeds_and_the_state() -> None:
         "sweepspec_trial": 7,
         "sweepspec_sweep_id": "abc",
         "sweepspec_error": "seed 1: ValueError: nan",
-    }
-
-
-def test_nest_follows_the_spec_paths() -> None:
-    paths = {"opt.lr": ["opt", "lr"], "trainer.epochs": ["trainer.epochs"]}
-    assert nest({"opt.lr": 0.1, "trainer.epochs": 3, "x": 1}, paths) == {
-        "opt": {"lr": 0.1},
-        "trainer.epochs": 3,
-        "x": 1,
     }
 
 

@@ -108,9 +108,9 @@ def _latest(
 
 
 def _leaf_paths(spec: Spec) -> dict[str, list[str]]:
-    from ..trackers.wandb import _paths
+    from ..spec.paths import leaf_paths
 
-    return {".".join(p): list(p) for p in _paths(spec)}
+    return {name: list(p) for name, p in leaf_paths(spec.parameters).items()}
 
 
 def _row(

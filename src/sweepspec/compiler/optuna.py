@@ -56,6 +56,7 @@ from ..spec.models import (
     PatientStopping,
     Spec,
 )
+from ..spec.paths import leaf_paths, nest
 from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
 from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
@@ -88,18 +89,7 @@ _NOP: dict[str, Any] = {"name": "NopPruner", "kwargs": {}}
 
 def _nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"opt.lr": 1}`` -> ``{"opt": {"lr": 1}}``, splitting at every dot."""
-    return _nest_paths({name: tuple(name.split(".")) for name in flat}, flat)
-
-
-def _nest_paths(paths: dict[str, tuple[str, ...]], flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = out
-        *parents, leaf = paths.get(name, (name,))
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+    return nest(flat, {name: tuple(name.split(".")) for name in flat})
 
 
 class _NestMethod:
@@ -111,7 +101,7 @@ class _NestMethod:
     ) -> Callable[[dict[str, Any]], dict[str, Any]]:
         if obj is None:
             return _nest_dotted
-        return lambda flat: _nest_paths(obj.paths, flat)
+        return lambda flat: nest(flat, obj.paths)
 
 
 @dataclass
@@ -522,7 +512,7 @@ def compile_optuna(spec: Spec, *, strict: bool = False) -> OptunaPlan:
         pruner=pruner,
         constants=constants,
         targets=[m.target for m in objectives],
-        paths=_paths(spec.parameters, ()),
+        paths=leaf_paths(spec.parameters),
         order=order,
         notes=policy.notes,
     )
@@ -599,16 +589,6 @@ def _conditions(
             out.update(_conditions(param.parameters, f"{prefix}{name}.", own))
         elif own:
             out[f"{prefix}{name}"] = own
-    return out
-
-
-def _paths(params: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for name, param in params.items():
-        if isinstance(param, NestedParam):
-            out.update(_paths(param.parameters, prefix + (name,)))
-        else:
-            out[".".join(prefix + (name,))] = prefix + (name,)
     return out
 
 

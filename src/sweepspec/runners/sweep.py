@@ -51,7 +51,7 @@ from typing import Any
 from ..locks import OPEN_ATTEMPTS, raced, sqlite_setup_lock
 from ..spec import Spec
 from ..spec.messages import did_you_mean
-from ..spec.models import NestedParam
+from ..spec.paths import leaf_paths, nest
 from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
 from .base import Asked, Engine, EngineError, EngineOptions, open_engine
 from .budget import Budget, CachedTally, FailureStreak, Tally
@@ -126,34 +126,6 @@ def experiment_name(spec: Spec, path: str) -> str:
 
 def spec_hash(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def param_paths(spec: Spec) -> dict[str, tuple[str, ...]]:
-    """Dotted name of each leaf parameter -> its path of keys (a top-level name that holds a
-    dot stays one key)."""
-    out: dict[str, tuple[str, ...]] = {}
-
-    def walk(params: dict[str, Any], prefix: tuple[str, ...]) -> None:
-        for name, param in params.items():
-            if isinstance(param, NestedParam):
-                walk(param.parameters, prefix + (name,))
-            else:
-                out[".".join(prefix + (name,))] = prefix + (name,)
-
-    walk(spec.parameters or {}, ())
-    return out
-
-
-def nest(flat: dict[str, Any], paths: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Real values by dotted name -> the nested dict a trial reads (``params["opt"]["lr"]``)."""
-    out: dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = paths.get(name, (name,))
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
 
 
 # ------------------------------------------------------------------- Ctrl-C, SIGTERM, SIGHUP
@@ -315,7 +287,7 @@ class Worker:
     def __post_init__(self) -> None:
         spec = self.spec
         self.metric_names = [m.name for m in spec.objectives]
-        self.paths = param_paths(spec)
+        self.paths = leaf_paths(spec.parameters)
         self.seeds = spec.seeds.values if spec.seeds else [0]
         self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
         self.seeded = spec.seeds is not None

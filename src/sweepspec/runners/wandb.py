@@ -62,6 +62,7 @@ import numpy as np
 
 from ..compiler.wandb import compile_wandb
 from ..spec.models import Budget
+from ..spec.paths import nested_names
 from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
 from .heartbeat import Heartbeat
@@ -201,22 +202,6 @@ def flatten(config: dict[str, Any], nested: set[str]) -> dict[str, Any]:
     return out
 
 
-def _nested_paths(spec: Spec) -> set[str]:
-    """The dotted paths of the spec's nested parameters (``optimizer``, ``optimizer.adam``)."""
-    from ..spec.models import NestedParam
-
-    out: set[str] = set()
-
-    def walk(params: dict[str, Any], prefix: str) -> None:
-        for name, param in params.items():
-            if isinstance(param, NestedParam):
-                out.add(prefix + name)
-                walk(param.parameters, f"{prefix}{name}.")
-
-    walk(spec.parameters or {}, "")
-    return out
-
-
 # --------------------------------------------------------------------------- the engine
 
 
@@ -237,7 +222,7 @@ class WandbLocalEngine:
         _check_config(self.config)
         self.metric: str | None = (self.config.get("metric") or {}).get("name")
         self.hyperband = (self.config.get("early_terminate") or {}).get("type") == "hyperband"
-        self.nested = _nested_paths(spec)
+        self.nested = nested_names(spec.parameters)
         self.path = _state_path(spec, path, options)
         self.label = str(self.path)
         self.state_path = os.path.abspath(self.path)

@@ -39,15 +39,12 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from ..spec.paths import leaf_paths, nest
 from . import Echo, SweepInfo, Tracker, TrialRecord
 
-if TYPE_CHECKING:
-    from ..spec import Spec
-
-__all__ = ["WandbSetupError", "WandbTracker", "history_rows", "make", "nest", "summary_of"]
+__all__ = ["WandbSetupError", "WandbTracker", "history_rows", "make", "summary_of"]
 
 EXIT_CODE = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}
 """The exit code a trial's W&B run finishes with, by trial state."""
@@ -96,7 +93,7 @@ class WandbTracker(Tracker):
             "entity": (tracking.entity if tracking else None) or spec.entity,
             "group": sweep.name,
             "sweep_id": sweep.sweep_id,
-            "paths": {".".join(p): list(p) for p in _paths(spec)},
+            "paths": {name: list(p) for name, p in leaf_paths(spec.parameters).items()},
         }
         self._start_logger(strict=True)
 
@@ -220,33 +217,6 @@ class WandbTracker(Tracker):
 
 
 # --------------------------------------------------------------------------- what is logged
-
-
-def _paths(spec: Spec) -> Iterator[tuple[str, ...]]:
-    """The key path of every leaf parameter (``("optimizer", "lr")``), in file order."""
-    from ..spec.models import NestedParam
-
-    def walk(params: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-        for name, param in params.items():
-            if isinstance(param, NestedParam):
-                yield from walk(param.parameters, prefix + (name,))
-            else:
-                yield prefix + (name,)
-
-    return walk(spec.parameters or {}, ())
-
-
-def nest(params: dict[str, Any], paths: dict[str, list[str]]) -> dict[str, Any]:
-    """Flat real values by dotted name -> W&B's config, nested parameters as nested dicts
-    (a top-level name that holds a dot stays one key)."""
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        *parents, leaf = paths.get(name, [name])
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
 
 
 def history_rows(record: TrialRecord) -> list[tuple[int, dict[str, float]]]:
