@@ -150,3 +150,24 @@ def test_an_unreachable_mlflow_keeps_the_decision_in_the_engine(
         (number, "chosen", "best") if r["number"] == number else (r["number"], None, None)
         for r in rows
     ]
+
+
+def test_with_the_wandb_tracker_and_no_run_here_the_decision_stays_in_the_engine(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _run(tmp_path, "optuna")  # logged to MLflow: no W&B run of it exists here
+    number = _number(capsys, 1)
+    capsys.readouterr()
+    args = ["decide", "sweep.yaml", "--trial", str(number), "--why", "w", "--tracker", "wandb"]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == [
+        f"sweepspec: W&B: no run of trial {number} under the W&B folder here; the decision "
+        "is in the engine's storage ('sweepspec results' shows it)"
+    ]
+    main(["results", "sweep.yaml", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["number"], r["decision"]) for r in rows if r.get("decision")] == [(number, "chosen")]

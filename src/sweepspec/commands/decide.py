@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
-from . import load_spec, needs_extra
+from . import EXTRAS, load_spec, needs_extra
 
 if TYPE_CHECKING:
     from ..spec import Spec
@@ -60,11 +60,13 @@ def decide(
     }
     sweep_id, label = _record(spec, path, storage, decision)
     sys.stderr.write(f"sweepspec: trial {trial} is chosen; recorded in {label}\n")
-    name = tracker or (spec.tracking.tracker if spec.tracking else "mlflow")
-    if name == "mlflow":
-        _mlflow(spec, path, sweep_id, decision)
-    elif name == "wandb":
-        _wandb(spec, path, sweep_id, trial)
+    _tracker(
+        spec,
+        path,
+        tracker or (spec.tracking.tracker if spec.tracking else "mlflow"),
+        sweep_id,
+        decision,
+    )
     return 0
 
 
@@ -103,47 +105,29 @@ def _record(
         engine.close()
 
 
-def _mlflow(spec: Spec, path: str, sweep_id: str, decision: dict[str, Any]) -> None:
+def _tracker(spec: Spec, path: str, name: str, sweep_id: str, decision: dict[str, Any]) -> None:
+    """Mark the decision in the tracker too, where the tracker's module can
+    (``record_decision``)."""
     from ..analysis.table import TableError
+    from ..trackers import tracker_module
 
+    module = tracker_module(name)
+    record = getattr(module, "record_decision", None)
+    if record is None:
+        return
+    label = getattr(module, "LABEL", name)
     try:
-        from ..analysis.mlflow import record_decision
-
-        run_id = record_decision(spec, path, sweep_id, decision)
+        record(spec, path, sweep_id, decision, lambda line: print(line, file=sys.stderr))
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] != "mlflow":
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
             raise
         raise SweepspecError(
-            "the decision is recorded in the engine's storage, but not in MLflow: "
-            + needs_extra("mlflow", "decide")
+            f"the decision is recorded in the engine's storage, but not in {label}: "
+            + needs_extra(top, "decide")
         ) from None
     except TableError as exc:
         raise SweepspecError(
-            f"the decision is recorded in the engine's storage, but not in MLflow: {exc} "
+            f"the decision is recorded in the engine's storage, but not in {label}: {exc} "
             "(or run decide with --tracker none)"
         ) from None
-    sys.stderr.write(
-        f"sweepspec: MLflow: run {run_id} is tagged sweepspec.decision=chosen "
-        "(mlflow.search_runs shows tags.sweepspec.decision)\n"
-    )
-
-
-def _wandb(spec: Spec, path: str, sweep_id: str, number: int) -> None:
-    """An offline run cannot be changed once finished: say which run, and how to tag it."""
-    from ..analysis.wandb import find_run
-
-    found = find_run(sweep_id, number)
-    if found is None:
-        sys.stderr.write(
-            f"sweepspec: W&B: no run of trial {number} under the W&B folder here; the "
-            "decision is in the engine's storage ('sweepspec results' shows it)\n"
-        )
-        return
-    folder, project, run_id = found
-    sys.stderr.write(
-        f"sweepspec: W&B: trial {number}'s run {run_id} is in {folder}; a run logged "
-        "offline cannot be changed once it has finished, so the decision is in the engine's "
-        "storage ('sweepspec results' shows it). Once 'wandb sync' has uploaded the run, "
-        f"tag it with: run = wandb.Api().run('{project}/{run_id}'); "
-        "run.tags.append('sweepspec-chosen'); run.notes = WHY; run.update()\n"
-    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..cli import SweepspecError
+from ..trackers import tracker_module
 from . import load_spec
 
 
@@ -17,8 +18,9 @@ def sync(path: str, *, storage: str | None = None) -> int:
     if spec is None:
         return 1
     tracker = spec.tracking.tracker if spec.tracking else "mlflow"
-    if tracker != "mlflow":  # none logs nothing; W&B keeps offline runs itself
-        hint = ": W&B's offline runs are uploaded with 'wandb sync'" if tracker == "wandb" else ""
+    note = getattr(tracker_module(tracker), "SYNC_NOTE", None)
+    if note is not None:  # the tracker keeps no backlog (none logs nothing; W&B keeps its own)
+        hint = f": {note}" if note else ""
         sys.stderr.write(f"sweepspec: nothing to sync for the {tracker} tracker{hint}\n")
         return 0
     from ..analysis.table import which_engine

@@ -6,7 +6,11 @@ batch. The hooks are concrete no-ops; a tracker overrides what it needs. Tracker
 engine, and ``none`` imports nothing at all.
 
 :data:`TRACKERS` maps each tracker's name to its module in this package; the module exposes
-``make(uri=, experiment=, echo=) -> Tracker``. A new tracker is one module and one line here.
+``make(uri=, experiment=, echo=) -> Tracker`` and, where the tracker has them:
+``LABEL`` (its name for people), ``record_decision(spec, path, sweep_id, decision, echo)``
+(``sweepspec decide`` marks the chosen trial there) and ``SYNC_NOTE`` (why ``sweepspec sync``
+has nothing to do for it; without one, ``sync`` logs its backlog). A new tracker is one module
+and one line here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import abc
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "TrackerUnavailable",
     "TrialRecord",
     "make_tracker",
+    "tracker_module",
 ]
 
 TRACKERS: dict[str, str] = {"mlflow": "mlflow", "none": "none", "wandb": "wandb"}
@@ -139,12 +145,16 @@ class Tracker(abc.ABC):
         return 0
 
 
+def tracker_module(name: str) -> ModuleType:
+    """The module of the tracker called ``name`` (a key of :data:`TRACKERS`)."""
+    if name not in TRACKERS:
+        raise ValueError(f"'tracker in {tuple(TRACKERS)}' must hold, but got {name!r}")
+    return importlib.import_module(f"{__name__}.{TRACKERS[name]}")
+
+
 def make_tracker(
     name: str, *, uri: str | None = None, experiment: str = "sweepspec", echo: Echo | None = None
 ) -> Tracker:
     """The tracker called ``name`` (a key of :data:`TRACKERS`), from its module's ``make``."""
-    if name not in TRACKERS:
-        raise ValueError(f"'tracker in {tuple(TRACKERS)}' must hold, but got {name!r}")
-    module = importlib.import_module(f"{__name__}.{TRACKERS[name]}")
-    tracker: Tracker = module.make(uri=uri, experiment=experiment, echo=echo)
+    tracker: Tracker = tracker_module(name).make(uri=uri, experiment=experiment, echo=echo)
     return tracker

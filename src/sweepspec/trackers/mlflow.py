@@ -909,3 +909,20 @@ def absolute_uri(uri: str | None) -> str:
     if "://" not in uri and not uri.startswith(("databricks", "file:")):
         return os.path.abspath(uri)
     return uri
+
+
+LABEL = "MLflow"
+
+
+def record_decision(
+    spec: Any, path: str, sweep_id: str, decision: dict[str, Any], echo: Echo
+) -> None:
+    """``sweepspec decide``: tag the chosen trial's run (and the parent run); a missing store
+    or run is a :class:`~sweepspec.analysis.table.TableError`."""
+    from ..analysis.mlflow import record_decision as tag_runs
+
+    run_id = tag_runs(spec, path, sweep_id, decision)
+    echo(
+        f"sweepspec: MLflow: run {run_id} is tagged sweepspec.decision=chosen "
+        "(mlflow.search_runs shows tags.sweepspec.decision)"
+    )

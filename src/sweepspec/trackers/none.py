@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from . import Echo, Tracker, TrialRecord
 
-__all__ = ["NoneTracker", "make"]
+__all__ = ["LABEL", "SYNC_NOTE", "NoneTracker", "make"]
+
+LABEL = "none"
+SYNC_NOTE = ""
+"""``sweepspec sync`` has nothing to do: nothing is logged, so nothing waits."""
 
 
 class NoneTracker(Tracker):

@@ -44,7 +44,20 @@ from typing import IO, Any
 from ..spec.paths import leaf_paths, nest
 from . import Echo, SweepInfo, Tracker, TrialRecord
 
-__all__ = ["WandbSetupError", "WandbTracker", "history_rows", "make", "summary_of"]
+__all__ = [
+    "LABEL",
+    "SYNC_NOTE",
+    "WandbSetupError",
+    "WandbTracker",
+    "history_rows",
+    "make",
+    "record_decision",
+    "summary_of",
+]
+
+LABEL = "W&B"
+SYNC_NOTE = "W&B's offline runs are uploaded with 'wandb sync'"
+"""Why ``sweepspec sync`` has nothing to do: W&B keeps its offline runs itself."""
 
 EXIT_CODE = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}
 """The exit code a trial's W&B run finishes with, by trial state."""
@@ -376,3 +389,28 @@ def make(
     """The W&B tracker (``make_tracker``'s entry): the experiment is W&B's project; W&B
     takes no URI here (its own settings and ``WANDB_*`` variables say where)."""
     return WandbTracker(project=experiment, echo=echo)
+
+
+def record_decision(
+    spec: Any, path: str, sweep_id: str, decision: dict[str, Any], echo: Echo
+) -> None:
+    """``sweepspec decide``: a run logged offline cannot be changed once it has finished, so
+    say which run it is, and how to tag it once it is uploaded."""
+    from ..analysis.wandb import find_run
+
+    number = int(decision["trial"])
+    found = find_run(sweep_id, number)
+    if found is None:
+        echo(
+            f"sweepspec: W&B: no run of trial {number} under the W&B folder here; the "
+            "decision is in the engine's storage ('sweepspec results' shows it)"
+        )
+        return
+    folder, project, run_id = found
+    echo(
+        f"sweepspec: W&B: trial {number}'s run {run_id} is in {folder}; a run logged "
+        "offline cannot be changed once it has finished, so the decision is in the engine's "
+        "storage ('sweepspec results' shows it). Once 'wandb sync' has uploaded the run, "
+        f"tag it with: run = wandb.Api().run('{project}/{run_id}'); "
+        "run.tags.append('sweepspec-chosen'); run.notes = WHY; run.update()"
+    )
