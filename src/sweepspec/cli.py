@@ -390,7 +390,8 @@ def report_command(file: str, output: str, storage: str | None, x: str, importan
     "config",
     metavar="NAME",
     default=None,
-    help="The chosen configuration of a comparison ('sweepspec compare').",
+    help="The chosen configuration of a comparison ('sweepspec compare'): trial-N, or a name "
+    "from its --configs file that is also a finished trial of the sweep.",
 )
 @click.option("--why", required=True, help="Why it is chosen (recorded with the choice).")
 @click.option(

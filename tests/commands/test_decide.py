@@ -121,8 +121,12 @@ def test_what_cannot_be_chosen_is_one_line(
     )
     assert decide("--config", "lora_r16", "--why", "x") == (
         1,
-        "Error: --config 'lora_r16': choosing a configuration of a comparison needs "
-        "'sweepspec compare', which this version does not have; choose a trial with --trial N\n",
+        "Error: --config 'lora_r16': this sweep has no comparison here; run 'sweepspec compare "
+        "sweep.yaml' first, or choose a trial with --trial N\n",
+    )
+    assert decide("--config", "trial-0", "--trial", "0", "--why", "x") == (
+        1,
+        "Error: give --trial N or --config NAME, not both\n",
     )
 
 
@@ -171,3 +175,37 @@ def test_with_the_wandb_tracker_and_no_run_here_the_decision_stays_in_the_engine
     main(["results", "sweep.yaml", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
     assert [(r["number"], r["decision"]) for r in rows if r.get("decision")] == [(number, "chosen")]
+
+
+def test_a_configuration_of_the_comparison_is_chosen_as_its_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``decide --config NAME`` after ``compare``: ``trial-N`` and a named configuration with
+    a finished trial's parameters are that trial; others are one line each."""
+    monkeypatch.chdir(tmp_path)
+    _run(tmp_path, "optuna")
+    (tmp_path / "configs.yaml").write_text("two: {x: 2}\nfive: {x: 5}\n")
+    assert main(["compare", "sweep.yaml", "--configs", "configs.yaml", "--seeds", "2"]) == 0
+    capsys.readouterr()
+    two = _number(capsys, 2)
+
+    def decide(*args: str) -> tuple[int, str]:
+        code = main(["decide", "sweep.yaml", "--tracker", "none", *args])
+        return code, capsys.readouterr().err
+
+    assert decide("--config", "two", "--why", "same as trial") == (
+        0,
+        f"sweepspec: trial {two} is chosen; recorded in .sweepspec/choose.journal\n",
+    )
+    assert decide("--config", "five", "--why", "x") == (
+        1,
+        "Error: --config 'five': no finished trial of the sweep has its parameters, and a "
+        "decision is recorded on a trial; run it as a trial, or choose one with --trial N\n",
+    )
+    assert decide("--config", "six", "--why", "x") == (
+        1,
+        "Error: --config 'six': the comparison's configurations are two, five\n",
+    )
+    main(["results", "sweep.yaml", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["number"], r["decision"]) for r in rows if r.get("decision")] == [(two, "chosen")]

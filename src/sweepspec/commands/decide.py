@@ -45,13 +45,11 @@ def decide(
     if len(why) > MAX_WHY:
         raise SweepspecError(f"--why: at most {MAX_WHY} characters, but got {len(why)}")
     if config is not None:
-        # the hook for 'sweepspec compare': a named configuration of a comparison
-        raise SweepspecError(
-            f"--config {config!r}: choosing a configuration of a comparison needs "
-            "'sweepspec compare', which this version does not have; choose a trial with --trial N"
-        )
+        if trial is not None:
+            raise SweepspecError("give --trial N or --config NAME, not both")
+        trial = _config_trial(spec, path, storage, config)
     if trial is None:
-        raise SweepspecError("give the chosen trial: --trial N")
+        raise SweepspecError("give the chosen trial: --trial N (or --config NAME of a comparison)")
     decision = {
         "trial": trial,
         "why": why,
@@ -68,6 +66,49 @@ def decide(
         decision,
     )
     return 0
+
+
+def _config_trial(spec: Spec, path: str, storage: str | None, config: str) -> int:
+    """The sweep's trial that configuration ``config`` of the comparison ('sweepspec
+    compare') is: ``trial-N`` is trial N; a named configuration (``--configs FILE``) is the
+    finished trial with the same parameters, if the sweep has one."""
+    from .compare import load_comparison
+
+    comparison = load_comparison(path, spec)
+    if comparison is None:
+        raise SweepspecError(
+            f"--config {config!r}: this sweep has no comparison here; run 'sweepspec compare "
+            f"{path}' first, or choose a trial with --trial N"
+        )
+    found = next((c for c in comparison.configs if c.id == config), None)
+    if found is None:
+        names = ", ".join(c.id for c in comparison.configs)
+        raise SweepspecError(f"--config {config!r}: the comparison's configurations are {names}")
+    prefix, _, number = found.id.partition("-")
+    if prefix == "trial" and number.isdigit():
+        return int(number)
+    from ..analysis.table import MissingExtra, TableError, open_sweep_state
+
+    try:
+        engine = open_sweep_state(spec, path, storage)
+    except MissingExtra as exc:
+        raise SweepspecError(needs_extra(exc.module, "decide")) from None
+    except TableError as exc:
+        raise SweepspecError(str(exc)) from None
+    try:
+        same = [
+            int(r["number"])
+            for r in engine.records()
+            if r["state"] == "COMPLETE" and r["params"] == found.params
+        ]
+    finally:
+        engine.close()
+    if not same:
+        raise SweepspecError(
+            f"--config {config!r}: no finished trial of the sweep has its parameters, and a "
+            "decision is recorded on a trial; run it as a trial, or choose one with --trial N"
+        )
+    return same[-1]
 
 
 def _record(
