@@ -332,3 +332,28 @@ def test_without_early_terminate_nor_mlflow_the_curves_say_why(
         f"with early_terminate; MLflow has no store at sqlite:///{db}: {db} does not exist"
     )
     assert figures["history"].startswith("img:")
+
+
+def test_a_seeded_trial_costs_the_sum_of_its_seeds_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With ``seeds:`` a trial is several runs: the page's total cost is what ``results``
+    calls ``cost``, each trial's cost metric summed over its seeds (not their mean)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cost_trial.py").write_text(
+        "def objective(trial):\n"
+        "    return {'loss': float(trial.params['x']), 'gpu_hours': 1.0 + trial.seed}\n"
+    )
+    (tmp_path / "sweep.yaml").write_text(
+        "name: costly\nmethod: grid\nmetric: {name: loss}\nfunction: cost_trial:objective\n"
+        "seeds: [0, 10]\nbudget: {cost: {metric: gpu_hours, max: 1000}}\n"
+        "parameters:\n  x: {values: [1, 2]}\n"
+    )
+    assert main(["run", "sweep.yaml", "--tracker", "none"]) == 0
+    assert main(["results", "sweep.yaml", "--format", "csv", "--columns", "number,cost"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["0,12.0", "1,12.0"]  # (1+0) + (1+10)
+    assert main(["report", "sweep.yaml", "-o", "r.html"]) == 0
+    page = Path("r.html").read_text()
+    assert '<tr><th>total</th><td class="num">24</td></tr>' in page
+    assert '<tr><th>trials with a cost</th><td class="num">2</td></tr>' in page
+    assert '<tr><th>mean per trial</th><td class="num">12</td></tr>' in page

@@ -247,11 +247,9 @@ def _cost(data: ReportData) -> dict[str, Any] | None:
     metric = data.cost_metric
     if metric is None:
         return None
-    values = [
-        float(v)
-        for r in data.rows
-        if isinstance(v := r.get("metrics", {}).get(metric), (int, float)) and math.isfinite(v)
-    ]
+    from .table import trial_cost
+
+    values = [v for r in data.rows if (v := trial_cost(r, metric)) is not None]
     if not values:
         return None
     comparison = (data.comparison or {}).get("cost")

@@ -106,7 +106,7 @@ class Table:
         flat["duration"] = row.get("duration")
         if self.cost_metric is not None:
             if seed is not None:
-                flat["cost"] = _cost_of(metrics.get(self.cost_metric))
+                flat["cost"] = _cost_of(metrics.get(self.cost_metric)) or 0.0
             else:
                 flat["cost"] = row.get("cost")
         for key in ("decision", "decision_why", "error", "datetime_start", "datetime_complete"):
@@ -302,9 +302,15 @@ def _complete(row: Row, cost_metric: str | None) -> None:
     """Add what every source derives the same way: ``duration`` and ``cost``."""
     row["duration"] = _seconds(row.get("datetime_start"), row.get("datetime_complete"))
     if cost_metric is not None:
-        runs = row.get("seeds") or [{"metrics": row["metrics"]}]
-        costs = [_cost_of(run["metrics"].get(cost_metric)) for run in runs]
-        row["cost"] = math.fsum(costs)
+        row["cost"] = trial_cost(row, cost_metric) or 0.0
+
+
+def trial_cost(row: Row, cost_metric: str) -> float | None:
+    """What a trial cost: ``cost_metric``'s final value summed over its runs (one per seed
+    with ``seeds:``, else the trial itself); None when no run logged a finite value."""
+    runs = row.get("seeds") or [{"metrics": row["metrics"]}]
+    costs = [v for run in runs if (v := _cost_of(run["metrics"].get(cost_metric))) is not None]
+    return math.fsum(costs) if costs else None
 
 
 def _ordered(metrics: dict[str, Any], objectives: list[str]) -> dict[str, Any]:
@@ -314,10 +320,10 @@ def _ordered(metrics: dict[str, Any], objectives: list[str]) -> dict[str, Any]:
     return {m: metrics[m] for m in names}
 
 
-def _cost_of(value: Any) -> float:
+def _cost_of(value: Any) -> float | None:
     if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
-    return 0.0
+    return None
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
