@@ -51,8 +51,7 @@ from typing import Any
 import yaml
 from _cli import EXAMPLE, copy_example, sweepspec
 
-from sweepspec.compiler.optuna import compile_optuna
-from sweepspec.compiler.table import SAMPLERS
+from sweepspec.compiler.optuna import SAMPLERS, compile_optuna
 from sweepspec.spec import load
 
 EPOCHS_TARGET = 0.5  # pruned epochs / unpruned epochs must be <= this

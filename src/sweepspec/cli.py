@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from . import __version__
+from .compiler import compiler_formats, compiler_formats_help, compiler_names
 from .runners.base import engine_names
 from .trackers import TRACKERS
 
@@ -74,17 +75,16 @@ def schema_command() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(engine_names()),
+    type=click.Choice(compiler_names()),
     default=None,
     help="Target engine (default: the spec's 'engine', else optuna).",
 )
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["yaml", "json", "python"]),
+    type=click.Choice(compiler_formats()),
     default=None,
-    help="wandb: yaml (default) or json; optuna: json (default), yaml, or python "
-    "(a standalone Optuna script).",
+    help=compiler_formats_help(),
 )
 @click.option(
     "-o",

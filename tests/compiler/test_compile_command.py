@@ -149,8 +149,8 @@ def test_python_is_for_optuna_only(write_spec: Callable[..., Path]) -> None:
     )
     assert result.exit_code == 2
     assert (
-        "Error: --format python writes an Optuna script; use it with --engine optuna "
-        "(W&B takes yaml or json)"
+        "Error: --engine wandb writes yaml or json, not python; "
+        "--format python is for --engine optuna"
     ) in result.output.splitlines()
 
 
@@ -166,7 +166,8 @@ def test_the_spec_engine_is_the_default(
 def test_help() -> None:
     result = CliRunner().invoke(cli, ["compile", "--help"])
     assert result.exit_code == 0
-    assert "--engine [optuna|wandb]" in result.output
+    assert "--engine [wandb|optuna]" in result.output  # the compilers' registry, in order
+    assert "--format [yaml|json|python]" in result.output
 
 
 def test_exit_codes_through_click(write_spec: Callable[..., Path]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sweepspec.compiler import compile_optuna, compile_wandb, table
+from sweepspec.compiler import COMPILERS, compile_for, compile_optuna, table
 from sweepspec.compiler.base import CompileError
 from sweepspec.main import main
 from sweepspec.spec import Spec, load
@@ -93,7 +93,7 @@ def test_golden_wandb_configs_pass_wandbs_validator_with_the_same_quantiles(
 def _kinds(case: str, engine: str) -> set[str]:
     spec = load(str(HERE / case / "spec.yaml"))
     try:
-        plan = compile_wandb(spec) if engine == "wandb" else compile_optuna(spec)
+        plan = compile_for(engine, spec)
     except CompileError:
         return set()
     return {u.kind for u in plan.unsupported}
@@ -101,12 +101,9 @@ def _kinds(case: str, engine: str) -> set[str]:
 
 def test_every_unsupported_kind_is_in_the_table_and_has_a_golden_case() -> None:
     emitted = {
-        (engine, kind)
-        for case in CASES
-        for engine in ("wandb", "optuna")
-        for kind in _kinds(case, engine)
+        (engine, kind) for case in CASES for engine in COMPILERS for kind in _kinds(case, engine)
     }
-    listed = {(row.target, row.kind) for row in table.UNSUPPORTED}
+    listed = {(row.target, row.kind) for row in table.unsupported_rows()}
     assert emitted == listed
 
 

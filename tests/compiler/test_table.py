@@ -1,4 +1,5 @@
-"""The mapping table is the compilers' truth, and the docs are generated from it."""
+"""The mapping table is the compilers' truth, and the docs are generated from it: a column per
+registered compiler, each with a cell in every row."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import optuna
 import pytest
 
-from sweepspec.compiler import table
+from sweepspec.compiler import COMPILERS, table
 from sweepspec.compiler.distributions import DISTRIBUTIONS, to_optuna
+from sweepspec.compiler.optuna import COLUMN as OPTUNA
+from sweepspec.compiler.optuna import SAMPLERS
 from sweepspec.spec.models import DISTRIBUTION_MODELS, STOPPING_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,22 +37,38 @@ def _filled(kind: str) -> dict[str, Any]:
 
 
 def test_one_row_per_wandb_distribution_in_wandbs_order() -> None:
-    assert tuple(row.kind for row in table.DISTRIBUTIONS) == DISTRIBUTIONS
+    assert table.DISTRIBUTION_ROWS == DISTRIBUTIONS
     assert set(DISTRIBUTIONS) == set(DISTRIBUTION_MODELS)
 
 
-@pytest.mark.parametrize("row", table.DISTRIBUTIONS, ids=lambda r: r.kind)
-def test_exact_means_native(row: table.DistributionRow) -> None:
-    assert to_optuna(_filled(row.kind)).native is row.exact
+def test_a_column_per_registered_compiler_with_a_cell_in_every_row() -> None:
+    columns = table.columns()
+    assert [c.engine for c in columns] == list(COMPILERS)
+    for column in columns:
+        for name, (_, rows) in table.SECTIONS.items():
+            section = getattr(column, name)
+            if section is None:
+                continue
+            assert set(section.cells) == set(rows), (column.engine, name)
+            for key in rows:
+                assert len(section.cells[key]) == len(section.headers), (column.engine, key)
+        assert {row.target for row in column.unsupported} <= {column.engine}
+
+
+@pytest.mark.parametrize("kind", table.DISTRIBUTION_ROWS)
+def test_native_means_native_on_optuna(kind: str) -> None:
+    assert OPTUNA.distributions is not None
+    native = OPTUNA.distributions.cells[kind][1]
+    assert to_optuna(_filled(kind)).native is (native == "yes")
 
 
 def test_samplers_exist_in_optuna() -> None:
-    for name in table.SAMPLERS.values():
+    for name in SAMPLERS.values():
         assert issubclass(getattr(optuna.samplers, name), optuna.samplers.BaseSampler)
 
 
 def test_every_early_termination_type_has_a_row() -> None:
-    types = {row.type.strip("`").split(" ")[0] for row in table.EARLY_TERMINATE}
+    types = {row.strip("`").split(" ")[0] for row in table.EARLY_TERMINATE_ROWS}
     assert set(STOPPING_MODELS) | {"(none)", "hyperband"} == types
 
 
@@ -63,3 +82,9 @@ def test_readme_section_is_in_sync() -> None:
     following = section.find("\n## ", len(HEADING))
     section = section if following == -1 else section[: following + 1]
     assert section.rstrip("\n") == table.markdown_table().rstrip("\n")
+
+
+def test_every_engine_has_a_compiler() -> None:
+    from sweepspec.runners.base import ENGINES
+
+    assert set(ENGINES) <= set(COMPILERS)

@@ -2,22 +2,22 @@
 
 Spec errors print as ``validate`` prints them; what the target cannot express prints one line
 each on stderr (``FILE: warning: unsupported on ENGINE: FEATURE: MESSAGE``), and under
-``--strict`` is an error: exit 1, nothing written. ``compile --engine wandb`` imports no engine.
+``--strict`` is an error: exit 1, nothing written. The engines, their formats and default
+formats come from :data:`sweepspec.compiler.COMPILERS`; each plan renders its own formats,
+and only the compiler asked for is imported.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from ..cli import SweepspecError
+from ..compiler import COMPILERS, DEFAULT_ENGINE, load_compiler
 from ..compiler.base import CompileError, Unsupported, UnsupportedError
-from ..escape import strict_json, visible
+from ..escape import visible
 from ..spec import Spec
 from . import emit, load_spec, require
-
-DEFAULT_FORMAT = {"wandb": "yaml", "optuna": "json"}
 
 
 def compile_spec(
@@ -32,15 +32,11 @@ def compile_spec(
     spec = load_spec(path)
     if spec is None:
         return 1
-    engine = engine or spec.engine or "optuna"
-    fmt = fmt or DEFAULT_FORMAT[engine]
-    if engine == "wandb" and fmt == "python":
-        import click
-
-        raise click.UsageError(
-            "--format python writes an Optuna script; use it with "
-            "--engine optuna (W&B takes yaml or json)"
-        )
+    engine = engine or spec.engine or DEFAULT_ENGINE
+    if engine not in COMPILERS:
+        raise SweepspecError(f"sweepspec has no compiler for the {engine} engine")
+    fmt = fmt or COMPILERS[engine].default_format
+    _check_format(engine, fmt)
     try:
         text = _compile(spec, path, engine, fmt, output, strict)
     except UnsupportedError as exc:
@@ -53,42 +49,33 @@ def compile_spec(
     return 0
 
 
+def _check_format(engine: str, fmt: str) -> None:
+    """``fmt`` must be one that engine's compiler renders (a usage error otherwise)."""
+    formats = COMPILERS[engine].formats
+    if fmt in formats:
+        return
+    import click
+
+    others = [name for name, c in COMPILERS.items() if fmt in c.formats]
+    hint = f"; --format {fmt} is for --engine {' or '.join(others)}" if others else ""
+    raise click.UsageError(f"--engine {engine} writes {' or '.join(formats)}, not {fmt}{hint}")
+
+
 def _compile(spec: Spec, path: str, engine: str, fmt: str, output: str | None, strict: bool) -> str:
-    if engine == "wandb":
-        return _wandb(spec, path, fmt, strict)
-    require("optuna", "compile --engine optuna")
-    from ..compiler.optuna import compile_optuna
-
-    plan = compile_optuna(spec, strict=strict)
+    needs = COMPILERS[engine].needs
+    if needs is not None:
+        require(needs, f"compile --engine {engine}")
+    plan = load_compiler(engine)(spec, strict=strict)
     _report(path, "warning", engine, plan.unsupported)
-    if fmt == "python":
-        return plan.to_python(os.path.dirname(os.path.abspath(path)), output, path)
-    return _dump(plan.to_json(), fmt)
-
-
-def _wandb(spec: Spec, path: str, fmt: str, strict: bool) -> str:
-    from ..compiler.wandb import compile_wandb
-
-    plan = compile_wandb(spec, strict=strict)
-    _report(path, "warning", "wandb", plan.unsupported)
-    if fmt == "yaml":
-        return plan.to_yaml(path)
-    for note in plan.notes:  # W&B's schema forbids keys of ours in the JSON itself
+    rendered = plan.render(fmt, path, output)
+    for note in rendered.notes:  # what the artifact itself cannot carry
         sys.stderr.write(visible(f"{path}: note: {note.key}: {note.message}") + "\n")
-    return _dump(plan.to_json(), fmt)
+    return rendered.text
 
 
 def _report(path: str, level: str, engine: str, items: list[Unsupported]) -> None:
     for item in items:
         sys.stderr.write(visible(f"{path}: {level}: {item.format(engine)}") + "\n")
-
-
-def _dump(data: dict[str, Any], fmt: str) -> str:
-    if fmt == "json":
-        return strict_json(data) + "\n"  # NaN and +-Infinity are null: strict parsers take it
-    import yaml
-
-    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096))
 
 
 def _check_output(path: str, output: str | None) -> None:

@@ -113,7 +113,7 @@ def _run_loop(
     try:
         from ..runners.sweep import RunError, run_sweep
 
-        compiled = getattr(compiler, f"compile_{name}")(spec)  # the engine's own compiler
+        compiled = compiler.compile_for(name, spec)  # the engine's own compiler
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top in EXTRAS:

@@ -11,14 +11,18 @@ This module imports neither click nor any engine: the compilers stay usable as a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 __all__ = [
     "CompileError",
     "Note",
+    "Plan",
     "Policy",
+    "Rendered",
     "SearchSpaceChangedError",
     "Unsupported",
     "UnsupportedError",
+    "dump",
 ]
 
 
@@ -95,3 +99,38 @@ class Policy:
         if self.strict and self.items:
             raise UnsupportedError(self.engine, self.items)
         return list(self.items)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A plan rendered in one format: the artifact's ``text``, and the ``notes`` it could not
+    carry (``compile`` prints them on stderr, one line each)."""
+
+    text: str
+    notes: list[Note] = field(default_factory=list)
+
+
+class Plan(Protocol):
+    """What every compiler returns (``compile_<engine>(spec, strict=...)``): the engine's
+    plan, which renders its own formats (those of its line in
+    :data:`sweepspec.compiler.COMPILERS`)."""
+
+    unsupported: list[Unsupported]
+    notes: list[Note]
+
+    def render(self, fmt: str, source: str, output: str | None) -> Rendered:
+        """The artifact in ``fmt``; ``source`` is the spec file, ``output`` where the artifact
+        will be written (None: stdout), for artifacts that refer to files beside them."""
+        ...
+
+
+def dump(data: dict[str, Any], fmt: str) -> str:
+    """``data`` as strict JSON (NaN and +-Infinity are null: strict parsers take it) or as
+    YAML, the two data formats every compiler can render."""
+    if fmt == "json":
+        from ..escape import strict_json
+
+        return strict_json(data) + "\n"
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=4096))

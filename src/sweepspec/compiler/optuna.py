@@ -58,13 +58,23 @@ from ..spec.models import (
 )
 from ..spec.paths import leaf_paths, nest
 from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
-from .base import CompileError, Note, Policy, SearchSpaceChangedError, Unsupported
+from .base import (
+    CompileError,
+    Note,
+    Policy,
+    Rendered,
+    SearchSpaceChangedError,
+    Unsupported,
+    dump,
+)
 from .distributions import GRID_DISTRIBUTIONS, OptunaParam, to_optuna, wandb_grid_values
-from .table import SAMPLERS
+from .table import Column, Section, UnsupportedRow
 
 __all__ = [
+    "COLUMN",
     "HASH_ATTR",
     "PARAMS_ATTR",
+    "SAMPLERS",
     "OptunaPlan",
     "compile_optuna",
     "study_name_for",
@@ -75,6 +85,19 @@ PARAMS_ATTR = "sweepspec.params"
 """Trial user attribute holding the real (flat, dotted) parameter values."""
 HASH_ATTR = "sweepspec.search_space_hash"
 """Study user attribute holding :meth:`OptunaPlan.search_space_hash`."""
+
+SAMPLERS: dict[str, str] = {
+    "tpe": "TPESampler",
+    "gp": "GPSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+    "nsgaii": "NSGAIISampler",
+    "nsgaiii": "NSGAIIISampler",
+    "random": "RandomSampler",
+    "grid": "GridSampler",
+    "bruteforce": "BruteForceSampler",
+}
+"""``optuna: {sampler: NAME}`` -> the Optuna sampler class; ``options`` are its kwargs."""
 
 _PRUNERS = {
     "median": "MedianPruner",
@@ -159,6 +182,15 @@ class OptunaPlan:
         """Every parameter's Optuna distribution, in file order; a constant is a single-choice
         categorical, which Optuna records without consulting the sampler."""
         return {n: p.distribution for n, p in self.params.items()}
+
+    def render(self, fmt: str, source: str, output: str | None = None) -> Rendered:
+        """``json`` / ``yaml``: :meth:`to_json`; ``python``: :meth:`to_python`, the script
+        written to ``output`` beside (or away from) the spec ``source``."""
+        if fmt == "python":
+            return Rendered(
+                self.to_python(os.path.dirname(os.path.abspath(source)), output, source)
+            )
+        return Rendered(dump(self.to_json(), fmt))
 
     def to_json(self) -> dict[str, Any]:
         """SPEC section 6: the study as one JSON object."""
@@ -749,3 +781,302 @@ def _multi_bracket(et: HyperbandStopping, first: int, rf: int, policy: Policy) -
         )
     kwargs = {"min_resource": first, "max_resource": max_resource, "reduction_factor": rf}
     return {"name": "HyperbandPruner", "kwargs": kwargs}
+
+
+# --------------------------------------------------------------------------- the engines table
+
+QUANTILE = "quantile `FloatDistribution(0, 1)` + W&B's inverse CDF"
+"""How a W&B distribution Optuna lacks is declared."""
+
+_DISTRIBUTIONS: dict[str, tuple[str, bool, str]] = {
+    "constant": (
+        "`CategoricalDistribution([value])`",
+        True,
+        (
+            "a single choice: Optuna records it without asking the sampler, as W&B removes "
+            "constants from its search space"
+        ),
+    ),
+    "categorical": (
+        "`CategoricalDistribution(values)`",
+        True,
+        (
+            "values Optuna cannot store (lists, mappings) or cannot tell apart (`1`, `1.0`, `true`)"
+            " become the string indices `'0'`, `'1'`, ... and are mapped back to the values"
+        ),
+    ),
+    "categorical_w_probabilities": (
+        QUANTILE,
+        False,
+        (
+            "Optuna has no weighted categorical; sampled values follow the probabilities exactly, "
+            "model-based samplers see the values ordered by cumulative probability"
+        ),
+    ),
+    "int_uniform": (
+        "`IntDistribution(min, max)`",
+        True,
+        "both ends included, as in W&B",
+    ),
+    "uniform": (
+        "`FloatDistribution(min, max)`",
+        True,
+        "",
+    ),
+    "q_uniform": (
+        QUANTILE,
+        False,
+        (
+            "Optuna's `step` grid starts at `min` and weights every point equally; W&B rounds to "
+            "multiples of `q` counted from 0 with half weight at both ends. Under `method: grid`: "
+            "`np.arange(min, max, q)`, as W&B enumerates it"
+        ),
+    ),
+    "log_uniform": (
+        "`FloatDistribution(e^min, e^max, log=True)`",
+        True,
+        "W&B's current validator refuses this exponent form; the rewrite has the same quantiles",
+    ),
+    "log_uniform_values": (
+        "`FloatDistribution(min, max, log=True)`",
+        True,
+        "",
+    ),
+    "inv_log_uniform": (
+        "`FloatDistribution(e^-max, e^-min, log=True)`",
+        True,
+        "W&B's current validator refuses this exponent form; `e^-U(min, max)` is log-uniform",
+    ),
+    "inv_log_uniform_values": (
+        "`FloatDistribution(min, max, log=True)`",
+        True,
+        "W&B's inverse CDF is algebraically the log-uniform one",
+    ),
+    "q_log_uniform": (
+        QUANTILE,
+        False,
+        "Optuna cannot combine `log=True` with a step",
+    ),
+    "q_log_uniform_values": (
+        QUANTILE,
+        False,
+        "Optuna cannot combine `log=True` with a step",
+    ),
+    "normal": (
+        QUANTILE,
+        False,
+        "Optuna's distributions are all bounded",
+    ),
+    "q_normal": (
+        QUANTILE,
+        False,
+        "Optuna's distributions are all bounded",
+    ),
+    "log_normal": (
+        QUANTILE,
+        False,
+        "Optuna's distributions are all bounded",
+    ),
+    "q_log_normal": (
+        QUANTILE,
+        False,
+        "Optuna's distributions are all bounded",
+    ),
+    "beta": (
+        QUANTILE,
+        False,
+        "Optuna has no beta distribution",
+    ),
+    "q_beta": (
+        QUANTILE,
+        False,
+        "Optuna has no beta distribution",
+    ),
+}
+"""W&B distribution -> (on Optuna, native: equal in law to W&B's, note)."""
+
+_METHODS: dict[str, tuple[str, bool, str]] = {
+    "grid": (
+        "`GridSampler` over W&B's grid",
+        True,
+        (
+            "the same points (`int_uniform` as `range(min, max + 1)`, `q_uniform` as "
+            "`np.arange(min, max, q)`, repeated values once); Optuna visits them in a shuffled "
+            "order"
+        ),
+    ),
+    "random": (
+        "`RandomSampler`",
+        True,
+        "every distribution samples as W&B's does",
+    ),
+    "bayes": (
+        "`TPESampler()` with Optuna 5's defaults",
+        False,
+        (
+            "W&B's bayes is a Gaussian process (scikit-learn, Matern nu=1.5, on the CDF-normalised "
+            "cube, expected improvement over 1000 random candidates). Optuna's `GPSampler` is the "
+            "closest twin but needs torch, which sweepspec does not install; TPE (multivariate for "
+            "one objective, constant liar for parallel workers) is Optuna's default and handles "
+            "conditional spaces. Ask for `optuna: {sampler: gp}` to get the GP"
+        ),
+    ),
+    "custom": (
+        "`TPESampler()`",
+        False,
+        (
+            "W&B's `custom` needs its own scheduler; sweepspec samples with TPE (NSGA-II for "
+            "several metrics)"
+        ),
+    ),
+    "`metrics` (several objectives)": (
+        "`NSGAIISampler()` unless the method is grid or random",
+        False,
+        "W&B accepts `metrics` only with `method: custom`",
+    ),
+}
+
+_EARLY_TERMINATE: dict[str, tuple[str, str, str]] = {
+    "(none)": (
+        "`NopPruner()`",
+        "step",
+        "never Optuna's default `MedianPruner`",
+    ),
+    "hyperband": (
+        "`WandbHyperbandPruner(min_iter | max_iter and s, eta, strict)` (sweepspec's)",
+        "count",
+        (
+            "W&B's own rule, decision for decision (tested against `sweeps.stop_runs`): its "
+            "iteration is the count of logged metric values, so the step reported to Optuna is that"
+            " 1-based count; at each of W&B's bands a trial is stopped when its value (`strict`) or"
+            " its best so far (`strict: false`) is worse than rank `int(n/eta)` among the `n` "
+            "trials that reached the band, in any state; re-checked at every report. No Optuna "
+            "pruner does this: `SuccessiveHalvingPruner` keeps one trial fewer per rung, never "
+            "re-checks and adds rungs past `max_iter`"
+        ),
+    ),
+    "hyperband with `brackets` > 1": (
+        (
+            "`HyperbandPruner(min_resource=first band, max_resource=max_iter or first band * "
+            "eta^(brackets - 1), reduction_factor=round(eta))`"
+        ),
+        "count",
+        "sweepspec extension",
+    ),
+    "median": (
+        "`MedianPruner(...)`",
+        "step",
+        "",
+    ),
+    "percentile": (
+        "`PercentilePruner(...)`",
+        "step",
+        "",
+    ),
+    "successive_halving": (
+        "`SuccessiveHalvingPruner(...)`",
+        "step",
+        "",
+    ),
+    "threshold": (
+        "`ThresholdPruner(...)`",
+        "step",
+        "",
+    ),
+    "patient": (
+        "`PatientPruner(wrapped, ...)`",
+        "step",
+        "`wrapped` compiles by the same table",
+    ),
+    "wilcoxon": (
+        "`WilcoxonPruner(...)`",
+        "step",
+        "",
+    ),
+}
+
+_OTHER_KEYS: dict[str, str] = {
+    "`metric.target`": (
+        "`targets` in the plan: the runner stops the study when it is reached (not a pruner)"
+    ),
+    "`metric` absent": "`directions: [minimize]`: the number the trial returns is minimised",
+    "`run_cap`, `budget.trials`": "`n_trials` (`run_cap` first)",
+    "`seeds`, `budget`": "`budget` in the plan, for the runner",
+    "`engine`, `tracking`, `optuna`, `wandb`": (
+        "`optuna.storage` and `optuna.study_name` are the study's defaults"
+    ),
+    "`function`": "called by the runner or by `--format python`",
+    "nested `parameters`": "flat dotted names (`optimizer.lr`); the trial gets nested dicts",
+}
+
+_UNSUPPORTED: tuple[UnsupportedRow, ...] = (
+    UnsupportedRow(
+        "optuna",
+        "multi-objective-pruning",
+        "`metrics` with `early_terminate`",
+        "`NopPruner`: Optuna's pruners take one objective",
+    ),
+    UnsupportedRow(
+        "optuna",
+        "pruning-without-metric",
+        "`early_terminate` without `metric`",
+        "`NopPruner`: there is no metric to compare runs on (W&B stops the sweep with an error)",
+    ),
+    UnsupportedRow(
+        "optuna",
+        "hyperband-bands",
+        "hyperband with `brackets` > 1 and a non-integer `eta`",
+        "`HyperbandPruner` with `reduction_factor=round(eta)`",
+    ),
+    UnsupportedRow(
+        "optuna",
+        "hyperband-strict",
+        "hyperband with `brackets` > 1 and `strict: false`",
+        "`HyperbandPruner` compares the value at the rung, not the best value so far",
+    ),
+    UnsupportedRow(
+        "optuna",
+        "hyperband-brackets",
+        "`brackets` that Optuna's `HyperbandPruner` cannot make from `max_iter`",
+        "Optuna's own bracket count",
+    ),
+    UnsupportedRow(
+        "optuna",
+        "scheduler",
+        "`scheduler` (a W&B custom scheduler)",
+        "ignored: sweepspec's sampler is used",
+    ),
+)
+
+
+COLUMN = Column(
+    "optuna",
+    distributions=Section(
+        ("on Optuna", "native", "note"),
+        {
+            k: (text, "yes" if exact else "no", note)
+            for k, (text, exact, note) in _DISTRIBUTIONS.items()
+        },
+        intro="A *native* distribution is Optuna's own and equal in law to W&B's. The others are "
+        "declared to Optuna as a quantile `u` in [0, 1] and turned into the value by W&B's "
+        "own inverse CDF, so that sampled values follow W&B's distribution exactly; the real "
+        "value is what trials, trackers and tables show.",
+    ),
+    methods=Section(
+        ("Optuna sampler", "same as W&B", "note"),
+        {k: (text, "yes" if exact else "no", note) for k, (text, exact, note) in _METHODS.items()},
+        footnote="`optuna: {sampler: NAME, options: {...}}` picks any of "
+        + ", ".join(f"`{k}` ({v})" for k, v in SAMPLERS.items())
+        + "; `options` are its keyword arguments.",
+    ),
+    early_terminate=Section(
+        ("Optuna pruner", "step reported", "note"),
+        {k: (pruner, f"`{on}`", note) for k, (pruner, on, note) in _EARLY_TERMINATE.items()},
+        footnote="`count`: the step passed to `trial.report` is the 1-based count of objective "
+        "values reported so far (W&B's hyperband iteration); `step`: the trial's own "
+        "step.",
+    ),
+    other_keys=Section(("on Optuna",), {k: (v,) for k, v in _OTHER_KEYS.items()}),
+    unsupported=_UNSUPPORTED,
+)
+"""Optuna's column of the engines table (:mod:`sweepspec.compiler.table`)."""

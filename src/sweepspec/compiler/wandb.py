@@ -24,9 +24,16 @@ import yaml
 from ..escape import visible
 from ..spec.models import EXPONENT_FORMS, HyperbandStopping, NestedParam, Spec
 from ._ppf import _exp
-from .base import CompileError, Note, Policy, Unsupported
+from .base import CompileError, Note, Policy, Rendered, Unsupported, dump
+from .table import (
+    DISTRIBUTION_ROWS,
+    EARLY_TERMINATE_ROWS,
+    Column,
+    Section,
+    UnsupportedRow,
+)
 
-__all__ = ["WandbPlan", "compile_wandb"]
+__all__ = ["COLUMN", "WandbPlan", "compile_wandb"]
 
 _ORDER = (
     "name",
@@ -65,6 +72,13 @@ class WandbPlan:
     config: dict[str, Any]
     unsupported: list[Unsupported] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+
+    def render(self, fmt: str, source: str, output: str | None = None) -> Rendered:
+        """``yaml``: the config after a comment that says what changed; ``json``: the config
+        alone (W&B's schema forbids keys of ours in it), the notes apart."""
+        if fmt == "yaml":
+            return Rendered(self.to_yaml(source))
+        return Rendered(dump(self.to_json(), fmt), list(self.notes))
 
     def to_json(self) -> dict[str, Any]:
         """The sweep config itself (W&B's schema forbids any key of ours beside it)."""
@@ -317,3 +331,93 @@ def _budget(spec: Spec, config: dict[str, Any], policy: Policy) -> None:
             ),
             "budget",
         )
+
+
+# --------------------------------------------------------------------------- the engines table
+
+_REWRITTEN = {
+    "log_uniform": "rewritten to `log_uniform_values` with `min: e^min`, `max: e^max`",
+    "inv_log_uniform": "rewritten to `inv_log_uniform_values` with `min: e^-max`, `max: e^-min`",
+    "q_log_uniform": "rewritten to `q_log_uniform_values` with `min: e^min`, `max: e^max`",
+}
+
+_REMOVED = "removed (unsupported)"
+
+COLUMN = Column(
+    "wandb",
+    distributions=Section(
+        ("on W&B",), {kind: (_REWRITTEN.get(kind, "as written"),) for kind in DISTRIBUTION_ROWS}
+    ),
+    early_terminate=Section(
+        ("on W&B",),
+        {
+            **{kind: (_REMOVED,) for kind in EARLY_TERMINATE_ROWS},
+            "(none)": ("(none)",),
+            "hyperband": ("as written",),
+            "hyperband with `brackets` > 1": ("one bracket (unsupported)",),
+        },
+    ),
+    other_keys=Section(
+        ("on W&B",),
+        {
+            "`metric.target`": ("as written (W&B never reads it)",),
+            "`metric` absent": ("as written",),
+            "`run_cap`, `budget.trials`": (
+                "`run_cap` (from `budget.trials` when `run_cap` is absent)",
+            ),
+            "`seeds`, `budget`": (_REMOVED,),
+            "`engine`, `tracking`, `optuna`, `wandb`": ("removed (a note each)",),
+            "`function`": (_REMOVED,),
+            "nested `parameters`": ("as written",),
+        },
+    ),
+    unsupported=(
+        UnsupportedRow(
+            "wandb",
+            "condition",
+            "`when:` (conditional parameters)",
+            "removed: W&B samples the parameter in every run",
+        ),
+        UnsupportedRow(
+            "wandb",
+            "pruner",
+            "`early_terminate` other than hyperband",
+            "removed: W&B runs every trial to its end",
+        ),
+        UnsupportedRow(
+            "wandb",
+            "hyperband-brackets",
+            "hyperband `brackets` > 1",
+            "removed: W&B runs one bracket",
+        ),
+        UnsupportedRow(
+            "wandb",
+            "multi-objective",
+            "`metrics` without `method: custom`",
+            "W&B optimises the first metric alone",
+        ),
+        UnsupportedRow(
+            "wandb",
+            "function",
+            "`function`",
+            "removed: `wandb agent` runs a `program` or `command`; pass the function to "
+            "`wandb.agent(sweep_id, function=...)` yourself",
+        ),
+        UnsupportedRow("wandb", "seeds", "`seeds`", "removed: W&B runs each configuration once"),
+        UnsupportedRow(
+            "wandb",
+            "objective-last",
+            "`objective: last`",
+            "removed: W&B's controller scores a run by the best value of its metric",
+        ),
+        UnsupportedRow(
+            "wandb",
+            "budget",
+            "`budget` beyond `trials`",
+            "removed: W&B has no wall-clock, cost or failure limits; start as many agents as "
+            "workers",
+        ),
+    ),
+)
+"""W&B's column of the engines table (:mod:`sweepspec.compiler.table`): the reference, the
+spec's own words."""
