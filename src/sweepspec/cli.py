@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from . import __version__
 from .compiler import compiler_formats, compiler_formats_help, compiler_names
-from .runners.base import engine_names
+from .runners.base import ENGINE_OPTIONS, engine_names
 from .trackers import TRACKERS
 
 
@@ -111,6 +112,34 @@ def compile_command(
     _exit(compile_spec(file, engine=engine, fmt=fmt, output=output, strict=strict))
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine_options(command: F) -> F:
+    """Each engine's own options on ``run`` (:data:`~sweepspec.runners.base.ENGINE_OPTIONS`),
+    passed on by flag (``--ray-address``) in ``engine_options``."""
+    for engine, options in reversed(ENGINE_OPTIONS.items()):
+        for option in reversed(options):
+            command = click.option(
+                option.flag,
+                f"engine_option_{option.key}_{engine}",
+                metavar=option.metavar,
+                default=None,
+                help=f"[{engine} engine] {option.help}",
+            )(command)
+    return command
+
+
+def _given_engine_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The engine options' values by flag, from click's keyword arguments."""
+    flags = {
+        f"engine_option_{o.key}_{engine}": o.flag
+        for engine, options in ENGINE_OPTIONS.items()
+        for o in options
+    }
+    return {flags[name]: value for name, value in values.items() if name in flags}
+
+
 @cli.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
@@ -157,6 +186,7 @@ def compile_command(
     "ZE_AFFINITY_MASK). A device listed twice is shared by two workers. Default with "
     "budget.gpus_per_trial: CUDA_VISIBLE_DEVICES, else nvidia-smi -L.",
 )
+@_engine_options
 def run_command(
     file: str,
     engine: str | None,
@@ -166,6 +196,7 @@ def run_command(
     storage: str | None,
     fresh: bool,
     gpus: str | None,
+    **engine_options: Any,
 ) -> None:
     """Run spec FILE's sweep; running it again resumes it.
 
@@ -185,6 +216,7 @@ def run_command(
             storage=storage,
             fresh=fresh,
             gpus=gpus,
+            extra=_given_engine_options(engine_options),
         )
     )
 

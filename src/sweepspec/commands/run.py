@@ -4,14 +4,15 @@ Spec errors print as ``validate`` prints them (exit 1); what the engine cannot e
 one warning line each, as ``compile`` does. Expected failures are one line, exit 1; Ctrl-C
 exits 130 with the running trial recorded as failed. Every engine (``--engine``, else the
 spec's ``engine``, else optuna) runs through the engine-neutral loop
-(:mod:`sweepspec.runners.sweep`); ``wandb: {mode: server}`` runs W&B's server and agent
-instead.
+(:mod:`sweepspec.runners.sweep`), which hands the run to an engine that drives its own
+trials (W&B's server mode: W&B's agent). ``extra`` holds the engine options given on the
+command line (:data:`sweepspec.runners.base.ENGINE_OPTIONS`), by flag.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cli import SweepspecError
 from ..spec import Spec
@@ -36,59 +37,45 @@ def run(
     storage: str | None = None,
     fresh: bool = False,
     gpus: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> int:
     spec = load_spec(path)
     if spec is None:
         return 1
     name = engine or spec.engine or "optuna"
-    if name == "wandb" and spec.wandb and spec.wandb.mode == "server":
-        if gpus is not None:
-            raise SweepspecError(
-                "--gpus shares devices among sweepspec's own workers; with wandb: {mode: "
-                "server}, W&B's agent runs the trials: start one agent per device set, each "
-                "with its CUDA_VISIBLE_DEVICES"
-            )
-        return _run_server(spec, path, trials, fresh)
+    options = _engine_options(name, extra or {})
     return _run_loop(
-        name, spec, path, tracker or _spec_tracker(spec), trials, workers, storage, fresh, gpus
+        name,
+        spec,
+        path,
+        tracker or _spec_tracker(spec),
+        trials,
+        workers,
+        storage,
+        fresh,
+        gpus,
+        options,
     )
 
 
-def _run_server(spec: Spec, path: str, trials: int | None, fresh: bool) -> int:
-    """W&B's own server and agent run the sweep (``wandb: {mode: server}``)."""
-    import os
+def _engine_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The engine options given (by flag, None when not given) as ``EngineOptions.extra``
+    keys of engine ``name``; an option of another engine is refused in one line."""
+    from ..runners.base import ENGINE_OPTIONS
 
-    try:
-        from ..compiler.wandb import compile_wandb
-        from ..runners.sweep import sweep_name
-        from ..runners.trials import FunctionError, load_function
-        from ..runners.wandb_server import ServerError, run_server
-    except ImportError as exc:
-        raise SweepspecError(
-            f"the W&B engine needs {exc.name}: pip install 'sweepspec[wandb]'"
-        ) from None
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        function = load_function(spec.function, folder) if spec.function else None
-    except FunctionError as exc:
-        raise SweepspecError(str(exc)) from None
-    tracking = spec.tracking
-    try:
-        run_server(
-            compile_wandb(spec).config,
-            name=sweep_name(spec, path),
-            folder=folder,
-            function=function,
-            metric=spec.metric.name if spec.metric else None,
-            count=trials or spec.run_cap,
-            project=spec.project or (tracking.project if tracking else None),
-            entity=spec.entity or (tracking.entity if tracking else None),
-            fresh=fresh,
-            echo=lambda line: print(line, file=sys.stderr),
-        )
-    except ServerError as exc:
-        raise SweepspecError(str(exc)) from None
-    return 0
+    out: dict[str, Any] = {}
+    for owner, options in ENGINE_OPTIONS.items():
+        for option in options:
+            value = given.get(option.flag)
+            if value is None:
+                continue
+            if owner != name:
+                raise SweepspecError(
+                    f"{option.flag} is an option of the {owner} engine; this sweep runs on "
+                    f"{name} (--engine {owner} to run it there)"
+                )
+            out[option.key] = value
+    return out
 
 
 def _spec_tracker(spec: Spec) -> str:
@@ -105,6 +92,7 @@ def _run_loop(
     storage: str | None,
     fresh: bool,
     gpus: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> int:
     """The sweep on engine ``name`` (a key of :data:`~sweepspec.runners.base.ENGINES`),
     driven by the engine-neutral loop."""
@@ -140,6 +128,7 @@ def _run_loop(
             workers=count,
             fresh=fresh,
             gpus=gpus,
+            extra=extra,
         )
     except RunError as exc:
         raise SweepspecError(str(exc)) from None
@@ -147,7 +136,10 @@ def _run_loop(
     return 0
 
 
-def _summary(tally: Tally, reason: str, path: str, metric_names: list[str]) -> None:
+def _summary(tally: Tally | None, reason: str, path: str, metric_names: list[str]) -> None:
+    if tally is None:  # the engine keeps no trials here (W&B's server mode)
+        sys.stderr.write(f"sweepspec: stopped: {reason}\n")
+        return
     best = ""
     if tally.best is not None and tally.best.values is not None:
         name = metric_names[0] if metric_names else "value"

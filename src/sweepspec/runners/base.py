@@ -6,8 +6,13 @@ worker loop, budgets across workers, seeds, executing trials, progress, trackers
 resume policy) is the engine-neutral loop's, and is the same for every engine.
 
 A new engine is one module under ``sweepspec/runners/`` with a function ``open_engine`` that
-returns an :class:`Engine`, plus one line in :data:`ENGINES`. The CLI's choices and the
-schema's engine names come from :data:`ENGINES`.
+returns an :class:`Engine`, plus one line in :data:`ENGINES` (and one in
+:data:`ENGINE_OPTIONS` when it takes options of its own on ``run``). The CLI's choices, its
+engine options and the schema's engine names come from these registries.
+
+An engine whose own controller runs the trials (W&B's server and agent, a cluster's
+scheduler) implements :class:`Drives`: the loop then hands it the run (:meth:`Drives.drive`)
+with what it needs to run each trial exactly as the loop would.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -23,13 +28,18 @@ if TYPE_CHECKING:
     from ..spec import Spec
     from ..trackers import TrialRecord
     from .budget import TrialSummary
+    from .sweep import Loop
 
 __all__ = [
     "ENGINES",
+    "ENGINE_OPTIONS",
     "Asked",
+    "Drives",
     "Engine",
     "EngineError",
+    "EngineOption",
     "EngineOptions",
+    "drives",
     "engine_names",
     "find_state",
     "open_engine",
@@ -40,6 +50,24 @@ ENGINES: dict[str, str] = {
     "wandb": "sweepspec.runners.wandb",
 }
 """Engine name -> the module whose ``open_engine(spec, path, options)`` opens it."""
+
+
+@dataclass(frozen=True)
+class EngineOption:
+    """An option of one engine on ``run`` (``--ray-address``): ``cli.py`` adds it to ``run``
+    from :data:`ENGINE_OPTIONS` (no engine is imported for that), and its value reaches the
+    engine as ``EngineOptions.extra[key]`` (and a worker process through
+    ``worker_settings()``). Given with another engine, it is refused in one line."""
+
+    flag: str  # "--ray-address"
+    key: str  # its key in EngineOptions.extra: "address"
+    help: str
+    metavar: str = "VALUE"
+
+
+ENGINE_OPTIONS: dict[str, tuple[EngineOption, ...]] = {}
+"""Engine name -> its options on ``run``, declared here so that the CLI can offer them
+without importing the engine (``validate`` and ``--help`` import no engine package)."""
 
 
 def engine_names() -> tuple[str, ...]:
@@ -137,6 +165,30 @@ class Engine(Protocol):
 
     def decisions(self) -> list[dict[str, Any]]:
         """Every decision recorded, oldest first (the last one's trial is the chosen one)."""
+
+
+@runtime_checkable
+class Drives(Protocol):
+    """An engine whose own controller runs the trials (W&B's agent on W&B's server, Ray
+    Tune's on a cluster): the loop hands it the run instead of asking it trial by trial.
+
+    ``drive`` runs the sweep until the budget, the engine or the user stops it, and returns
+    why (the line ``run`` prints). ``loop`` (:class:`sweepspec.runners.sweep.Loop`) gives
+    what the loop would use: the spec, the budget and its stop reason, the tracker started on
+    the sweep (``loop.start()``, which also calls :meth:`Engine.start`), a picklable
+    :class:`~sweepspec.runners.sweep.TrialRun` that runs one trial exactly as the loop does
+    (function or command, seeds, ``report``/``should_stop``, timeout) and returns its
+    :class:`~sweepspec.trackers.TrialRecord`, and ``loop.finished(record)`` for each trial
+    that ends (tracker, progress, failure streak). An engine that does not call
+    ``loop.start()`` logs nothing to a tracker (W&B's agent logs to W&B itself). Ctrl-C goes
+    on up as KeyboardInterrupt once the engine has recorded what ran."""
+
+    def drive(self, loop: Loop) -> str: ...
+
+
+def drives(engine: Engine) -> Drives | None:
+    """``engine`` when it runs its own trials (:class:`Drives`), else None."""
+    return engine if isinstance(engine, Drives) else None
 
 
 def open_engine(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:

@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from ..spec import Spec
 from ..spec.messages import did_you_mean
 from ..spec.paths import leaf_paths, nest
 from ..trackers import SweepInfo, Tracker, TrackerUnavailable, TrialRecord, make_tracker
-from .base import Asked, Engine, EngineError, EngineOptions, open_engine
+from .base import Asked, Drives, Engine, EngineError, EngineOptions, drives, open_engine
 from .budget import Budget, CachedTally, FailureStreak, Tally
 from .gpus import GpuError, Gpus, plan_gpus, trial_env
 from .progress import Progress
@@ -77,7 +77,9 @@ __all__ = [
     "WORKERS_PER_CPU",
     "Finished",
     "Interrupted",
+    "Loop",
     "RunError",
+    "TrialRun",
     "Worker",
     "run_engine",
     "run_sweep",
@@ -103,10 +105,11 @@ class RunError(Exception):
 
 @dataclass
 class Finished:
-    """How a sweep ended: why it stopped, and the engine's trials by then."""
+    """How a sweep ended: why it stopped, and the engine's trials by then (None when the
+    engine keeps no trials here: W&B's server mode)."""
 
     reason: str
-    tally: Tally
+    tally: Tally | None
     storage: str
 
 
@@ -267,6 +270,167 @@ _AGGREGATE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
+class TrialRun:
+    """One trial, run exactly as the loop runs it: over the spec's seeds, each run the spec's
+    function (forked) or command with ``report``/``should_stop`` and ``budget.trial_timeout``,
+    the seeds' aggregate and cost, as a :class:`TrialRecord`. An engine that drives its own
+    trials (:class:`~.base.Drives`) runs each trial through one of these, wherever it runs
+    them: it is picklable (the executor is made on first use, in the process that runs the
+    trial), unless the loop was given an executor of its own (``compare``).
+
+    One trial at a time: :meth:`abandon` records the one running as failed.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        path: str,
+        *,
+        cost_metric: str | None = None,
+        grace: float = TERM_GRACE,
+        env: dict[str, str] | None = None,
+        gpus: tuple[str, ...] | None = None,
+        execute: Execute | None = None,
+        echo: Echo | None = None,
+    ) -> None:
+        self.spec, self.path, self.cost_metric = spec, path, cost_metric
+        self.grace, self.env, self.gpus = grace, env, gpus
+        self.execute, self.echo = execute, echo
+        self.made = execute is None  # an executor this object makes is made again anywhere
+        self.metric_names = [m.name for m in spec.objectives]
+        self.paths = leaf_paths(spec.parameters)
+        self.seeds = spec.seeds.values if spec.seeds else [0]
+        self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
+        self.seeded = spec.seeds is not None
+        self.timeout = spec.budget.trial_timeout if spec.budget else None
+        # W&B's score (spec ``objective: best``): the best value of the one objective
+        single = len(self.metric_names) == 1 and spec.objective == "best"
+        self.best = spec.objectives[0].goal if single else None
+        self.runs: list[tuple[int, Outcome]] = []
+        self.monitor: Monitor | None = None
+        self.params: dict[str, Any] = {}
+        self.number = -1
+        self.started = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.made:
+            raise TypeError("a TrialRun given an executor of its own cannot be sent elsewhere")
+        return self.__dict__ | {"execute": None, "echo": None, "monitor": None}
+
+    def executor(self) -> Execute:
+        """The executor, made from the spec on first use (:func:`make_executor`)."""
+        if self.execute is None:
+            names = self.metric_names
+            self.execute = make_executor(
+                self.spec, self.path, names, self.echo, self.grace, self.env
+            )
+        return self.execute
+
+    def __call__(
+        self,
+        number: int,
+        params: dict[str, Any],
+        report: Callable[[float, int], bool] | None = None,
+    ) -> TrialRecord:
+        """Run trial ``number`` with ``params`` (real values by dotted name). ``report(value,
+        step)`` gets each finite value of the objective reported by the first seed's run and
+        returns True to stop the trial early (None: it never stops early)."""
+        execute = self.executor()
+        with deferred_interrupt():
+            self.number, self.runs, self.params = number, [], dict(params)
+            self.started = time.time()
+        nested = nest(self.params, self.paths)
+        for i, seed in enumerate(self.seeds):
+            outcome = self._run_seed(execute, nested, seed, number, report if i == 0 else None)
+            self.runs.append((seed, outcome))
+            if outcome.state != "COMPLETE":
+                break
+        return self.record()
+
+    def _run_seed(
+        self,
+        execute: Execute,
+        nested: dict[str, Any],
+        seed: int,
+        number: int,
+        report: Callable[[float, int], bool] | None,
+    ) -> Outcome:
+        self.monitor = Monitor(
+            self.metric_names[0] if self.metric_names else None,
+            report,
+            self.timeout,
+            f"seed_{seed}/" if self.seeded else "",
+            best=self.best,
+        )
+        outcome = execute(nested, seed, number, self.monitor)
+        self.monitor = None
+        return outcome
+
+    def record(self) -> TrialRecord:
+        """The trial's record from the runs so far."""
+        seed, last = self.runs[-1]
+        history = [p for _, run in self.runs for p in run.history]
+        seeds = (
+            [{"seed": s, "metrics": run.metrics} for s, run in self.runs] if self.seeded else None
+        )
+        record = TrialRecord(
+            self.number,
+            self.params,
+            last.state,
+            dict(last.metrics),
+            history,
+            seeds,
+            start_ms=int(self.started * 1000),
+            end_ms=int(time.time() * 1000),
+            gpus=None if self.gpus is None else ",".join(self.gpus),
+        )
+        if last.state == "FAIL":
+            several = self.seeded and len(self.seeds) > 1
+            record.error = f"seed {seed}: {last.error}" if several else last.error
+            record.traceback = last.traceback
+        elif last.state == "COMPLETE":
+            record.metrics, record.values = self._aggregate()
+        record.cost = self._cost()
+        return record
+
+    def _cost(self) -> float:
+        """``budget.cost.metric`` summed over the trial's runs (seeds); 0 without one."""
+        if self.cost_metric is None:
+            return 0.0
+        costs = [run.metrics.get(self.cost_metric, 0.0) for _, run in self.runs]
+        return math.fsum(c for c in costs if math.isfinite(c))
+
+    def _aggregate(self) -> tuple[dict[str, float], list[float]]:
+        outcomes = [run for _, run in self.runs]
+        width = len(outcomes[0].values or [])
+        values = [self.aggregate([o.values[k] for o in outcomes if o.values]) for k in range(width)]
+        names = [n for n in outcomes[0].metrics if all(n in o.metrics for o in outcomes)]
+        metrics = {n: self.aggregate([o.metrics[n] for o in outcomes]) for n in names}
+        return metrics, values
+
+    def abandon(self, number: int, params: dict[str, Any], reason: str) -> TrialRecord:
+        """The record of trial ``number``, cut short by ``reason`` (Ctrl-C, an error): failed,
+        with what it reported."""
+        if number != self.number:  # cut short before it started
+            self.number, self.runs, self.params = number, [], dict(params)
+            self.started = time.time()
+        if self.monitor is not None:
+            self.runs.append(
+                (
+                    self.seeds[len(self.runs)],
+                    Outcome(
+                        "FAIL", dict(self.monitor.last), error=reason, history=self.monitor.history
+                    ),
+                )
+            )
+            self.monitor = None
+        if not self.runs:
+            self.runs.append((self.seeds[0], Outcome("FAIL", {}, error=reason)))
+        record = self.record()
+        record.state, record.error = "FAIL", reason
+        return record
+
+
 @dataclass
 class Worker:
     """One process's loop over trials, until the budget says stop."""
@@ -278,24 +442,20 @@ class Worker:
     execute: Execute
     progress: Progress | None = None
     current: Asked | None = None
-    runs: list[tuple[int, Outcome]] = field(default_factory=list)
-    monitor: Monitor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
     gpus: tuple[str, ...] | None = None  # the devices this worker's trials see
 
     def __post_init__(self) -> None:
         spec = self.spec
         self.metric_names = [m.name for m in spec.objectives]
-        self.paths = leaf_paths(spec.parameters)
-        self.seeds = spec.seeds.values if spec.seeds else [0]
-        self.aggregate = _AGGREGATE[spec.seeds.aggregate if spec.seeds else "mean"]
+        self.run_trial = TrialRun(
+            spec,
+            "",
+            cost_metric=self.budget.cost_metric,
+            gpus=self.gpus,
+            execute=self.execute,
+        )
         self.seeded = spec.seeds is not None
-        self.timeout = spec.budget.trial_timeout if spec.budget else None
         self.prunable = len(self.metric_names) == 1 and self.engine.prunes
-        # W&B's score (spec ``objective: best``): the best value of the one objective
-        single = len(self.metric_names) == 1 and spec.objective == "best"
-        self.best = self.budget.directions[0] if single else None
         self.streak = FailureStreak(self.budget.max_consecutive_failures)
         self.counted = CachedTally(self.budget)
         self.warned = False
@@ -384,13 +544,14 @@ class Worker:
     def _check_objective(self, record: TrialRecord) -> None:
         """A metric name the trial never reports (a typo) would fail every trial: stop after
         the first. Early termination on a metric reported once has nothing to act on: warn."""
-        seed, run = self.runs[-1]
+        runs = self.run_trial.runs
+        seed, run = runs[-1]
         if run.missing and self.metric_names and not self._any_complete():
             raise RunError(_never_reported(record.number, run))
         if not self.prunable or self.warned or record.state != "COMPLETE":
             return
         metric = self.metric_names[0]
-        seed, run = self.runs[0]
+        seed, run = runs[0]
         key = (f"seed_{seed}/" if self.seeded else "") + metric
         if sum(p.key == key for p in run.history) <= 1:
             self.warned = True
@@ -437,16 +598,9 @@ class Worker:
 
     def _trial(self, asked: Asked) -> TrialRecord:
         with deferred_interrupt():
-            self.current, self.runs, self.params = asked, [], dict(asked.params)
-            self.started = time.time()
-        nested = nest(self.params, self.paths)
+            self.current = asked
         pruning = functools.partial(self._report, asked) if self.prunable else None
-        for i, seed in enumerate(self.seeds):
-            outcome = self._run_seed(nested, seed, asked.number, pruning if i == 0 else None)
-            self.runs.append((seed, outcome))
-            if outcome.state != "COMPLETE":
-                break
-        record = self._record(asked.number, self.params)
+        record = self.run_trial(asked.number, asked.params, pruning)
         with deferred_interrupt():
             self.engine.tell(asked, record)
             self.current = None
@@ -457,84 +611,12 @@ class Worker:
         with deferred_interrupt():
             return self.engine.report(asked, value, step)
 
-    def _run_seed(
-        self,
-        nested: dict[str, Any],
-        seed: int,
-        number: int,
-        pruning: Callable[[float, int], bool] | None,
-    ) -> Outcome:
-        self.monitor = Monitor(
-            self.metric_names[0] if self.metric_names else None,
-            pruning,
-            self.timeout,
-            f"seed_{seed}/" if self.seeded else "",
-            best=self.best,
-        )
-        outcome = self.execute(nested, seed, number, self.monitor)
-        self.monitor = None
-        return outcome
-
-    def _record(self, number: int, params: dict[str, Any]) -> TrialRecord:
-        seed, last = self.runs[-1]
-        history = [p for _, run in self.runs for p in run.history]
-        seeds = (
-            [{"seed": s, "metrics": run.metrics} for s, run in self.runs] if self.seeded else None
-        )
-        record = TrialRecord(
-            number,
-            params,
-            last.state,
-            dict(last.metrics),
-            history,
-            seeds,
-            start_ms=int(self.started * 1000),
-            end_ms=int(time.time() * 1000),
-            gpus=None if self.gpus is None else ",".join(self.gpus),
-        )
-        if last.state == "FAIL":
-            several = self.seeded and len(self.seeds) > 1
-            record.error = f"seed {seed}: {last.error}" if several else last.error
-            record.traceback = last.traceback
-        elif last.state == "COMPLETE":
-            record.metrics, record.values = self._aggregate()
-        record.cost = self._cost()
-        return record
-
-    def _cost(self) -> float:
-        """``budget.cost.metric`` summed over the trial's runs (seeds); 0 without one."""
-        name = self.budget.cost_metric
-        if name is None:
-            return 0.0
-        costs = [run.metrics.get(name, 0.0) for _, run in self.runs]
-        return math.fsum(c for c in costs if math.isfinite(c))
-
-    def _aggregate(self) -> tuple[dict[str, float], list[float]]:
-        outcomes = [run for _, run in self.runs]
-        width = len(outcomes[0].values or [])
-        values = [self.aggregate([o.values[k] for o in outcomes if o.values]) for k in range(width)]
-        names = [n for n in outcomes[0].metrics if all(n in o.metrics for o in outcomes)]
-        metrics = {n: self.aggregate([o.metrics[n] for o in outcomes]) for n in names}
-        return metrics, values
-
     def _abandon(self, reason: str) -> None:
         """The running trial ends as failed; it is logged with what it reported."""
         asked, self.current = self.current, None
         if asked is None:
             return
-        if self.monitor is not None:
-            self.runs.append(
-                (
-                    self.seeds[len(self.runs)],
-                    Outcome(
-                        "FAIL", dict(self.monitor.last), error=reason, history=self.monitor.history
-                    ),
-                )
-            )
-        if not self.runs:
-            self.runs.append((self.seeds[0], Outcome("FAIL", {}, error=reason)))
-        record = self._record(asked.number, self.params)
-        record.state, record.error = "FAIL", reason
+        record = self.run_trial.abandon(asked.number, asked.params, reason)
         self.engine.tell(asked, record)
         self.tracker.log_trial(record)
 
@@ -605,9 +687,11 @@ def run_sweep(
     stream: Any = None,
     tty: bool | None = None,
     gpus: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Finished:
     """Run (or resume) the sweep of ``spec`` (read from ``path``) on ``engine`` until a limit
-    is reached. ``gpus`` (``--gpus``) lists the devices the workers share out (:mod:`.gpus`).
+    is reached. ``gpus`` (``--gpus``) lists the devices the workers share out (:mod:`.gpus`);
+    ``extra``, the engine's own options (``EngineOptions.extra``).
 
     Raises :class:`RunError` for expected failures (unreadable state, changed search space, a
     function that cannot be imported, repeated trial failures) and lets KeyboardInterrupt
@@ -627,8 +711,15 @@ def run_sweep(
     execute = make_executor(spec, path, objectives, progress.echo, grace, env)  # refuse early
     try:
         with stop_signals():
-            sweep = open_sweep(engine, spec, path, EngineOptions(storage=storage, fresh=fresh))
+            options = EngineOptions(storage=storage, fresh=fresh, extra=dict(extra or {}))
+            sweep = open_sweep(engine, spec, path, options)
             try:
+                driver = drives(sweep)
+                if driver is not None:
+                    loop = Loop(
+                        spec, path, sweep, budget, progress, tracker, workers, grace, gpus, env
+                    )
+                    return loop.hand_over(driver)
                 return _run(
                     sweep, spec, path, tracker, budget, workers, progress, execute, grace, devices
                 )
@@ -637,6 +728,110 @@ def run_sweep(
                 sweep.close()
     except EngineError as exc:  # an engine's write that failed (a full disk) included
         raise RunError(str(exc)) from None
+
+
+@dataclass
+class Loop:
+    """What the loop hands an engine that runs its own trials (:class:`~.base.Drives`):
+    everything the loop would use to run the sweep itself.
+
+    Attributes:
+        spec, path: the sweep's spec and the file it was read from.
+        engine: the engine driving (its ``summaries()`` count the budget).
+        budget: the budget (``--trials``/``run_cap``, wall clock, targets, cost, failures).
+        progress: the progress shown (``progress.write(line)`` for a line to the user).
+        tracker_name: the tracker asked for (``--tracker``); :meth:`start` starts it.
+        workers: ``--workers`` (trials at a time, for an engine that runs several).
+        grace: seconds a stopped trial gets between SIGTERM and SIGKILL.
+        gpus: ``--gpus`` as given, None without it.
+        trial: runs one trial as the loop does (:class:`TrialRun`, picklable).
+    """
+
+    spec: Spec
+    path: str
+    engine: Engine
+    budget: Budget
+    progress: Progress
+    tracker_name: str
+    workers: int
+    grace: float
+    gpus: str | None = None
+    env: dict[str, str] | None = None
+    sink: Tracker | None = None
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        self.trial = TrialRun(
+            self.spec,
+            self.path,
+            cost_metric=self.budget.cost_metric,
+            grace=self.grace,
+            env=self.env,
+        )
+        self.streak = FailureStreak(self.budget.max_consecutive_failures)
+        self.counted = CachedTally(self.budget)
+
+    def start(self) -> Tracker:
+        """Start the tracker on the sweep, then the engine (``Engine.start``: ``--fresh``
+        replaces the old state only now); shows the opening line. Call once."""
+        _show(self.engine, self.progress)
+        self.progress.write(_opening(self.engine, self.tracker_name, self.workers))
+        sink = _tracker(self.tracker_name, self.spec, self.path, self.engine, self.progress.write)
+        try:
+            with deferred_interrupt():
+                self.engine.start()
+        except BaseException:
+            sink.close("FAILED")
+            raise
+        self.sink = sink
+        _show(self.engine, self.progress)
+        self.progress.update(self.tally())
+        return sink
+
+    def tally(self) -> Tally:
+        """The budget's count of the engine's trials now."""
+        return self.counted(self.engine.summaries())
+
+    def stop_reason(self) -> str | None:
+        """Why no further trial may start (a budget limit, the engine exhausted), or None."""
+        return self.budget.stop_reason(self.tally()) or self.engine.exhausted()
+
+    def finished(self, record: TrialRecord) -> bool:
+        """A trial has ended and the engine has recorded it: log it to the tracker, show it,
+        count a failure streak. False when the sweep must stop for failures in a row (the run
+        then ends with that error, exit 1, once ``drive`` returns)."""
+        if self.sink is not None:
+            self.sink.log_trial(record)
+        self.progress.trial(record.number, record.state, record.metrics, self.tally(), record.error)
+        failure = self.streak.add(record.number, record.state, record.error)
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        return self.failure is None
+
+    def hand_over(self, driver: Drives) -> Finished:
+        """Let ``driver`` run the sweep; close the tracker (if started) whatever happens."""
+        status = "FAILED"
+        try:
+            reason = driver.drive(self)
+            status = "FINISHED" if self.failure is None else "FAILED"
+        except KeyboardInterrupt as exc:
+            status = "KILLED"
+            self.progress.close()
+            self.progress.write(_interrupted(self.engine, self.budget, exc))
+            raise
+        finally:
+            self.progress.close()
+            if self.sink is not None:
+                self.sink.close(status)
+        if self.failure is not None:
+            raise RunError(self.failure)
+        if self.sink is not None:
+            where = self.sink.where()
+            if where:
+                self.progress.write(where)
+        summaries = self.engine.summaries()
+        kept = summaries or self.sink is not None  # W&B's server keeps its runs itself
+        return Finished(reason, self.budget.tally(summaries) if kept else None, self.engine.label)
 
 
 def run_engine(

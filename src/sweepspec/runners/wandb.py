@@ -63,7 +63,7 @@ import numpy as np
 from ..compiler.wandb import compile_wandb
 from ..spec.models import Budget
 from ..spec.paths import nested_names
-from .base import Asked, EngineError, EngineOptions
+from .base import Asked, Engine, EngineError, EngineOptions
 from .budget import TrialSummary
 from .heartbeat import Heartbeat
 from .trials import iso_ms, process_alive
@@ -94,8 +94,14 @@ _W_STATE = {"COMPLETE": "finished", "PRUNED": "killed", "FAIL": "failed"}
 _SEARCH_KEYS = ("method", "parameters")  # a change here makes the old runs meaningless
 
 
-def open_engine(spec: Spec, path: str, options: EngineOptions) -> WandbLocalEngine:
-    """The local W&B engine on the sweep of ``spec`` (read from ``path``)."""
+def open_engine(spec: Spec, path: str, options: EngineOptions) -> Engine:
+    """The local W&B engine on the sweep of ``spec`` (read from ``path``); with ``wandb:
+    {mode: server}``, W&B's server and agent (:mod:`.wandb_server`) for ``run``, which keep
+    nothing here for a reader to open."""
+    if spec.wandb is not None and spec.wandb.mode == "server" and options.create:
+        from .wandb_server import open_server
+
+        return open_server(spec, path, options)
     return WandbLocalEngine(spec, path, options)
 
 

@@ -13,21 +13,34 @@ sweepspec only starts the agent:
 The sweep's id is kept in ``.sweepspec/<study name>.wandb-server.json`` under the working
 directory, so a second ``run`` of the same spec joins the same sweep (another agent), and a
 changed config starts a new sweep only when asked (``--fresh``).
+
+:class:`ServerEngine` is the W&B engine (``--engine wandb``) on a spec with ``wandb: {mode:
+server}``: an engine that drives its own trials (:class:`~.base.Drives`), so the loop hands
+it the run; W&B keeps the runs, no sweepspec tracker logs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import netrc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-__all__ = ["ServerError", "ServerTrial", "logged_in", "run_server"]
+from .base import Asked, EngineError, EngineOptions
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+    from ..trackers import TrialRecord
+    from .budget import TrialSummary
+    from .sweep import Loop
+
+__all__ = ["ServerEngine", "ServerError", "ServerTrial", "logged_in", "open_server", "run_server"]
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 
@@ -168,3 +181,112 @@ def _known_sweep(state: Path, digest: str, fresh: bool) -> str | None:
 
 def _base_url() -> str:
     return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+
+GPUS_REFUSED = (
+    "--gpus shares devices among sweepspec's own workers; with wandb: {mode: server}, W&B's "
+    "agent runs the trials: start one agent per device set, each with its CUDA_VISIBLE_DEVICES"
+)
+
+
+def open_server(spec: Spec, path: str, options: EngineOptions) -> ServerEngine:
+    """The W&B engine in server mode on the sweep of ``spec`` (read from ``path``); an
+    ImportError when W&B's SDK is not installed."""
+    import wandb  # noqa: F401  (missing: one line from the loop, before anything starts)
+
+    return ServerEngine(spec, path, options)
+
+
+class ServerEngine:
+    """W&B's server decides and W&B's agent runs the trials (:meth:`drive`); this process
+    keeps no trial, so the members the loop asks trial by trial have nothing to give."""
+
+    name = "wandb"
+    artifact_name = "wandb.json"
+    prunes = False
+    grace_period: float | None = None
+
+    def __init__(self, spec: Spec, path: str, options: EngineOptions) -> None:
+        from ..compiler.wandb import compile_wandb
+        from .sweep import sweep_name
+
+        self.spec, self.path, self.fresh = spec, path, options.fresh
+        self.sweep_name = sweep_name(spec, path)
+        self.artifact: dict[str, Any] = compile_wandb(spec).config
+        self.state_path = str(Path(".sweepspec") / f"{self.sweep_name}.wandb-server.json")
+        self.label = f"the W&B server at {_base_url()}"
+        self.sweep_id = ""
+        self.messages: list[str] = []
+
+    def drive(self, loop: Loop) -> str:
+        """Create (or join) the sweep on the W&B server and run W&B's agent here until the
+        trial budget (``--trials``, else ``run_cap``, else ``budget.trials``) is spent."""
+        from .trials import FunctionError, load_function
+
+        if loop.gpus is not None:
+            raise EngineError(GPUS_REFUSED)
+        spec = self.spec
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            function = load_function(spec.function, folder) if spec.function else None
+        except FunctionError as exc:
+            raise EngineError(str(exc)) from None
+        tracking = spec.tracking
+        try:
+            self.sweep_id = run_server(
+                self.artifact,
+                name=self.sweep_name,
+                folder=folder,
+                function=function,
+                metric=spec.metric.name if spec.metric else None,
+                count=loop.budget.trials,
+                project=spec.project or (tracking.project if tracking else None),
+                entity=spec.entity or (tracking.entity if tracking else None),
+                fresh=self.fresh,
+                echo=loop.progress.write,
+            )
+        except ServerError as exc:
+            raise EngineError(str(exc)) from None
+        return f"W&B's agent for sweep {self.sweep_id} is done"
+
+    def start(self) -> None:
+        """Nothing to replace here: ``--fresh`` makes a new sweep on the server."""
+
+    def close(self) -> None:
+        """Nothing taken at opening."""
+
+    def ask(self) -> Asked | None:
+        return None  # W&B's agent asks W&B's server
+
+    def report(self, trial: Asked, value: float, step: int) -> bool:
+        return False
+
+    def tell(self, trial: Asked, record: TrialRecord) -> None:
+        """W&B's agent records its runs on the server."""
+
+    def summaries(self) -> list[TrialSummary]:
+        return []
+
+    def exhausted(self) -> str | None:
+        return None
+
+    def fail_stale(self) -> list[int]:
+        return []
+
+    def ask_lock(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        return {}
+
+    def worker_settings(self) -> dict[str, Any]:
+        return {}
+
+    def decide(self, decision: dict[str, Any]) -> None:
+        raise EngineError("W&B server mode keeps its runs on the W&B server: tag the run there")
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return []
