@@ -367,14 +367,14 @@ def test_a_compile_error_in_another_command_is_one_line(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``run`` on W&B's server compiles the W&B config too: a spec no W&B config can say is
-    one line and exit 1 there as well (main's error policy), not an internal error."""
+    one line and exit 1 there as well, as on every engine, not an internal error."""
     path = write_spec(
         "method: random\nprogram: train.py\nengine: wandb\nwandb: {mode: server}\n"
         "parameters:\n  tiny: {distribution: log_uniform, min: -800, max: -700}\n"
     )
     assert main(["run", str(path)]) == 1
     assert capsys.readouterr().err == (
-        "Error: parameters.tiny: log_uniform with min=-800, max=-700 has no log_uniform_values "
+        f"{path}: error: parameters.tiny: log_uniform with min=-800, max=-700 has no log_uniform_values "
         "form (the bounds 0.0, 9.85967654375977e-305 overflow or collapse), and W&B's "
         "validator refuses log_uniform: no config that W&B takes samples this range\n"
     )

@@ -686,6 +686,21 @@ def test_workers_are_capped_by_the_machine(sweep_dir: Path) -> None:
     ]
 
 
+def test_workers_are_capped_by_the_cpus_each_trial_needs(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpus = os.cpu_count() or 1
+    _write(sweep_dir, SPEC + f"budget: {{cpus_per_trial: {cpus / 2}}}\n")
+    code, lines = _run_none(capsys, "--workers", "3", "--trials", "3")
+    assert code == 0
+    assert lines[:2] == [
+        f"sweepspec: 3 workers asked, 2 started (budget.cpus_per_trial: {cpus / 2:g} of {cpus} "
+        "CPUs each)",
+        "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker none, "
+        "2 workers)",
+    ]
+
+
 # --------------------------------------------------------------------------- storage, start-up
 
 

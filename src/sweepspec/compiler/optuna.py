@@ -222,6 +222,7 @@ class OptunaPlan:
         if budget is not None:
             # added later, shown only when the spec sets them (the goldens stay as they were)
             unset = {"gpus_per_trial"} if budget.gpus_per_trial is None else set()
+            unset |= {"cpus_per_trial"} if budget.cpus_per_trial is None else set()
             unset |= {"heartbeat_interval", "grace_period"} - budget.model_fields_set
             out.update(budget.model_dump(exclude={"trials", *unset}, mode="json"))
         if self.spec.seeds is not None:

@@ -75,6 +75,7 @@ class Budget:
     cost_metric: str | None = None
     cost_max: float | None = None
     max_consecutive_failures: int = 5
+    cpus_per_trial: float | None = None  # what each trial needs (``budget.cpus_per_trial``)
 
     def tally(self, trials: Iterable[TrialSummary]) -> Tally:
         """Count ``trials``, in any order: among equals the lowest number is the best, and

@@ -654,6 +654,7 @@ def make_budget(spec: Spec, trials: int | None, deadline: float | None = None) -
         cost_metric=budget.cost.metric if budget and budget.cost else None,
         cost_max=budget.cost.max if budget and budget.cost else None,
         max_consecutive_failures=budget.max_consecutive_failures if budget else 5,
+        cpus_per_trial=budget.cpus_per_trial if budget else None,
     )
 
 
@@ -763,7 +764,7 @@ class Loop:
     def __post_init__(self) -> None:
         self.trial = TrialRun(
             self.spec,
-            self.path,
+            os.path.abspath(self.path),  # the trial may run in another working directory
             cost_metric=self.budget.cost_metric,
             grace=self.grace,
             env=self.env,
@@ -907,8 +908,9 @@ def bound_workers(
     gpus: Gpus | None = None,
 ) -> int:
     """``asked`` workers, but never more than the trials left in the budget, nor more than
-    have devices of their own (``gpus``), nor more than :data:`WORKERS_PER_CPU` per CPU; one
-    line says so when capped."""
+    have devices of their own (``gpus``), nor more than the CPUs hold at
+    ``budget.cpus_per_trial`` each, nor more than :data:`WORKERS_PER_CPU` per CPU; one line
+    says so when capped."""
     cpus = os.cpu_count() or 1
     tally = budget.tally(engine.summaries())
     caps: list[tuple[int, str]] = []
@@ -918,6 +920,10 @@ def bound_workers(
     most = gpus.most_workers() if gpus is not None else None
     if gpus is not None and most is not None:
         caps.append((most, gpus.capped()))
+    per_trial = budget.cpus_per_trial
+    if per_trial is not None:
+        fit = max(1, int(cpus // per_trial))
+        caps.append((fit, f"budget.cpus_per_trial: {per_trial:g} of {cpus} CPUs each"))
     caps.append((cpus * WORKERS_PER_CPU, f"at most {WORKERS_PER_CPU} per CPU, {cpus} CPUs"))
     count, why = min(caps, key=lambda cap: cap[0])  # the first of the smallest
     if count >= asked:

@@ -603,6 +603,12 @@ class Budget(_Model):
         "like); the workers share out --gpus, else CUDA_VISIBLE_DEVICES, else nvidia-smi -L's "
         "GPUs, this many each; 0: no GPU",
     )
+    cpus_per_trial: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="sweepspec: CPUs each trial needs: what Ray Tune reserves per trial "
+        "(fractions allowed; default 1); sweepspec's own workers: --workers is capped at this "
+        "machine's CPUs divided by it",
+    )
     heartbeat_interval: Duration = Field(
         default=30,
         description="a worker records that its running trial is alive this often (seconds "
