@@ -374,7 +374,7 @@ def test_a_compile_error_in_another_command_is_one_line(
     )
     assert main(["run", str(path)]) == 1
     assert capsys.readouterr().err == (
-        f"{path}: error: parameters.tiny: log_uniform with min=-800, max=-700 has no log_uniform_values "
-        "form (the bounds 0.0, 9.85967654375977e-305 overflow or collapse), and W&B's "
-        "validator refuses log_uniform: no config that W&B takes samples this range\n"
+        f"{path}: error: parameters.tiny: log_uniform with min=-800, max=-700 has no "
+        "log_uniform_values form (the bounds 0.0, 9.85967654375977e-305 overflow or collapse), "
+        "and W&B's validator refuses log_uniform: no config that W&B takes samples this range\n"
     )
