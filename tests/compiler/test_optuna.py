@@ -446,6 +446,23 @@ def test_conditions_are_dotted_and_inherited_by_nested_groups() -> None:
     ]
 
 
+def test_suggest_raw_then_decode_is_suggest() -> None:
+    """A search algorithm that wraps Optuna's trial (Ray Tune's OptunaSearch) keeps what
+    Optuna holds; decode gives the real values suggest gives, conditions and quantiles
+    included, and leaves out what is inactive even when a value is there."""
+    spec = CONDITIONAL.replace("c: {value: 3}", "c: {value: 3}\n      n: {distribution: normal}")
+    plan = compile_optuna(spec_of(spec))
+    for seed in range(20):
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        raw = plan.suggest_raw(optuna.create_study(sampler=sampler).ask())
+        real = plan.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed)).ask())
+        assert "c" not in raw and 0 <= raw["n"] <= 1
+        assert plan.decode(raw) == real
+        assert plan.decode({**raw, "warmup.steps": 100}) == real | (
+            {"warmup.steps": 100} if real["schedule"] == "cosine" else {}
+        )
+
+
 def test_suggest_is_define_by_run() -> None:
     plan = compile_optuna(spec_of(CONDITIONAL))
     study = plan.create_study(seed=3)

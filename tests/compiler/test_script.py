@@ -356,12 +356,12 @@ def test_the_script_s_distribution_code_is_cut_to_its_kinds_and_decodes_as_ppf_d
     """Each reparam kind alone: the code the script carries decodes every quantile exactly as
     sweepspec's own inverse CDFs, and holds no other kind's function."""
     from sweepspec.compiler import _ppf
+    from sweepspec.compiler._script import distribution_source
     from sweepspec.compiler.distributions import reparam_of
-    from sweepspec.compiler.optuna import _distribution_source
 
     reparam = reparam_of(KIND_CONFIGS[kind])
     assert reparam["kind"] == kind
-    source = _distribution_source({kind, "index"})
+    source = distribution_source({kind, "index"})
     namespace: dict[str, object] = {}
     exec(compile(source, f"<{kind}>", "exec"), namespace)
     decode = namespace["decode"]

@@ -2,7 +2,9 @@
 Optuna pruner, so that a spec saying W&B hyperband gets W&B's decisions on Optuna.
 
 This module imports only the standard library and optuna: its source can be copied verbatim
-into generated stand-alone Optuna scripts.
+into generated stand-alone Optuna scripts. The rule itself, :func:`wandb_stops`, and the
+bands, :func:`hyperband_bands`, are engine-free (standard library only): every engine's W&B
+hyperband calls them.
 
 W&B's rule, which :class:`WandbHyperbandPruner` applies at every report:
 
@@ -30,7 +32,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["WandbHyperbandPruner", "hyperband_bands"]
+__all__ = ["WandbHyperbandPruner", "hyperband_bands", "wandb_stops"]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -64,6 +66,26 @@ def hyperband_bands(
         bands.append(int(band))
         band *= eta
     return bands
+
+
+def wandb_stops(
+    own: Sequence[float],
+    histories: Sequence[Sequence[float]],
+    bands: Sequence[int],
+    eta: float,
+    strict: bool,
+) -> bool:
+    """W&B's decision for one run, engine-free: whether ``stop_runs`` stops the run whose
+    finite values of the metric are ``own`` (in order, negated when the goal is maximize),
+    given ``histories``, the same for every run of the sweep in any state, ``own`` included.
+    ``bands`` sorted. Every engine's early termination for W&B hyperband calls this."""
+    band = max((b for b in bands if b <= len(own)), default=None)
+    if band is None:
+        return False
+    values = [h[band - 1] for h in histories if len(h) >= band]
+    threshold = sorted(values)[int(1.0 / eta * len(values))]
+    value = own[band - 1] if strict else min(own)
+    return value > threshold
 
 
 class WandbHyperbandPruner(optuna.pruners.BasePruner):
@@ -122,13 +144,10 @@ class WandbHyperbandPruner(optuna.pruners.BasePruner):
         ``study``."""
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         own = _history(trial, sign)
-        band = max((b for b in self.bands if b <= len(own)), default=None)
-        if band is None:
-            return False
-        values = [h[band - 1] for h in self._histories(study, trial.number, own) if len(h) >= band]
-        threshold = sorted(values)[int(1.0 / self.eta * len(values))]
-        value = own[band - 1] if self.strict else min(own)
-        return value > threshold
+        if not any(b <= len(own) for b in self.bands):
+            return False  # below the first band: no need to read the other trials
+        histories = self._histories(study, trial.number, own)
+        return wandb_stops(own, histories, self.bands, self.eta, self.strict)
 
     def _histories(self, study: optuna.Study, number: int, own: list[float]) -> list[list[float]]:
         """Every trial's finite values in step order (``own`` for the trial being decided);

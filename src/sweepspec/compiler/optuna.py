@@ -28,7 +28,6 @@ Decisions (the README section "How the engines differ" is generated from
 
 from __future__ import annotations
 
-import ast
 import copy
 import hashlib
 import json
@@ -57,6 +56,7 @@ from ..spec.models import (
     Spec,
 )
 from ..spec.paths import leaf_paths, nest
+from ._script import distribution_source, module_source, python_lines
 from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
 from .base import (
     CompileError,
@@ -265,7 +265,7 @@ class OptunaPlan:
         )
         # every string lands in the script as a Python literal, never in a docstring or comment
         env.filters["pyrepr"] = repr
-        env.filters["pylines"] = _python_lines
+        env.filters["pylines"] = python_lines
         relative = (
             os.path.relpath(
                 os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path))
@@ -276,9 +276,9 @@ class OptunaPlan:
         return env.get_template("optuna_script.py.j2").render(
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
-            contract_source=_module_source("runners", "contract.py"),
-            ppf_source=_distribution_source(self._reparam_kinds()),
-            hyperband_source=_module_source("compiler", "_wandb_hyperband.py"),
+            contract_source=module_source("runners", "contract.py"),
+            ppf_source=distribution_source(self._reparam_kinds()),
+            hyperband_source=module_source("compiler", "_wandb_hyperband.py"),
             plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir),
             spec_dir_relative=relative,
@@ -391,10 +391,47 @@ class OptunaPlan:
         return real
 
     def _active(self, name: str, values: dict[str, Any]) -> bool:
+        return self.active(name, values)
+
+    def active(self, name: str, values: dict[str, Any]) -> bool:
+        """Whether parameter ``name`` is active given the real ``values`` of the parameters
+        before it (its ``when:`` conditions hold)."""
         for other, allowed in self.conditions.get(name, {}).items():
             if other not in values or not any(_same(values[other], a) for a in allowed):
                 return False
         return True
+
+    def suggest_raw(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Suggest every active non-constant parameter through the trial's public
+        ``suggest_*`` methods; return what Optuna holds (a quantile, an index, or the value),
+        by dotted name: :meth:`decode` gives the real values. For search algorithms that wrap
+        Optuna's trial (Ray Tune's ``OptunaSearch``)."""
+        raw: dict[str, Any] = {}
+        real: dict[str, Any] = {}
+        for name in self.order:
+            if not self.active(name, real):
+                continue
+            if name in self.constants:
+                real[name] = self.constants[name]
+                continue
+            param = self.params[name]
+            raw[name] = _suggest(trial, name, param.distribution)
+            real[name] = param.to_value(raw[name])
+        return raw
+
+    def decode(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """What a search algorithm suggested (``raw``: a quantile, an index or the value by
+        dotted name; constants need not be there) -> the real values of the active
+        parameters by dotted name, in file order; inactive ones are left out."""
+        real: dict[str, Any] = {}
+        for name in self.order:
+            if not self.active(name, real):
+                continue
+            if name in self.constants:
+                real[name] = self.constants[name]
+            elif name in raw:
+                real[name] = self.params[name].to_value(raw[name])
+        return {name: real[name] for name in self.params if name in real}
 
     def real_params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """The real values of a finished trial (what ``best_params`` would show for a native
@@ -406,72 +443,6 @@ class OptunaPlan:
         }
         decoded.update({n: v for n, v in self.constants.items() if self._active(n, decoded)})
         return {n: decoded[n] for n in self.params if n in decoded}
-
-
-def _python_lines(text: str) -> str:
-    """``text`` as adjacent Python string literals, one per line (a readable multi-line
-    literal that no content can break out of)."""
-    return "\n".join(f"    {line!r}" for line in text.splitlines(keepends=True))
-
-
-def _module_source(package: str, module: str) -> str:
-    """The source of a standard-library-only module of sweepspec (:mod:`._ppf`,
-    :mod:`sweepspec.runners.contract`), to copy verbatim into the standalone script."""
-    source = (Path(__file__).parent.parent / package / module).read_text(encoding="utf-8")
-    return source.replace("from __future__ import annotations\n", "").strip()
-
-
-def _distribution_source(kinds: set[str]) -> str:
-    """The parts of :mod:`._ppf` that ``decode`` needs for the reparam ``kinds`` (``normal``,
-    ``index``, ...), as they are written there: its ``_PPF`` table cut to those kinds, then
-    every top-level definition reachable from ``decode``. Empty without any kind."""
-    if not kinds:
-        return ""
-    source = (Path(__file__).parent / "_ppf.py").read_text(encoding="utf-8")
-    lines, tree = source.splitlines(), ast.parse(source)
-    uses = {
-        name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        for node in tree.body
-        for name in _defines(node)
-    }
-    uses["_PPF"] = {f"_ppf_{k}" for k in sorted(kinds - {"index"})} | {"Callable", "Any"}
-    keep, todo = set(), ["decode"]
-    while todo:
-        name = todo.pop()
-        if name in uses and name not in keep:
-            keep.add(name)
-            todo += sorted(uses[name])
-    imports: list[str] = []
-    parts: list[str] = []
-    kept = False
-    for node in tree.body[1:]:  # not the module's docstring
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            if kept:  # an attribute's docstring goes with it
-                parts[-1] += "\n" + "\n".join(lines[node.lineno - 1 : node.end_lineno])
-            continue
-        kept = bool(_defines(node) & keep)
-        if not kept:
-            continue
-        if _defines(node) == {"_PPF"}:
-            table = "".join(f'    "{k}": _ppf_{k},\n' for k in sorted(kinds - {"index"}))
-            parts.append(f"_PPF: dict[str, Callable[[dict[str, Any], float], Any]] = {{\n{table}}}")
-            continue
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        text = "\n".join(lines[first - 1 : node.end_lineno])
-        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else parts).append(text)
-    return "\n\n\n".join(["\n".join(imports), *parts])
-
-
-def _defines(node: ast.stmt) -> set[str]:
-    """The top-level names ``node`` binds (imports, definitions, assignments)."""
-    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-        return {node.name}
-    if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-        return set()
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return {(a.asname or a.name).split(".")[0] for a in node.names}
-    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-    return {t.id for t in targets if isinstance(t, ast.Name)}
 
 
 def _same(a: Any, b: Any) -> bool:
