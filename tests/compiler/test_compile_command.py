@@ -166,7 +166,7 @@ def test_the_spec_engine_is_the_default(
 def test_help() -> None:
     result = CliRunner().invoke(cli, ["compile", "--help"])
     assert result.exit_code == 0
-    assert "--engine [wandb|optuna]" in result.output  # the compilers' registry, in order
+    assert "--engine [wandb|optuna|ray]" in result.output  # the compilers' registry, in order
     assert "--format [yaml|json|python]" in result.output
 
 

@@ -1,9 +1,10 @@
 """Golden files, one folder per case, in the manner of sqlglot's ``validate_all``.
 
 ``tests/fixtures/compiler/<case>/spec.yaml`` is one spec; next to it, for each engine, the
-artifact ``sweepspec compile`` must print (``wandb.yaml``, ``optuna.json``) and the lines it
-must print on stderr (``<engine>.stderr``: the unsupported warnings, or the error when the
-spec cannot be compiled for that engine, in which case there is no artifact and exit is 1).
+artifact ``sweepspec compile`` must print (``wandb.yaml``, ``optuna.json``, ``ray.json``) and
+the lines it must print on stderr (``<engine>.stderr``: the unsupported warnings, or the error
+when the spec cannot be compiled for that engine, in which case there is no artifact and exit
+is 1).
 
 Regenerate with ``SWEEPSPEC_UPDATE_GOLDEN=1 pytest tests/compiler/test_golden.py`` and review
 the diff.
@@ -28,7 +29,7 @@ from sweepspec.spec import Spec, load
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "compiler"
 CASES = sorted(p.name for p in HERE.iterdir() if (p / "spec.yaml").is_file())
-ARTIFACT = {"wandb": "wandb.yaml", "optuna": "optuna.json"}
+ARTIFACT = {"wandb": "wandb.yaml", "optuna": "optuna.json", "ray": "ray.json"}
 UPDATE = os.environ.get("SWEEPSPEC_UPDATE_GOLDEN") == "1"
 
 
@@ -58,7 +59,7 @@ def test_there_are_cases() -> None:
     assert len(CASES) >= 10
 
 
-@pytest.mark.parametrize("engine", ["wandb", "optuna"])
+@pytest.mark.parametrize("engine", list(COMPILERS))
 @pytest.mark.parametrize("case", CASES)
 def test_golden(
     case: str, engine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

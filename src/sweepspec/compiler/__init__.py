@@ -82,6 +82,9 @@ COMPILERS: dict[str, Compiler] = {
     "optuna": Compiler(
         "sweepspec.compiler.optuna", "compile_optuna", ("json", "yaml", "python"), "json", "optuna"
     ),
+    "ray": Compiler(
+        "sweepspec.compiler.ray", "compile_ray", ("json", "yaml", "python"), "json", "optuna"
+    ),
 }
 """Engine name -> its compiler. W&B first: the spec's own words, the reference column."""
 
