@@ -150,7 +150,7 @@ def test_python_is_for_optuna_only(write_spec: Callable[..., Path]) -> None:
     assert result.exit_code == 2
     assert (
         "Error: --engine wandb writes yaml or json, not python; "
-        "--format python is for --engine optuna"
+        "--format python is for --engine optuna or ray"
     ) in result.output.splitlines()
 
 
