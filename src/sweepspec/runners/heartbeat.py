@@ -25,7 +25,7 @@ class Heartbeat:
     next one: the trial goes on either way, and only a worker that stays silent for the
     grace period loses its trial."""
 
-    def __init__(self, beat: Callable[[], None], interval: float) -> None:
+    def __init__(self, beat: Callable[[], None] | None, interval: float) -> None:
         self._beat = beat
         self._interval = interval
         self._stop = threading.Event()
@@ -35,6 +35,13 @@ class Heartbeat:
         self._thread.start()
         return self
 
+    def follow(self, beat: Callable[[], None] | None) -> None:
+        """Beat ``beat`` from now on, ``None``: no beat until the next :meth:`follow`. One
+        thread serves a worker's trials one after another (starting a thread per trial
+        costs more than a trivial trial). A beat under way is not waited for (see
+        :meth:`stop`)."""
+        self._beat = beat
+
     def stop(self) -> None:
         """No new beat starts after this. It does not wait for a beat under way (which may
         wait for a lock the caller holds): the engines make a late beat harmless."""
@@ -42,7 +49,10 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            beat = self._beat
+            if beat is None:
+                continue
             try:
-                self._beat()
+                beat()
             except Exception:  # noqa: BLE001 - the next beat tries again
                 continue

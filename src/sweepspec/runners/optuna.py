@@ -474,8 +474,12 @@ class OptunaEngine:
         )
 
     def close(self) -> None:
-        """Let go of the sweep (the hold taken when it was opened)."""
-        self._stop_beating()
+        """Let go of the sweep (the hold taken when it was opened), once what was written to
+        a journal is on disk."""
+        if self.beating is not None:
+            self.beating.stop()
+            self.beating = None
+        _flush_journal(getattr(self, "store", None))
         if self.hold is not None:
             os.close(self.hold)
             self.hold = None
@@ -504,20 +508,20 @@ class OptunaEngine:
     def _beat(self, trial_id: int) -> None:
         """While the trial runs, a thread records its heartbeat: in Optuna's heartbeat table
         on a database (at once, then every interval), as a trial attribute in a journal (the
-        trial's start is its first)."""
-        self._stop_beating()
+        trial's start is its first). One thread per worker serves its trials in turn."""
         store = self.store
         if isinstance(store, optuna.storages.RDBStorage):
             beat = functools.partial(store.record_heartbeat, trial_id)
             beat()
         else:
             beat = functools.partial(_journal_beat, store, trial_id)
-        self.beating = Heartbeat(beat, self.heartbeat_interval).start()
+        if self.beating is None:
+            self.beating = Heartbeat(None, self.heartbeat_interval).start()
+        self.beating.follow(beat)
 
     def _stop_beating(self) -> None:
         if self.beating is not None:
-            self.beating.stop()
-            self.beating = None
+            self.beating.follow(None)
 
     def tell(self, trial: Asked, record: Any) -> None:
         self._stop_beating()
@@ -655,6 +659,15 @@ class OptunaEngine:
         if self.fresh:
             return []
         return list(self.study.user_attrs.get(DECISIONS_ATTR) or [])
+
+
+def _flush_journal(store: optuna.storages.BaseStorage | None) -> None:
+    """Wait until a journal's last trial end is on disk (see :mod:`.journal`)."""
+    from .journal import SafeFileBackend
+
+    backend = getattr(store, "_backend", None)
+    if isinstance(backend, SafeFileBackend):
+        backend.flush()
 
 
 def _journal_beat(store: optuna.storages.BaseStorage, trial_id: int) -> None:

@@ -568,20 +568,144 @@ class _Remote:
         return self.timed_out
 
 
+class _Server:
+    """A worker's trial process: forked once from the worker (where the function is already
+    imported), it runs the worker's function trials one after another, each sent over a
+    pipe, as Optuna's ``study.optimize`` and W&B's agent run a function in one process. What
+    a trial leaves in its module's globals stays for the next; its working folder,
+    ``sys.argv`` and environment are put back after each. A trial that kills it (a segfault,
+    ``os._exit``), runs past its timeout or is stopped by Ctrl-C ends it: the next trial gets
+    a new one. So does a trial that must see other devices (``env``)."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        argv0: str | None,
+        env: dict[str, str],
+        bare: bool,
+    ) -> None:
+        self.function = function
+        self.argv0 = argv0
+        self.env = env
+        self.bare = bare
+        self.pid = 0
+        self.conn: Connection | None = None
+        self.status: int | None = None
+
+    def fits(
+        self, function: Callable[..., Any], argv0: str | None, env: dict[str, str], bare: bool
+    ) -> bool:
+        same = (self.function, self.argv0, self.env, self.bare) == (function, argv0, env, bare)
+        return same and self.conn is not None and not self.reaped()
+
+    def start(self) -> None:
+        here, there = Pipe()
+        parent = os.getpid()
+        _prctl()  # loaded here: the child only calls it
+        for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
+            stream.flush()
+        # Ctrl-C, SIGTERM and SIGHUP are held over the fork: one that arrives while the
+        # interpreter runs its after-fork hooks (logging's) would be ignored there, and the
+        # sweep would go on; held, it arrives in the worker once the child is known.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_OVER_FORK)
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        if self.pid == 0:  # pragma: no cover - the child (coverage cannot follow it)
+            here.close()
+            _serve(there, parent, self.function, self.argv0, self.env, self.bare)
+        there.close()
+        self.conn = here
+        with contextlib.suppress(OSError):  # also in the child: no race
+            os.setpgid(self.pid, self.pid)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what was held is raised here
+
+    def send(self, message: tuple[Any, ...]) -> bool:
+        """Give the child a trial; False when it is gone (a new one is needed)."""
+        assert self.conn is not None
+        try:
+            self.conn.send(message)
+        except OSError:
+            return False
+        return True
+
+    def reaped(self) -> bool:
+        if self.status is None and self.pid:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+        return self.status is not None
+
+    def wait_exit(self, seconds: float) -> None:
+        ends, pause = time.monotonic() + seconds, 0.0005
+        while time.monotonic() < ends and not self.reaped():
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def kill(self) -> None:
+        """End the child, and whatever it started in its process group."""
+        if self.pid and not self.reaped():
+            _killpg(self.pid, signal.SIGKILL)
+            _, self.status = os.waitpid(self.pid, 0)
+        if self.pid:
+            _killpg(self.pid, signal.SIGKILL)
+        self.close()
+
+    def stop(self, grace: float = 2.0) -> None:
+        """The worker is done: the child leaves when its pipe closes (at most ``grace``
+        seconds), then whatever is left in its group is killed."""
+        self.close()
+        self.wait_exit(grace)
+        self.kill()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+_SERVER: list[_Server] = []
+"""The worker's trial process, when it has one (see :class:`_Server`)."""
+
+
+def _server_for(
+    function: Callable[..., Any], argv0: str | None, env: dict[str, str], bare: bool
+) -> _Server:
+    """The worker's trial process for ``function``, started (again) when there is none that
+    fits."""
+    if _SERVER and _SERVER[0].fits(function, argv0, env, bare):
+        return _SERVER[0]
+    reap_trials()
+    server = _Server(function, argv0, env, bare)
+    server.start()
+    _SERVER.append(server)
+    return server
+
+
+def reap_trials() -> None:
+    """End the worker's trial process: a run leaves none behind when it returns, not even
+    one holding a copy of its locks."""
+    while _SERVER:
+        _SERVER.pop().stop()
+
+
+atexit.register(reap_trials)
+
+
 class _Forked:
-    """The parent's side of one function trial run in a child process."""
+    """The worker's side of one function trial, run in its trial process."""
 
     def __init__(self, monitor: Monitor, grace: float) -> None:
         self.monitor = monitor
         self.grace = grace
-        self.pid = 0
-        self.status: int | None = None
+        self.server: _Server | None = None
         self.ending = "kill"
-        self.returned_at = 0.0
         self.wandb: WandbRun | None = None
         self.follow_wandb: Follower | None = None
         self.bare = False
-        self.env: dict[str, str] = {}  # added to the child's environment
+        self.env: dict[str, str] = {}  # the worker's devices, in its trial process
 
     def run(
         self,
@@ -592,42 +716,30 @@ class _Forked:
         objectives: list[str],
         argv0: str | None,
     ) -> Outcome:
-        _reap_returned()
-        here, there = Pipe()
-        parent = os.getpid()
-        env = dict(self.env)
+        extra: dict[str, str] = {}
         if self.wandb is not None:
-            env.update(self.wandb.env())
+            extra = self.wandb.env()
             self.follow_wandb = _follower(self.wandb, self.monitor)
-        _prctl()  # loaded here: the child only calls it
-        for stream in (sys.stdout, sys.stderr):  # or the child prints what is buffered again
-            stream.flush()
-        # Ctrl-C, SIGTERM and SIGHUP are held over the fork: one that arrives while the
-        # interpreter runs its after-fork hooks (logging's) would be ignored there, and the
-        # sweep would go on; held, it arrives below, where the child is stopped with the trial.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_OVER_FORK)
-        try:
-            self.pid = os.fork()
-        except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            raise
-        if self.pid == 0:  # pragma: no cover - the child (coverage cannot follow it)
-            here.close()
-            trial = Trial(params, seed, number, self._remote(there))
-            _child(there, parent, function, trial, argv0, env, self.bare)
-        there.close()
-        with contextlib.suppress(OSError):  # also in the child: no race
-            os.setpgid(self.pid, self.pid)
+        message = (
+            "trial",
+            params,
+            seed,
+            number,
+            self.monitor.deadline,
+            self.monitor.prunable,
+            extra,
+        )
         self.ending = "interrupt"  # until _follow says how it ended
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what was held is raised here
-            return self._follow(here, objectives)
+            for _ in range(2):  # a child that died between trials is replaced once
+                self.server = _server_for(function, argv0, self.env, self.bare)
+                if self.server.send(message):
+                    break
+                self.server.kill()
+            assert self.server is not None and self.server.conn is not None
+            return self._follow(self.server.conn, objectives)
         finally:
             self._end()
-            here.close()
-
-    def _remote(self, conn: Connection) -> _Remote:
-        return _Remote(conn, self.monitor.deadline, self.monitor.prunable)
 
     def _follow(self, conn: Connection, objectives: list[str]) -> Outcome:
         while True:
@@ -647,7 +759,7 @@ class _Forked:
                         self.ending = "kill"
                         return failure
                     continue
-                self.ending = "wait"
+                self.ending = "keep"
                 if self.follow_wandb is not None:
                     self.follow_wandb(force=True)  # what the run wrote as it finished
                 return self._done(message, objectives)
@@ -655,7 +767,8 @@ class _Forked:
                 self.ending = "kill"
                 self.monitor.timed_out = True
                 return conclude(None, self.monitor, objectives)
-            if self._reaped():
+            assert self.server is not None
+            if self.server.reaped():
                 return self._died()
 
     def _wait(self) -> float:
@@ -686,92 +799,52 @@ class _Forked:
         self.monitor.timed_out = self.monitor.should_stop() and not self.monitor.pruned
         self.monitor.timed_out |= timed_out
         if kind == "interrupted":
+            self.ending = "kill"
             raise KeyboardInterrupt
         if kind == "error":
             error, trace = payload
             return _failed(self.monitor, error, trace)
         return conclude(payload, self.monitor, objectives)
 
-    def _reaped(self) -> bool:
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = status
-        return self.status is not None
-
     def _died(self) -> Outcome:
-        if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
-        code = os.waitstatus_to_exitcode(self.status)
+        self.ending = "kill"
+        server = self.server
+        assert server is not None
+        if server.status is None:
+            _, server.status = os.waitpid(server.pid, 0)
+        code = os.waitstatus_to_exitcode(server.status)
         how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
         return _failed(self.monitor, f"the trial's process {how} before the function returned")
 
     def _end(self) -> None:
-        """Reap the child, and anything it started in its process group. A child that has
-        returned its result is reaped later (:func:`_reap_returned`), while the next trial
-        starts; one still running is given ``grace`` seconds after SIGINT (Ctrl-C here),
-        none after a timeout; then SIGKILL."""
-        if self.ending == "wait" and not self._reaped():
-            self.returned_at = time.monotonic()
-            _RETURNED.append(self)
+        """A trial that returned leaves its process for the next one. One still running is
+        given ``grace`` seconds after SIGINT (Ctrl-C here), none after a timeout; then its
+        process is killed, with anything it started in its process group."""
+        server = self.server
+        if server is None or self.ending == "keep":
             return
-        if not self._reaped() and self.ending == "interrupt":
-            _killpg(self.pid, signal.SIGINT)
-            self._wait_exit(self.grace)
-        self._kill()
-
-    def _wait_exit(self, seconds: float) -> None:
-        ends, pause = time.monotonic() + seconds, 0.0005
-        while time.monotonic() < ends and not self._reaped():
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-    def _kill(self) -> None:
-        if not self._reaped():
-            _killpg(self.pid, signal.SIGKILL)
-            _, self.status = os.waitpid(self.pid, 0)
-        _killpg(self.pid, signal.SIGKILL)
-
-
-_RETURNED: list[_Forked] = []
-"""Children that have sent their result and are exiting: reaped while the next trial runs."""
-
-
-def _reap_returned(block: bool = False) -> None:
-    """Reap the children that returned; one still there ``grace`` seconds after returning
-    (or any, with ``block``, at the end) is killed, with what it left in its group."""
-    for forked in list(_RETURNED):
-        late = time.monotonic() - forked.returned_at >= forked.grace
-        if block and not late:
-            forked._wait_exit(forked.grace - (time.monotonic() - forked.returned_at))
-        if forked._reaped() or late or block:
-            forked._kill()
-            _RETURNED.remove(forked)
-
-
-atexit.register(_reap_returned, block=True)
-
-
-def reap_trials() -> None:
-    """Wait for (or kill) the trial processes that returned and are still exiting: a run
-    leaves none behind when it returns, not even one holding a copy of its locks."""
-    _reap_returned(block=True)
+        if _SERVER and _SERVER[0] is server:
+            _SERVER.pop()
+        if not server.reaped() and self.ending == "interrupt":
+            _killpg(server.pid, signal.SIGINT)
+            server.wait_exit(self.grace)
+        server.kill()
 
 
 HELD_OVER_FORK = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""Signals held while a trial's process is forked (see :meth:`_Forked.run`)."""
+"""Signals held while a trial process is forked (see :meth:`_Server.start`)."""
 
 
-def _child(
+def _serve(
     conn: Connection,
     parent: int,
-    function: Callable[[Trial], Any],
-    trial: Trial,
+    function: Callable[..., Any],
     argv0: str | None,
-    env: dict[str, str] | None = None,
-    bare: bool = False,
+    env: dict[str, str],
+    bare: bool,
 ) -> None:  # pragma: no cover - runs in the forked child
-    """Run the trial in the forked child and never return into the parent's stack."""
+    """The trial process: run each trial sent, until the pipe closes; never return into
+    the worker's stack."""
     code = 0
     try:
         os.setpgid(0, 0)  # the terminal's Ctrl-C reaches the worker, which stops us
@@ -780,38 +853,20 @@ def _child(
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_OVER_FORK)  # held over the fork
-        if argv0 is not None:
-            sys.argv = [argv0]
-        os.environ.update(env or {})
-        remote = trial._monitor
-        assert isinstance(remote, _Remote)
-        try:
-            result = function() if bare else function(trial)  # type: ignore[call-arg]
-            message: tuple[Any, ...] = ("done", "result", result, False)
-        except KeyboardInterrupt:
-            message = ("done", "interrupted", None, False)
-        except BaseException as exc:
-            message = ("done", "error", (_exception_message(exc), traceback.format_exc()), False)
-        message = (*message[:3], remote.timed_out)
-        with contextlib.suppress(BaseException):  # what it printed comes before its end
-            sys.stdout.flush()
-            sys.stderr.flush()
-        try:
-            conn.send(message)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            result = message[2]
-            conn.send(
-                (
-                    "done",
-                    "error",
-                    (
-                        f"the trial returned {type(result).__name__}, which cannot be sent "
-                        f"back from its process: {describe(exc)}",
-                        None,
-                    ),
-                    remote.timed_out,
-                )
-            )
+        os.environ.update(env)
+        folder, environ = os.getcwd(), dict(os.environ)
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            _, params, seed, number, deadline, prunable, extra = message
+            os.environ.update(extra)
+            if argv0 is not None:
+                sys.argv = [argv0]
+            remote = _Remote(conn, deadline, prunable)
+            _one_trial(conn, function, Trial(params, seed, number, remote), bare)
+            _tidy(folder, environ)
     except BaseException:
         code = 1
     finally:
@@ -819,6 +874,53 @@ def _child(
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _one_trial(
+    conn: Connection, function: Callable[..., Any], trial: Trial, bare: bool
+) -> None:  # pragma: no cover - runs in the forked child
+    remote = trial._monitor
+    assert isinstance(remote, _Remote)
+    try:
+        result = function() if bare else function(trial)
+        message: tuple[Any, ...] = ("done", "result", result, False)
+    except KeyboardInterrupt:
+        message = ("done", "interrupted", None, False)
+    except BaseException as exc:
+        message = ("done", "error", (_exception_message(exc), traceback.format_exc()), False)
+    message = (*message[:3], remote.timed_out)
+    with contextlib.suppress(BaseException):  # what it printed comes before its end
+        sys.stdout.flush()
+        sys.stderr.flush()
+    try:
+        conn.send(message)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        result = message[2]
+        conn.send(
+            (
+                "done",
+                "error",
+                (
+                    f"the trial returned {type(result).__name__}, which cannot be sent "
+                    f"back from its process: {describe(exc)}",
+                    None,
+                ),
+                remote.timed_out,
+            )
+        )
+
+
+def _tidy(folder: str, environ: dict[str, str]) -> None:  # pragma: no cover - in the child
+    """After a trial, in the trial process: the working folder and environment it started
+    with, and no W&B run left open (W&B's agent tears W&B down after each function run)."""
+    os.chdir(folder)
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and hasattr(wandb, "teardown"):
+        with contextlib.suppress(Exception):
+            wandb.teardown()
 
 
 # --------------------------------------------------------------------------- processes
