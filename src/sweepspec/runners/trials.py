@@ -38,6 +38,7 @@ import math
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -509,10 +510,27 @@ def run_function(
     forked.env = dict(env or {})
     if folder is None:
         return forked.run(function, params, seed, number, objectives, argv0)
-    with tempfile.TemporaryDirectory(prefix="sweepspec-trial-") as workdir:
-        forked.wandb = WandbRun(folder, sweep, params, param_dir=workdir)
-        forked.bare = bare
+    forked.wandb = WandbRun(folder, sweep, params, param_dir=_param_dir())
+    forked.bare = bare
+    try:
         return forked.run(function, params, seed, number, objectives, argv0)
+    finally:
+        with contextlib.suppress(OSError):
+            forked.wandb.param_path.unlink()
+
+
+@functools.cache
+def _param_dir() -> str:
+    """The worker's folder for its trials' W&B parameter files (each removed after its
+    trial; the folder when the worker ends)."""
+    folder = tempfile.mkdtemp(prefix="sweepspec-trials-")
+    atexit.register(_remove_param_dir, folder, os.getpid())
+    return folder
+
+
+def _remove_param_dir(folder: str, pid: int) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _call_here(
