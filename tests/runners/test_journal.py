@@ -232,3 +232,39 @@ def test_the_journal_is_forced_to_disk_at_each_trial_end_not_at_each_record(
     # not forced: each trial's start, parameter, report and attributes
     assert len(lines) - len(forced) >= 4 * 4
     capsys.readouterr()
+
+
+KILLING_TRIAL = """
+import os, signal
+
+
+def objective(trial):
+    if trial.number == 3:
+        os.kill(os.getppid(), signal.SIGKILL)  # its worker, killed outright mid-trial
+        signal.pause()
+    return trial.params["x"]
+"""
+
+
+def test_a_run_killed_outright_keeps_every_finished_trial(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial's end is written before the next trial starts; the disk is forced by a thread
+    of the worker, so a worker killed before that thread ran loses nothing: the kernel has
+    the records. The next run fails the trial that was running and goes on."""
+    (sweep_dir / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (sweep_dir / "trial_mod.py").write_text(textwrap.dedent(KILLING_TRIAL).lstrip())
+    killed = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "none"],
+        cwd=sweep_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    code, rows, _ = _results(capsys)
+    assert (code, [r["state"] for r in rows]) == (0, ["COMPLETE"] * 3 + ["RUNNING"])
+    _run(sweep_dir)
+    code, rows, _ = _results(capsys)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 + ["FAIL", "COMPLETE"]
+    assert str(rows[3]["error"]).startswith("its worker (pid ")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -683,3 +684,105 @@ def test_command_output_is_echoed(tmp_path: Path, write_spec: Write) -> None:
     )
     run_command(command, {}, 0, 0, Monitor("loss"), ["loss"])
     assert sorted(lines) == [("err", "warn"), ("out", "hello"), ("out", "loss=2")]
+
+
+# --------------------------------------------------------------- one process per worker
+
+KEEPER = """
+import json, os, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CALLS = []  # module globals last from one trial to the next in the worker's trial process
+
+
+def objective(trial):
+    CALLS.append(trial.number)
+    seen = {
+        "number": trial.number,
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "calls": list(CALLS),
+        "cwd": os.getcwd(),
+        "argv": list(sys.argv),
+        "left": os.environ.get("LEFT_BY_A_TRIAL"),
+    }
+    with open(os.path.join(HERE, "seen.jsonl"), "a") as fh:
+        fh.write(json.dumps(seen) + "\\n")
+    os.environ["LEFT_BY_A_TRIAL"] = str(trial.number)
+    os.makedirs("elsewhere", exist_ok=True)
+    os.chdir("elsewhere")
+    sys.argv.append("--left-by-a-trial")
+    if trial.number == 2:
+        os._exit(5)
+    return {"loss": trial.params["x"]}
+"""
+
+
+def test_a_worker_runs_its_function_trials_in_one_process_and_replaces_a_dead_one(
+    tmp_path: Path, write_spec: Write
+) -> None:
+    """One process per worker runs the trials one after another (no fork per trial): module
+    globals stay, the working folder, sys.argv and the environment are put back after each
+    trial; a trial that kills it is a FAIL and the next trials run in a new one."""
+    write_spec(
+        """
+        method: random
+        metric: {name: loss}
+        function: keeper:objective
+        run_cap: 5
+        parameters:
+          x: {min: 0.0, max: 1.0}
+        """
+    )
+    write_spec(KEEPER, "keeper.py")
+    done = subprocess.Popen(
+        [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--tracker", "none"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    assert [s["number"] for s in seen] == [0, 1, 2, 3, 4, 5]  # 5 finished, 1 failed
+    assert [s["calls"] for s in seen] == [[0], [0, 1], [0, 1, 2], [3], [3, 4], [3, 4, 5]]
+    first, second = seen[0]["pid"], seen[3]["pid"]
+    assert [s["pid"] for s in seen] == [first] * 3 + [second] * 3
+    assert done.pid not in (first, second) and first != second
+    assert {s["ppid"] for s in seen} == {done.pid}
+    assert {s["cwd"] for s in seen} == {str(tmp_path)}
+    assert {tuple(s["argv"]) for s in seen} == {(str(tmp_path / "keeper.py"),)}
+    assert {s["left"] for s in seen} == {None}
+    rows = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "sweepspec", "results", "sweep.yaml", "--format", "json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 2 + ["FAIL"] + ["COMPLETE"] * 3
+    assert rows[2]["error"] == "the trial's process exited with code 5 before the function returned"
+
+
+def test_a_trial_that_must_see_other_devices_gets_a_new_process() -> None:
+    """The trial process keeps the environment it was started with (a worker's GPUs): a
+    trial with other devices is run in a new one, never in one that saw others."""
+
+    def devices(trial: Trial) -> dict[str, float]:
+        return {"loss": 0.0, "pid": os.getpid(), "cuda": float(os.environ["CUDA_VISIBLE_DEVICES"])}
+
+    def run(cuda: str) -> dict[str, float]:
+        env = {"CUDA_VISIBLE_DEVICES": cuda}
+        outcome = run_function(devices, {}, 0, 0, Monitor("loss"), ["loss"], env=env)
+        assert outcome.state == "COMPLETE", outcome.error
+        return outcome.metrics
+
+    one, again, other = run("1"), run("1"), run("2")
+    assert (one["cuda"], again["cuda"], other["cuda"]) == (1.0, 1.0, 2.0)
+    assert one["pid"] == again["pid"] != other["pid"]
+    trials.reap_trials()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(other["pid"]), 0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import json
 import os
 import threading
@@ -150,10 +151,12 @@ def repair(path: str, label: str) -> list[str]:
         raise JournalError(f"{label} is a folder, not an Optuna journal file")
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return []
-    lock = JournalFileSymlinkLock(path)
+    lock = JournalFileSymlinkLock(path)  # Optuna's own writers
     lock.acquire()
     try:
-        return _repair_locked(path, label)
+        with open(path, "rb") as held:  # sweepspec's (SafeFileBackend)
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            return _repair_locked(path, label)
     finally:
         lock.release()
 
@@ -238,29 +241,42 @@ class SafeFileBackend(JournalFileBackend):
         yield from super().read_logs(log_number_from)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        """Append ``logs`` in one write under an exclusive ``flock`` of the journal (one
+        system call; Optuna's symlink lock creates and removes a file beside the journal
+        for every record, several per trial)."""
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         durable = [_durable(log) for log in logs]
         self.syncer.check()
         if "soon" in durable:
             self.syncer.settle()  # the trial end before this one is on disk
-        self.lock.acquire()
+        fd = self._locked()
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            size = os.fstat(fd).st_size
             try:
-                size = os.fstat(fd).st_size
-                try:
-                    _write_all(fd, data)
-                    if any(d == "now" for d in durable):
-                        os.fsync(fd)
-                except OSError as exc:
-                    os.ftruncate(fd, size)
-                    raise JournalWriteError(_write_failed(self.label, exc)) from None
-            finally:
-                os.close(fd)
+                _write_all(fd, data)
+                if "now" in durable:
+                    os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, size)
+                raise JournalWriteError(_write_failed(self.label, exc)) from None
         finally:
-            self.lock.release()
+            os.close(fd)
         if "soon" in durable:
             self.syncer.request()
+
+    def _locked(self) -> int:
+        """The journal opened for appending, under an exclusive ``flock`` (let go when the
+        descriptor closes); if :func:`repair` replaced the file meanwhile, the new one."""
+        while True:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
 
     def flush(self) -> None:
         """Wait until everything written is on disk (a run's end)."""
