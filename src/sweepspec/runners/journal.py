@@ -6,23 +6,27 @@ disk filled, the process was killed, a copy was cut) leaves a last line without 
 Optuna then appends the next record right after it, and from that line on every reader fails.
 Garbage or a NUL fill in the middle fails every reader too.
 
-:func:`repair` runs before the journal is opened: under Optuna's own journal lock it moves
+:func:`repair` runs before the journal is opened: under Optuna's journal lock and sweepspec's it moves
 every line that is not a whole record to a side file beside the journal (never dropped), and
 keeps the whole records. The records after a bad line in the middle are kept only when each of
 them still applies to a trial or study that exists: a lost line that created a trial would
 shift every later trial's id, and Optuna would file their results under the wrong trials. In
 that case the journal is cut at the bad line and the rest goes to the side file too.
 
-:class:`SafeFileBackend` appends as Optuna's backend does, but a write that fails (``ENOSPC``)
-is undone (the file is truncated to its size before the write) and raised as
-:class:`JournalWriteError`, a one-line message. It forces the file to disk (``fsync``) where a
-record must outlive a crash of the machine: a trial's end (its state COMPLETE, PRUNED or FAIL,
-written after its metrics and attributes) and every change to a study. Optuna's backend forces
-every record, five or more per trial; the others (a trial's start, parameters, reports,
-attributes) are written as they happen, at once visible to every process, kept when a process
-dies, and forced with the trial's end: ``fsync`` writes out all of the file. A machine that
-crashes mid-trial can lose only records of trials still running (those trials are lost with it
-anyway); what it leaves torn, :func:`repair` sets aside.
+:class:`SafeFileBackend` appends as Optuna's backend does (one ``write`` per call), but under
+an exclusive ``flock`` of the journal instead of Optuna's symlink lock (a file created and
+removed beside the journal for every record), and a write that fails (``ENOSPC``) is undone
+(the file is truncated to its size before the write) and raised as :class:`JournalWriteError`,
+a one-line message. Every record is in the kernel's cache when the call returns: visible to
+every process, kept when a process dies. The disk is forced (``fsync``) before the call
+returns for every change to a study; for a trial's end (its state COMPLETE, PRUNED or FAIL,
+written after its metrics and attributes, and with it everything written before) by a thread
+of the process (:class:`_Syncer`) while the next trial starts, and the next trial's end waits
+for it. Optuna's backend forces every record, five or more per trial. A machine that crashes
+can lose the last finished trial of each process (its ``fsync`` not yet done) and records of
+trials still running; what it leaves torn, :func:`repair` sets aside. Optuna reads the journal
+before each answer; :meth:`SafeFileBackend.read_logs` answers "nothing new" from the file's
+size.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 * A Python function (``function: module:callable``, imported once from the spec's folder) is
   called with a :class:`Trial`: ``.params`` (real values, nested W&B parameters as nested
   dicts), ``.seed``, ``.number``, ``.report(metrics, step)`` and ``.should_stop()``. It returns
-  a dict of final metrics or a number (the objective). Each call runs in a process of its own,
-  forked from the worker (so nothing is imported again): its reports come back over a pipe
-  and each answers whether to stop. An exception, ``sys.exit``, a crash (segfault,
-  ``os._exit``) or running past ``budget.trial_timeout`` is a failed trial with its reason
-  kept; it never ends the sweep.
+  a dict of final metrics or a number (the objective). The calls run in the worker's trial
+  process (:class:`_Server`), forked from the worker once (so nothing is imported again) and
+  given one trial after another, as ``study.optimize`` calls a function: module globals stay,
+  the working folder, ``sys.argv`` and the environment are put back after each trial. Its
+  reports come back over a pipe and each answers whether to stop. An exception, ``sys.exit``,
+  a crash (segfault, ``os._exit``) or running past ``budget.trial_timeout`` is a failed trial
+  with its reason kept; it never ends the sweep (a trial process that died or was killed is
+  replaced for the next trial).
 * A command (``program`` / ``command``) gets its parameters exactly as W&B's agent passes them
   (:func:`command_line`), never through a shell. It reports metrics with
   :mod:`sweepspec.reporter` (JSON lines on a pipe named by ``SWEEPSPEC_REPORT``), or on stdout
