@@ -6,8 +6,8 @@ disk filled, the process was killed, a copy was cut) leaves a last line without 
 Optuna then appends the next record right after it, and from that line on every reader fails.
 Garbage or a NUL fill in the middle fails every reader too.
 
-:func:`repair` runs before the journal is opened: under Optuna's journal lock and sweepspec's it moves
-every line that is not a whole record to a side file beside the journal (never dropped), and
+:func:`repair` runs before the journal is opened: under Optuna's journal lock and sweepspec's
+(``flock``) it moves every line that is not a whole record to a side file beside the journal (never dropped), and
 keeps the whole records. The records after a bad line in the middle are kept only when each of
 them still applies to a trial or study that exists: a lost line that created a trial would
 shift every later trial's id, and Optuna would file their results under the wrong trials. In
