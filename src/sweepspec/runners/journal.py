@@ -7,8 +7,8 @@ Optuna then appends the next record right after it, and from that line on every 
 Garbage or a NUL fill in the middle fails every reader too.
 
 :func:`repair` runs before the journal is opened: under Optuna's journal lock and sweepspec's
-(``flock``) it moves every line that is not a whole record to a side file beside the journal (never dropped), and
-keeps the whole records. The records after a bad line in the middle are kept only when each of
+(``flock``) it moves every line that is not a whole record to a side file beside the journal
+(never dropped), and keeps the whole records. The records after a bad line in the middle are kept only when each of
 them still applies to a trial or study that exists: a lost line that created a trial would
 shift every later trial's id, and Optuna would file their results under the wrong trials. In
 that case the journal is cut at the bad line and the rest goes to the side file too.
