@@ -8,10 +8,11 @@ Garbage or a NUL fill in the middle fails every reader too.
 
 :func:`repair` runs before the journal is opened: under Optuna's journal lock and sweepspec's
 (``flock``) it moves every line that is not a whole record to a side file beside the journal
-(never dropped), and keeps the whole records. The records after a bad line in the middle are kept only when each of
-them still applies to a trial or study that exists: a lost line that created a trial would
-shift every later trial's id, and Optuna would file their results under the wrong trials. In
-that case the journal is cut at the bad line and the rest goes to the side file too.
+(never dropped), and keeps the whole records. The records after a bad line in the middle are
+kept only when each of them still applies to a trial or study that exists: a lost line that
+created a trial would shift every later trial's id, and Optuna would file their results under
+the wrong trials. In that case the journal is cut at the bad line and the rest goes to the
+side file too.
 
 :class:`SafeFileBackend` appends as Optuna's backend does (one ``write`` per call), but under
 an exclusive ``flock`` of the journal instead of Optuna's symlink lock (a file created and
