@@ -265,7 +265,7 @@ class SafeFileBackend(JournalFileBackend):
                 os.ftruncate(fd, size)
                 raise JournalWriteError(_write_failed(self.label, exc)) from None
         finally:
-            os.close(fd)
+            _unlock(fd)
         if "soon" in durable:
             self.syncer.request()
 
@@ -279,13 +279,22 @@ class SafeFileBackend(JournalFileBackend):
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     return fd
             except BaseException:
-                os.close(fd)
+                _unlock(fd)
                 raise
-            os.close(fd)
+            _unlock(fd)
 
     def flush(self) -> None:
         """Wait until everything written is on disk (a run's end)."""
         self.syncer.flush()
+
+
+def _unlock(fd: int) -> None:
+    """Let go of the lock, then close: a process forked while this one held it (a trial
+    process) has a copy of the descriptor, and closing ours alone would leave it locked."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class _Syncer:
