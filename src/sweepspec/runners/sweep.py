@@ -725,7 +725,7 @@ def run_sweep(
                     sweep, spec, path, tracker, budget, workers, progress, execute, grace, devices
                 )
             finally:
-                reap_trials()  # a forked trial still exiting holds a copy of the sweep's locks
+                reap_trials()  # the trial process holds a copy of the sweep's locks
                 sweep.close()
     except EngineError as exc:  # an engine's write that failed (a full disk) included
         raise RunError(str(exc)) from None

@@ -612,12 +612,18 @@ class _Server:
         self.pid = 0
         self.conn: Connection | None = None
         self.status: int | None = None
+        # what the child was forked with: a worker that changed them (a program calling
+        # sweepspec.run twice) gets a new child
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
 
     def fits(
         self, function: Callable[..., Any], argv0: str | None, env: dict[str, str], bare: bool
     ) -> bool:
         same = (self.function, self.argv0, self.env, self.bare) == (function, argv0, env, bare)
-        return same and self.conn is not None and not self.reaped()
+        if not same or self.conn is None or self.reaped():
+            return False
+        return self.environ == os.environ and self.cwd == os.getcwd()
 
     def start(self) -> None:
         here, there = Pipe()
@@ -754,11 +760,11 @@ class _Forked:
         try:
             for _ in range(2):  # a child that died between trials is replaced once
                 self.server = _server_for(function, argv0, self.env, self.bare)
-                if self.server.send(message):
-                    break
+                if self.server.send(message) and self.server.conn is not None:
+                    return self._follow(self.server.conn, objectives)
                 self.server.kill()
-            assert self.server is not None and self.server.conn is not None
-            return self._follow(self.server.conn, objectives)
+            self.ending = "kill"
+            return _failed(self.monitor, "the trial's process could not be started")
         finally:
             self._end()
 
