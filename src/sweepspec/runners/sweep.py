@@ -976,6 +976,9 @@ def _drive(
         raise
     finally:
         progress.close()
+        # the trial process first: forked after the tracker started, it holds copies of the
+        # tracker's pipes (a logger process waits for their end) and of the sweep's locks
+        reap_trials()
         sink.close(status)  # bounded; Ctrl-C stops it, what is not logged stays queued
 
 
@@ -1191,6 +1194,7 @@ def _work(settings: dict[str, Any], load: Callable[[str], Spec]) -> int:
             engine.close()
         return 0
     finally:
+        reap_trials()  # before the tracker (see _drive)
         if sink is not None:
             with deferred_interrupt():
                 sink.close()
