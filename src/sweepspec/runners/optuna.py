@@ -70,6 +70,7 @@ from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .heartbeat import Heartbeat
+from .rdb import WorkerStorage
 from .trials import describe, iso_ms, process_alive
 
 __all__ = [
@@ -205,7 +206,7 @@ def _rdb(
     try:
         with sqlite_setup_lock(url), warnings.catch_warnings():  # one creates the tables
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **beat)
+            return WorkerStorage(optuna.storages.RDBStorage(url, **beat))
     except ImportError as exc:
         raise EngineError(_no_driver(parsed.drivername, label, exc)) from None
     except Exception as exc:
@@ -374,6 +375,8 @@ class OptunaEngine:
         self.messages += opened.notes
         self.fresh = opened.old
         self.sweep_id = uuid.uuid4().hex if opened.old else self.study.user_attrs[SWEEP_ID_ATTR]
+        if isinstance(self.store, WorkerStorage):  # made with the trial, in one transaction
+            self.store.new_trial_attrs = {WORKER_ATTR: self.worker}
         self._hold()
 
     def _note(self, line: str) -> None:
@@ -495,7 +498,8 @@ class OptunaEngine:
         with warnings.catch_warnings():  # Optuna's heartbeat is beaten here, not in optimize()
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
             trial = self.study.ask()
-        trial.set_user_attr(WORKER_ATTR, self.worker)
+        if WORKER_ATTR not in trial.user_attrs:  # a database's new trials are made with it
+            trial.set_user_attr(WORKER_ATTR, self.worker)
         self._beat(trial._trial_id)
         params = self.plan.suggest(trial)
         handle = _Pruning(trial, self.plan.prune_on)
@@ -510,7 +514,7 @@ class OptunaEngine:
         on a database (at once, then every interval), as a trial attribute in a journal (the
         trial's start is its first). One thread per worker serves its trials in turn."""
         store = self.store
-        if isinstance(store, optuna.storages.RDBStorage):
+        if isinstance(store, WorkerStorage):
             beat = functools.partial(store.record_heartbeat, trial_id)
             beat()
         else:
@@ -599,7 +603,7 @@ class OptunaEngine:
         host, now = socket.gethostname(), time.time()
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         silent = set()
-        if running and isinstance(self.store, optuna.storages.RDBStorage):
+        if running and isinstance(self.store, WorkerStorage):
             # Optuna's own test (as optuna.storages.fail_stale_trials runs it), by the
             # database's clock
             silent = set(self.store._get_stale_trial_ids(self.study._study_id))
@@ -619,7 +623,7 @@ class OptunaEngine:
 
     def _silent(self, trial: FrozenTrial, now: float) -> bool:
         """In a journal: no heartbeat for the grace period, by this machine's clock."""
-        if isinstance(self.store, optuna.storages.RDBStorage):
+        if isinstance(self.store, WorkerStorage):
             return False
         last = trial.system_attrs.get(HEARTBEAT_ATTR)
         if not isinstance(last, (int, float)):
