@@ -501,7 +501,8 @@ class OptunaEngine:
         if WORKER_ATTR not in trial.user_attrs:  # a database's new trials are made with it
             trial.set_user_attr(WORKER_ATTR, self.worker)
         self._beat(trial._trial_id)
-        params = self.plan.suggest(trial)
+        with self._one_transaction():
+            params = self.plan.suggest(trial)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
 
@@ -523,6 +524,12 @@ class OptunaEngine:
             self.beating = Heartbeat(None, self.heartbeat_interval).start()
         self.beating.follow(beat)
 
+    def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """On a database, the writes of a block in one transaction (:mod:`.rdb`)."""
+        if isinstance(self.store, WorkerStorage):
+            return self.store.one_transaction()
+        return contextlib.nullcontext()
+
     def _stop_beating(self) -> None:
         if self.beating is not None:
             self.beating.follow(None)
@@ -531,7 +538,8 @@ class OptunaEngine:
         self._stop_beating()
         live: optuna.Trial = trial.handle.trial
         try:
-            self._tell(live, record)
+            with self._one_transaction():  # the trial's attributes with its end
+                self._tell(live, record)
         except optuna.exceptions.UpdateFinishedTrialError:
             # another worker heard no heartbeat for the grace period and failed the trial
             sys.stderr.write(

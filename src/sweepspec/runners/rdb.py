@@ -152,11 +152,37 @@ class WorkerStorage(_CachedStorage):
             self._own.pop(trial_id, None)
             raise
 
+    # ---- several reads and writes as one
+
+    @contextmanager
+    def one_transaction(self) -> Iterator[None]:
+        """This thread's reads and writes as one transaction, committed at the end (none of
+        them if the block fails), the trials read from the database at most once: each is a
+        round trip to the server fewer. Optuna's session commits inside it do nothing."""
+        registry = self._backend.scoped_session.registry
+        before = registry()  # this thread's session, put back after
+        with self._backend.engine.connect() as connection, connection.begin():
+            made = self._backend.scoped_session.session_factory  # with its events
+            registry.set(made(bind=connection, join_transaction_mode="rollback_only"))
+            self._reading.once = set()
+            try:
+                yield
+            finally:
+                self._reading.once = None
+                registry().close()
+                registry.set(before)
+
     # ---- reading the others' trials
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         """Optuna's read of new and unfinished trials, leaving out those running here; each
-        stays among the unfinished, to be read once it has ended."""
+        stays among the unfinished, to be read once it has ended. In
+        :meth:`one_transaction`, only the first read of the study reads the database."""
+        once: set[int] | None = getattr(self._reading, "once", None)
+        if once is not None:
+            if study_id in once:
+                return
+            once.add(study_id)
         with self._lock:
             own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
             if study_id in self._studies:
