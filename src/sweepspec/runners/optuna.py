@@ -525,8 +525,9 @@ class OptunaEngine:
         self.beating.follow(beat)
 
     def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
-        """On a database, the writes of a block in one transaction (:mod:`.rdb`)."""
-        if isinstance(self.store, WorkerStorage):
+        """On a database server, the writes of a block in one transaction (:mod:`.rdb`);
+        not in an SQLite file, whose one writer would wait for the others' blocks."""
+        if isinstance(self.store, WorkerStorage) and self.store.server:
             return self.store.one_transaction()
         return contextlib.nullcontext()
 

@@ -50,15 +50,16 @@ class WorkerStorage(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self.new_trial_attrs: dict[str, Any] = {}
+        self.server = backend.engine.dialect.name != "sqlite"  # a round trip per query
         self._own: dict[int, FrozenTrial] = {}  # trial id -> this process's running trial
-        self._reading = threading.local()  # the trial ids a read leaves out
+        self._reading = threading.local()  # this thread's left_out, once and ended
         event.listen(backend.scoped_session.session_factory, "do_orm_execute", self._leave_out)
 
     # ---- trials made and run here
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        born = template_trial is None and bool(self.new_trial_attrs)
-        if born:  # the worker's attributes in the transaction that makes the trial
+        if template_trial is None and self.new_trial_attrs:
+            # the worker's attributes in the transaction that makes the trial
             template_trial = FrozenTrial(
                 number=-1,
                 state=TrialState.RUNNING,
@@ -126,14 +127,14 @@ class WorkerStorage(_CachedStorage):
     ) -> bool:
         with self._writing(trial_id) as own:
             done = super().set_trial_state_values(trial_id, state, values)
-        if own is not None and state.is_finished():
+        if own is not None and done and state.is_finished():
             # as ended here until the next read, which reads it back from the database
             own.state, own.values = state, None if values is None else list(values)
             own.datetime_complete = datetime.now()
-            with self._lock:
-                del self._own[trial_id]
-                study_id = self._trial_id_to_study_id_and_number[trial_id][0]
-                self._studies[study_id].unfinished_trial_ids.add(trial_id)
+            self._forget(trial_id)
+            ended = getattr(self._reading, "ended", None)
+            if ended is not None:
+                ended.append(own)
         return done
 
     def delete_study(self, study_id: int) -> None:
@@ -149,8 +150,15 @@ class WorkerStorage(_CachedStorage):
         try:
             yield self._own.get(trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
-            self._own.pop(trial_id, None)
+            self._forget(trial_id)
             raise
+
+    def _forget(self, trial_id: int) -> None:
+        """Read ``trial_id`` from the database from now on (at the next read of its study)."""
+        with self._lock:
+            if self._own.pop(trial_id, None) is not None:
+                study_id = self._trial_id_to_study_id_and_number[trial_id][0]
+                self._studies[study_id].unfinished_trial_ids.add(trial_id)
 
     # ---- several reads and writes as one
 
@@ -164,11 +172,21 @@ class WorkerStorage(_CachedStorage):
         with self._backend.engine.connect() as connection, connection.begin():
             made = self._backend.scoped_session.session_factory  # with its events
             registry.set(made(bind=connection, join_transaction_mode="rollback_only"))
-            self._reading.once = set()
+            self._reading.once, self._reading.ended = set(), []
             try:
                 yield
+            except BaseException:  # none of it was written: read the trials back
+                for trial_id in list(self._own):
+                    self._forget(trial_id)
+                for trial in self._reading.ended:  # not ended after all
+                    trial.state, trial.values, trial.datetime_complete = (
+                        TrialState.RUNNING,
+                        None,
+                        None,
+                    )
+                raise
             finally:
-                self._reading.once = None
+                self._reading.once, self._reading.ended = None, None
                 registry().close()
                 registry.set(before)
 
