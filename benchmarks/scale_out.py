@@ -22,8 +22,11 @@ process, CPU-bound ones (the sampler) most. The last line:
 ``RESULT scale_journal=... scale_postgres=... target>=3.5 size_journal=... size_postgres=...
 target<=1.5``.
 
+With ``--plain``, plain Optuna (``study.optimize``, the same sampler) on the same storage is
+timed beside them: what the storage itself costs Optuna.
+
 Run:  .venv/bin/python benchmarks/scale_out.py [--sleep 0.5 --sleep-trials 48]
-      [--sizes 100,1000] [--storages journal,postgres]
+      [--sizes 100,1000] [--storages journal,postgres] [--plain]
 """
 
 from __future__ import annotations
@@ -83,12 +86,16 @@ parameters:
 """
 
 IN_MEMORY = '''\
-"""The same objective and sampler on an in-memory Optuna study."""
+"""The same objective and sampler on an in-memory Optuna study (on storage, with a URL or a
+journal file's path as the second argument: plain Optuna on the same storage)."""
 import sys
 
 import optuna
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+storage = sys.argv[2] if len(sys.argv) > 2 else None
+if storage is not None and "://" not in storage:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
 
 
 def objective(trial):
@@ -98,7 +105,9 @@ def objective(trial):
     return (x - 2.0) ** 2 + n + (0.5 if kind == "b" else 0.0)
 
 
-study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler())
+study = optuna.create_study(
+    direction="minimize", sampler=optuna.samplers.TPESampler(), storage=storage
+)
 study.optimize(objective, n_trials=int(sys.argv[1]))
 '''
 
@@ -195,12 +204,14 @@ def scale(work: Path, storage: str | None, trials: int, sleep: float) -> float:
 # --------------------------------------------------------------------------- size
 
 
-def size(work: Path, storage: str | None, sizes: list[int]) -> float:
-    """sweepspec (durable) over in-memory Optuna at each size; the ratio at the largest."""
+def size(work: Path, storage: str | None, sizes: list[int], plain: bool = False) -> float:
+    """sweepspec (durable) over in-memory Optuna at each size; the ratio at the largest.
+    With ``plain``, plain Optuna (``study.optimize``) on the same storage too."""
     ratio = 0.0
     for n in sizes:
         times = {}
-        for kind in ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory"):
+        kinds = ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory")
+        for kind in (*kinds, "optuna") if plain else kinds:
             name = f"trivial-{uuid.uuid4().hex[:8]}"
             folder = folder_with(
                 work,
@@ -212,6 +223,9 @@ def size(work: Path, storage: str | None, sizes: list[int]) -> float:
             )
             if kind == "memory":
                 times[kind] = timed([sys.executable, "memory.py", str(n)], folder)
+            elif kind == "optuna":
+                where = storage or str(folder / "plain.journal")
+                times[kind] = timed([sys.executable, "memory.py", str(n), where], folder)
             else:
                 args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
                 times[kind] = timed(sweepspec(*args, *storage_args(storage)), folder)
@@ -221,6 +235,12 @@ def size(work: Path, storage: str | None, sizes: list[int]) -> float:
             f"{times['memory']:7.2f} s: {ratio:.2f}x ({load()})",
             flush=True,
         )
+        if plain:
+            print(
+                f"  {n:5} trials: plain Optuna on the same storage {times['optuna']:7.2f} s: "
+                f"{times['optuna'] / times['memory']:.2f}x Optuna in memory",
+                flush=True,
+            )
     return ratio
 
 
@@ -238,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         "--storages", default="journal,postgres", help="journal, postgres, or both (default)"
     )
     parser.add_argument("--skip", choices=("workers", "size"), help="leave one part out")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="size: also plain Optuna (study.optimize) on the same storage",
+    )
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.sizes.split(",")]
     storages = args.storages.split(",")
@@ -257,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                     found[f"scale_{where}"] = scale(work, url, args.sleep_trials, args.sleep)
                 if args.skip != "size":
                     print(f"{where}: trivial trial, TPE, against Optuna in memory")
-                    found[f"size_{where}"] = size(work, url, sizes)
+                    found[f"size_{where}"] = size(work, url, sizes, args.plain)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(load())

@@ -241,11 +241,16 @@ def test_a_worker_that_dies_mid_trial_loses_its_trial_not_its_place(
             running = [t for t in _trials(postgres_url, "dead-worker") if t.state.name == "RUNNING"]
             owners = {_worker_of(t): t for t in running}
             if len(owners) == 4:
-                victim = running[0]
+                victim = running[-1]  # the newest: the furthest from its end
+                dying = next(p for p in runs if p.pid == _worker_of(victim))
+                os.killpg(dying.pid, signal.SIGSTOP)  # no heartbeat from now on
+                stopped = time.monotonic()
+                # a loaded machine reads slowly: the trial may have ended meanwhile
+                now = {t.number: t for t in _trials(postgres_url, "dead-worker")}
+                if now[victim.number].state.name != "RUNNING":
+                    os.killpg(dying.pid, signal.SIGCONT)
+                    victim = None
         time.sleep(0.1)
-    dying = next(p for p in runs if p.pid == _worker_of(victim))
-    os.killpg(dying.pid, signal.SIGSTOP)  # no heartbeat from now on
-    stopped = time.monotonic()
     while True:
         trial = next(t for t in _trials(postgres_url, "dead-worker") if t.number == victim.number)
         if trial.state.name != "RUNNING":
