@@ -332,3 +332,21 @@ def test_unquoted_macro_in_a_flow_list_says_quote_it(
         "expected ',' or ']'; inside [...] YAML reads '${' as the start of a mapping: quote "
         'the macro, "${program}"\n'
     )
+
+
+def test_unquoted_macro_in_a_flow_mapping_says_quote_it_inside_braces(
+    write_spec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.24: in a {...} the hint named [...], a bracket the line does not have."""
+    path = write_spec("""
+        method: random
+        program: train.py
+        parameters:
+          data: {value: ${envvar:DATA_DIR}}
+    """)
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"{path}:4:17: error: not valid YAML: while parsing a flow mapping did not find "
+        "expected ',' or '}'; inside {...} YAML reads '${' as the start of a mapping: quote "
+        'the macro, "${envvar:DATA_DIR}"\n'
+    )

@@ -329,13 +329,14 @@ def _syntax_error(text: str, file: str, exc: yaml.MarkedYAMLError) -> Document:
     start = exc.context_mark or mark
     if start is not None and mark is not None and "flow" in str(exc.context):
         # W&B's macros (`[${env}, ${args}]`): in a [...] or {...}, '${' opens a mapping
+        brackets = "{...}" if "flow mapping" in str(exc.context) else "[...]"
         lines = text.splitlines()[start.line : mark.line + 1]
         for offset, text_line in enumerate(lines):
             macro = _MACRO_IN_FLOW.search(text_line)
             if macro:
                 line, col = start.line + offset + 1, macro.start() + 1
                 problem += (
-                    f"; inside [...] YAML reads '${{' as the start of a mapping: quote the "
+                    f"; inside {brackets} YAML reads '${{' as the start of a mapping: quote the "
                     f'macro, "{macro.group(0)}"'
                 )
                 break
