@@ -131,7 +131,8 @@ def test_a_nul_fill_over_a_trial_cuts_the_journal_there(
 
 # The disk fills up during trial 2 (the trial itself fills it, as a checkpoint would); then
 # room is made and the same command runs again. Every step runs in a mount namespace whose
-# tmpfs of 256 KiB holds the working folder; the journal is copied out after each step.
+# tmpfs of 256 KiB holds the working folder; the journal is copied out after each step, and
+# `results` reads it while the disk is still full.
 _FULL_DISK = """
 set -u
 mount -t tmpfs -o size=256k tmpfs "$DISK" || exit 97
@@ -140,6 +141,8 @@ cd "$DISK"
 "$PY" -m sweepspec run sweep.yaml --tracker none > "$OUT/run1.out" 2> "$OUT/run1.err"
 echo $? > "$OUT/run1.code"
 cp .sweepspec/sweep.journal "$OUT/after-enospc.journal"
+"$PY" -m sweepspec results sweep.yaml --format json > "$OUT/full.json" 2> "$OUT/full.err"
+echo $? > "$OUT/full.code"
 rm filler
 "$PY" -m sweepspec run sweep.yaml --tracker none > "$OUT/run2.out" 2> "$OUT/run2.err"
 echo $? > "$OUT/run2.code"
@@ -195,6 +198,14 @@ def test_a_full_disk_mid_sweep_is_one_line_and_loses_nothing(tmp_path: Path) -> 
         json.loads(line) for line in (out / "after-enospc.journal").read_bytes().split(b"\n")[:-1]
     ]
     assert sum(r["op_code"] == 4 for r in records) == 3
+    # with the disk still full, results shows every whole trial (the third was running)
+    assert ((out / "full.code").read_text(), (out / "full.err").read_text()) == ("0\n", "")
+    full = json.loads((out / "full.json").read_text())
+    assert [(r["number"], r["state"]) for r in full] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "RUNNING"),
+    ]
     assert (out / "run2.code").read_text() == "0\n", (out / "run2.err").read_text()
     rows = json.loads((out / "results.json").read_text())
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"] + ["COMPLETE"] * 2
