@@ -670,6 +670,37 @@ def test_workers_are_bounded_by_the_trials_left_and_the_machine(
     ]
 
 
+def test_workers_100000_through_the_cli_start_at_most_4_per_cpu(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8.10: `--workers 100000` started processes until the machine stalled. Each
+    trial records its worker (the process it was forked from): no more than 4 per CPU ran."""
+    cpus = os.cpu_count() or 1
+    trials = cpus * WORKERS_PER_CPU + 4  # more than the machine's cap: the cap is what binds
+    _write(
+        sweep_dir,
+        SPEC,
+        trial="""
+        import os, time
+
+        def objective(trial):
+            time.sleep(0.2)
+            return {"loss": trial.params["x"], "worker": os.getppid()}
+        """,
+    )
+    code, lines = _run_none(capsys, "--workers", "100000", "--trials", str(trials))
+    assert code == 0, lines
+    assert lines[:2] == [
+        f"sweepspec: 100000 workers asked, {cpus * 4} started (at most 4 per CPU, {cpus} CPUs)",
+        "sweepspec: sweep 'sweep' on optuna (storage .sweepspec/sweep.journal, tracker none, "
+        f"{cpus * 4} workers)",
+    ]
+    done = _journal_study(sweep_dir).trials
+    assert [t.state.name for t in done] == ["COMPLETE"] * trials
+    workers = {t.user_attrs["sweepspec.metrics"]["worker"] for t in done}
+    assert 1 < len(workers) <= cpus * WORKERS_PER_CPU
+
+
 def test_workers_are_capped_by_the_machine(sweep_dir: Path) -> None:
     _write(sweep_dir, SPEC)
     spec = load(str(sweep_dir / "sweep.yaml"))
