@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import venv
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+
+import sweepspec
 
 
 @pytest.fixture
@@ -55,3 +61,61 @@ def imported_modules() -> Callable[..., set[str]]:
         return set(json.loads(done.stdout.splitlines()[-1]))
 
     return run
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(extras: frozenset[str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions that ``pip install 'sweepspec[EXTRAS]'`` pulls in: the
+    core's requirements and those of each extra, followed with the extras they name (an
+    extra naming another of sweepspec's, ``psycopg[binary]``)."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo, done = [("sweepspec", extras)], set()
+    while todo:
+        name, wanted = todo.pop()
+        if (_key(name), wanted) in done:
+            continue
+        done.add((_key(name), wanted))
+        dist = seen.setdefault(_key(name), importlib.metadata.distribution(name))
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(
+                req.marker.evaluate({"extra": extra}) for extra in wanted or {""}
+            ):
+                todo.append((req.name, frozenset(req.extras)))
+    return [dist for key, dist in seen.items() if key != "sweepspec"]
+
+
+def _installed(root: Path, extras: frozenset[str]) -> Path:
+    """A fresh virtual environment holding sweepspec and what its core and ``extras``
+    require, nothing else: the same installed files as this environment's, linked (no index,
+    no network, a few seconds). Its Python."""
+    venv.create(root, with_pip=False, symlinks=True)
+    site = next(root.glob("lib/python3*/site-packages"))
+    for dist in _closure(extras):
+        for top in {
+            f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")
+        }:
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
+    (site / "sweepspec").symlink_to(Path(sweepspec.__file__).parent)
+    return root / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``installed(*extras)``: the Python of an environment as ``pip install
+    'sweepspec[EXTRAS]'`` makes it (``installed()``: the core only), made once per session."""
+    made: dict[frozenset[str], Path] = {}
+
+    def python(*extras: str) -> Path:
+        key = frozenset(extras)
+        if key not in made:
+            name = "-".join(sorted(key)) or "core"
+            made[key] = _installed(tmp_path_factory.mktemp(f"venv-{name}") / "venv", key)
+        return made[key]
+
+    return python

@@ -4,56 +4,15 @@ line, instead of crashing on ``import optuna``."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import re
 import subprocess
-import venv
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-
-import sweepspec
 
 SPEC = (
     "method: random\nmetric: {name: loss}\nprogram: train.py\nparameters:\n  a: {values: [1, 2]}\n"
 )
-
-
-def _closure(extra: str | None) -> list[importlib.metadata.Distribution]:
-    """The installed distributions that sweepspec's core requirements pull in, with those of
-    ``extra`` when given."""
-    seen: dict[str, importlib.metadata.Distribution] = {}
-    wanted = [Requirement(r) for r in importlib.metadata.requires("sweepspec") or []]
-    todo = [r.name for r in wanted if r.marker is None or r.marker.evaluate({"extra": extra or ""})]
-    while todo:
-        req = Requirement(todo.pop())
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        key = re.sub(r"[-_.]+", "-", req.name).lower()
-        if key in seen:
-            continue
-        seen[key] = importlib.metadata.distribution(req.name)
-        todo += seen[key].requires or []
-    return list(seen.values())
-
-
-def _venv(root: Path, extra: str | None) -> Path:
-    """A fresh virtual environment holding sweepspec and the dependencies of its core (and of
-    ``extra``) only: the same installed files as this environment's, linked (no index, no
-    network, a few seconds). Its Python."""
-    venv.create(root, with_pip=False, symlinks=True)
-    site = next(root.glob("lib/python3*/site-packages"))
-    for dist in _closure(extra):
-        for top in {
-            f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")
-        }:
-            source = Path(str(dist.locate_file(top)))
-            if source.exists() and not (site / top).exists():
-                (site / top).symlink_to(source)
-    (site / "sweepspec").symlink_to(Path(sweepspec.__file__).parent)
-    return root / "bin" / "python"
 
 
 def _importable(python: Path) -> list[str]:
@@ -66,17 +25,17 @@ def _importable(python: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def core_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def core_python(installed: Callable[..., Path]) -> Path:
     """``pip install sweepspec``: no extra."""
-    python = _venv(tmp_path_factory.mktemp("core") / "venv", None)
+    python = installed()
     assert _importable(python) == []
     return python
 
 
 @pytest.fixture(scope="module")
-def optuna_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def optuna_python(installed: Callable[..., Path]) -> Path:
     """``pip install 'sweepspec[optuna]'``: Optuna, no tracker."""
-    python = _venv(tmp_path_factory.mktemp("optuna") / "venv", "optuna")
+    python = installed("optuna")
     assert _importable(python) == ["optuna"]
     return python
 

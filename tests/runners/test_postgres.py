@@ -16,7 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from socket import gethostname
 
@@ -362,3 +362,48 @@ def test_a_sweep_on_postgres_asks_less_of_the_server_than_plain_optuna(
     )
     assert ours["statements"] < plain["statements"]
     assert ours["commits"] < plain["commits"]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+DOCUMENTED = "pip install 'sweepspec[optuna,postgres]'"
+
+
+def test_the_documented_install_takes_the_url_as_the_server_prints_it(
+    postgres_url: str, installed: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Issue 8.12: the README's install for PostgreSQL, and nothing else, runs and reads a
+    sweep on the URL exactly as the server prints it; without the driver (Optuna alone) the
+    same commands are one line naming the extra."""
+    assert DOCUMENTED in README.read_text(encoding="utf-8")
+    (tmp_path / "sweep.yaml").write_text(
+        textwrap.dedent(SPEC).lstrip().replace("name: shared", "name: documented")
+    )
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def sweepspec(python: Path, *args: str) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [python, "-m", "sweepspec", *args, "--storage", postgres_url],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    with_driver = installed("optuna", "postgres")
+    code, _, err = sweepspec(with_driver, "run", "sweep.yaml", "--trials", "2", "--tracker", "none")
+    assert code == 0, err
+    code, out, err = sweepspec(with_driver, "results", "sweep.yaml", "--format", "json")
+    assert (code, err) == (0, "")
+    assert [row["state"] for row in json.loads(out)] == ["COMPLETE", "COMPLETE"]
+
+    shown = postgres_url.replace("postgres:@", "postgres:***@")
+    line = (
+        f"Error: the storage {shown} needs the PostgreSQL driver psycopg, which is not "
+        "installed: pip install 'sweepspec[postgres]'\n"
+    )
+    without = installed("optuna")
+    assert sweepspec(without, "run", "sweep.yaml", "--tracker", "none") == (1, "", line)
+    assert sweepspec(without, "results", "sweep.yaml") == (1, "", line)
