@@ -239,7 +239,12 @@ def test_values_that_are_not_numbers_strings_or_booleans(
     )
     assert main(["validate", str(path)]) == 1
     assert capsys.readouterr().err == expected
-    for command in (["compile", "--engine", "wandb"], ["compile", "--engine", "optuna"]):
+    for command in (
+        ["compile", "--engine", "wandb"],
+        ["compile", "--engine", "optuna"],
+        ["run", "--tracker", "none"],
+        ["results"],
+    ):
         assert main([command[0], str(path), *command[1:]]) == 1
         assert capsys.readouterr() == ("", expected)
 
@@ -264,8 +269,13 @@ def test_infinite_and_overflowing_bounds_are_errors_before_any_run(
     )
     assert main(["validate", str(path)]) == 1
     assert capsys.readouterr().err == expected
-    assert main(["compile", str(path), "--engine", "optuna", "--format", "json"]) == 1
-    assert capsys.readouterr() == ("", expected)
+    for command in (
+        ["compile", "--engine", "optuna", "--format", "json"],
+        ["run", "--tracker", "none"],
+        ["results"],
+    ):
+        assert main([command[0], str(path), *command[1:]]) == 1
+        assert capsys.readouterr() == ("", expected)
 
 
 def test_wandb_scheduler_and_run_cap_as_wandb_sees_them(
