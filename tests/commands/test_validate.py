@@ -360,3 +360,22 @@ def test_unquoted_macro_in_a_flow_mapping_says_quote_it_inside_braces(
         "expected ',' or '}'; inside {...} YAML reads '${' as the start of a mapping: quote "
         'the macro, "${envvar:DATA_DIR}"\n'
     )
+
+
+@pytest.mark.parametrize("end", [[], ["--"]])  # the click-free path, and click's
+def test_json_to_a_full_stdout_is_one_line(end: list[str], write_spec, tmp_path: Path) -> None:
+    """Issue 8.16: ``validate --format json > /dev/full`` was an internal error (exit 3) on
+    the click-free path pre-commit takes; it is one line, exit 1, as through click."""
+    path = write_spec("method: random\nparameters:\n  a: {values: [1, 2]}\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "sweepspec", "validate", "--format", "json", *end, str(path)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "Error: cannot write to stdout: No space left on device\n",
+    )

@@ -12,6 +12,7 @@ import sys
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from ..spec import Checked, Finding, check
+from . import emit
 
 
 def _check_one(path: str) -> Checked:
@@ -40,7 +41,7 @@ def validate(files: list[str], *, strict: bool = False, fmt: str = "text") -> in
     findings = [f for r in results for f in r.findings]
     failed = any(f.level == "error" or (strict and f.level == "warning") for f in findings)
     if fmt == "json":
-        sys.stdout.write(json.dumps([f.to_json() for f in findings], indent=2) + "\n")
+        emit(json.dumps([f.to_json() for f in findings], indent=2) + "\n")
     else:
         for f in findings:
             sys.stderr.write(f.format() + "\n")
