@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import pytest
 from packaging.requirements import Requirement
 
 import sweepspec
+
+# Ray (the ray engine's tests) binds its local cluster to 127.0.0.1, not to this machine's
+# network address: read when ray is first imported
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture

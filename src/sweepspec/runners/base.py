@@ -48,6 +48,7 @@ __all__ = [
 ENGINES: dict[str, str] = {
     "optuna": "sweepspec.runners.optuna",
     "wandb": "sweepspec.runners.wandb",
+    "ray": "sweepspec.runners.ray",
 }
 """Engine name -> the module whose ``open_engine(spec, path, options)`` opens it."""
 
@@ -65,7 +66,17 @@ class EngineOption:
     metavar: str = "VALUE"
 
 
-ENGINE_OPTIONS: dict[str, tuple[EngineOption, ...]] = {}
+ENGINE_OPTIONS: dict[str, tuple[EngineOption, ...]] = {
+    "ray": (
+        EngineOption(
+            "--ray-address",
+            "address",
+            "The Ray cluster to run on: its head node's host:port, 'auto' or ray://host:port "
+            "(default: RAY_ADDRESS, else a local Ray on this machine's CPUs).",
+            metavar="ADDRESS",
+        ),
+    ),
+}
 """Engine name -> its options on ``run``, declared here so that the CLI can offer them
 without importing the engine (``validate`` and ``--help`` import no engine package)."""
 
