@@ -45,10 +45,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import ray
-from ray import tune
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
 from ..compiler.ray import FINAL, compile_ray
 from ..trackers import Point, TrialRecord
 from .base import EngineError, EngineOptions
@@ -71,7 +67,11 @@ DECISION_TIMEOUT = 600.0  # seconds a trial waits for the scheduler's word on a 
 
 
 def open_engine(spec: Spec, path: str, options: EngineOptions) -> RayEngine:
-    """The Ray Tune engine on the sweep of ``spec`` (read from ``path``)."""
+    """The Ray Tune engine on the sweep of ``spec`` (read from ``path``); an ImportError when
+    Ray is not installed. Ray is imported here and when the run starts, not with this module
+    (``results`` asks every engine's :func:`find_state`, and importing Ray takes seconds)."""
+    import ray  # noqa: F401
+
     return RayEngine(spec, path, options)
 
 
@@ -326,6 +326,8 @@ class RayEngine:
 
     def drive(self, loop: Loop) -> str:
         """Run the sweep on Tune until its budget, its search space or Ctrl-C stops it."""
+        import ray
+
         started = _connect(self.address)
         try:
             loop.start()
@@ -336,7 +338,9 @@ class RayEngine:
                     ray.shutdown()
 
     def _tune(self, loop: Loop) -> str:
-        relay = _Relay.remote(dict(self.ids), _next_number(self.trials))  # type: ignore[attr-defined]
+        from ray import tune
+
+        relay = _part("_Relay").remote(dict(self.ids), _next_number(self.trials))  # type: ignore[attr-defined]
         waits = self.plan.scheduler_spec is not None and len(self.metrics) == 1
         trainable = tune.with_resources(
             _trainable(loop.trial, self.plan, relay, self.metrics, waits),
@@ -360,7 +364,9 @@ class RayEngine:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, previous)
 
-    def _tuner(self, trainable: Any, loop: Loop, driving: _Driving) -> tune.Tuner:
+    def _tuner(self, trainable: Any, loop: Loop, driving: _Driving) -> Any:
+        from ray import tune
+
         experiment = self.tune_dir / EXPERIMENT
         if tune.Tuner.can_restore(str(experiment.resolve())):
             return tune.Tuner.restore(
@@ -377,7 +383,7 @@ class RayEngine:
             param_space=self.plan.param_space(),
             tune_config=tune.TuneConfig(
                 search_alg=self.plan.search_alg(),
-                scheduler=_Decisions(scheduler, self.sweep_id),
+                scheduler=_part("_Decisions")(scheduler, self.sweep_id),
                 num_samples=samples,
                 metric=cast(Any, self.plan.metric),  # a list with several metrics
                 mode=cast(Any, self.plan.mode),
@@ -386,8 +392,8 @@ class RayEngine:
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
                 storage_path=str(self.tune_dir.resolve()),
-                stop=_Budget(self.sweep_id),
-                callbacks=[_Records(self.sweep_id)],
+                stop=_part("_Budget")(self.sweep_id),
+                callbacks=[_part("_Records")(self.sweep_id)],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
@@ -409,6 +415,8 @@ class RayEngine:
 def _connect(address: str | None) -> bool:
     """Join the cluster at ``address``, else start a local Ray; True when this call started
     (or joined) Ray and must shut it down. A session already up in this process is used."""
+    import ray
+
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {
@@ -460,41 +468,6 @@ def _next_number(trials: dict[int, dict[str, Any]]) -> int:
     return max(trials, default=-1) + 1
 
 
-@ray.remote(num_cpus=0)
-class _Relay:
-    """Between the driver and the trials: each trial's number, the scheduler's decision on
-    each value a trial reports, and each finished trial's record."""
-
-    def __init__(self, ids: dict[str, int], first: int) -> None:
-        import asyncio
-
-        self.ids, self.next = ids, first
-        self.decided: dict[tuple[str, int], bool] = {}
-        self.changed = asyncio.Condition()
-        self.records: dict[str, bytes] = {}
-
-    async def number(self, trial_id: str) -> int:
-        if trial_id not in self.ids:
-            self.ids[trial_id], self.next = self.next, self.next + 1
-        return self.ids[trial_id]
-
-    async def decide(self, trial_id: str, seq: int, stop: bool) -> None:
-        async with self.changed:
-            self.decided[(trial_id, seq)] = stop
-            self.changed.notify_all()
-
-    async def wait(self, trial_id: str, seq: int) -> bool:
-        async with self.changed:
-            await self.changed.wait_for(lambda: (trial_id, seq) in self.decided)
-            return self.decided.pop((trial_id, seq))
-
-    async def put(self, trial_id: str, record: bytes) -> None:
-        self.records[trial_id] = record
-
-    async def take(self, trial_id: str) -> bytes | None:
-        return self.records.pop(trial_id, None)
-
-
 def _trainable(
     run: TrialRun, plan: Any, relay: Any, metrics: list[str], waits: bool
 ) -> Callable[[dict[str, Any]], None]:
@@ -503,6 +476,9 @@ def _trainable(
     trial's score (its objective values) is its final result, for the search algorithm."""
 
     def sweepspec_trial(config: dict[str, Any]) -> None:
+        import ray
+        from ray import tune
+
         trial_id = tune.get_context().get_trial_id()
         number = ray.get(relay.number.remote(trial_id))
         seq = [0]
@@ -539,6 +515,8 @@ class _Driving:
 
     def record_of(self, trial: Any) -> TrialRecord:
         """The record the trial sent, else (Tune lost it) a failed one."""
+        import ray
+
         sent = ray.get(self.relay.take.remote(trial.trial_id))
         if sent is not None:
             record: TrialRecord = pickle.loads(sent)
@@ -624,6 +602,8 @@ class _Driving:
         signal.signal(signal.SIGINT, caught)
 
     def relay_number(self, trial: Any) -> int:
+        import ray
+
         return int(ray.get(self.relay.number.remote(trial.trial_id)))
 
 
@@ -640,94 +620,166 @@ def _trial_error(trial: Any) -> str:
     return "Ray Tune: the trial's worker failed"
 
 
-class _Records(tune.Callback):
-    """Each trial that ends is recorded, logged to the tracker and shown, in the driver."""
-
-    def __init__(self, sweep_id: str) -> None:
-        self.sweep_id = sweep_id
-
-    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is not None:
-            driving.catch_ctrl_c()
-
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is not None:
-            driving.started(trial)
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is not None:
-            driving.finished(trial)
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is not None:
-            driving.finished(trial)
+_PARTS: dict[str, Any] = {}
+_PART_NAMES = ("_Relay", "_Records", "_Budget", "_Decisions")
 
 
-class _Budget(tune.Stopper):
-    """Stops the experiment at a budget limit (wall clock, target, cost, trials on a grid)
-    or a failure streak."""
+def _part(name: str) -> Any:
+    """One of the classes that subclass Ray's (made on first use, so that importing this
+    module imports no Ray); module attributes too, for Tune's pickles of its experiment."""
+    if not _PARTS:
+        _PARTS.update(_make_parts())
+    return _PARTS[name]
 
-    def __init__(self, sweep_id: str) -> None:
-        self.sweep_id = sweep_id
 
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return False
+def __getattr__(name: str) -> Any:
+    if name in _PART_NAMES:
+        return _part(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def stop_all(self) -> bool:
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is None:
+
+def _make_parts() -> dict[str, Any]:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    class _Relay:
+        """Between the driver and the trials: each trial's number, the scheduler's decision on
+        each value a trial reports, and each finished trial's record."""
+
+        def __init__(self, ids: dict[str, int], first: int) -> None:
+            import asyncio
+
+            self.ids, self.next = ids, first
+            self.decided: dict[tuple[str, int], bool] = {}
+            self.changed = asyncio.Condition()
+            self.records: dict[str, bytes] = {}
+
+        async def number(self, trial_id: str) -> int:
+            if trial_id not in self.ids:
+                self.ids[trial_id], self.next = self.next, self.next + 1
+            return self.ids[trial_id]
+
+        async def decide(self, trial_id: str, seq: int, stop: bool) -> None:
+            async with self.changed:
+                self.decided[(trial_id, seq)] = stop
+                self.changed.notify_all()
+
+        async def wait(self, trial_id: str, seq: int) -> bool:
+            async with self.changed:
+                await self.changed.wait_for(lambda: (trial_id, seq) in self.decided)
+                return self.decided.pop((trial_id, seq))
+
+        async def put(self, trial_id: str, record: bytes) -> None:
+            self.records[trial_id] = record
+
+        async def take(self, trial_id: str) -> bytes | None:
+            return self.records.pop(trial_id, None)
+
+    class _Records(tune.Callback):
+        """Each trial that ends is recorded, logged to the tracker and shown, in the driver."""
+
+        def __init__(self, sweep_id: str) -> None:
+            self.sweep_id = sweep_id
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is not None:
+                driving.catch_ctrl_c()
+
+        def on_trial_start(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is not None:
+                driving.started(trial)
+
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is not None:
+                driving.finished(trial)
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is not None:
+                driving.finished(trial)
+
+    class _Budget(tune.Stopper):
+        """Stops the experiment at a budget limit (wall clock, target, cost, trials on a grid)
+        or a failure streak."""
+
+        def __init__(self, sweep_id: str) -> None:
+            self.sweep_id = sweep_id
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             return False
-        deadline = driving.loop.budget.deadline
-        if driving.stopping is None and deadline is not None and time.time() >= deadline:
-            driving.stopping = driving.limit()
-        return driving.stopping is not None
 
+        def stop_all(self) -> bool:
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is None:
+                return False
+            deadline = driving.loop.budget.deadline
+            if driving.stopping is None and deadline is not None and time.time() >= deadline:
+                driving.stopping = driving.limit()
+            return driving.stopping is not None
 
-class _Decisions(TrialScheduler):
-    """The compiled scheduler, whose STOP goes to the trial (it stops itself and is
-    recorded as stopped early by the loop's own code) instead of Tune killing it."""
+    class _Decisions(TrialScheduler):
+        """The compiled scheduler, whose STOP goes to the trial (it stops itself and is
+        recorded as stopped early by the loop's own code) instead of Tune killing it."""
 
-    def __init__(self, inner: TrialScheduler | None, sweep_id: str) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.inner = inner or FIFOScheduler()  # type: ignore[no-untyped-call]
-        self.sweep_id = sweep_id
+        def __init__(self, inner: TrialScheduler | None, sweep_id: str) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self.inner = inner or FIFOScheduler()  # type: ignore[no-untyped-call]
+            self.sweep_id = sweep_id
 
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        self._metric, self._mode = metric, mode
-        return bool(self.inner.set_search_properties(metric, mode, **spec))
+        def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+            self._metric, self._mode = metric, mode
+            return bool(self.inner.set_search_properties(metric, mode, **spec))
 
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self.inner.on_trial_add(tune_controller, trial)
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            self.inner.on_trial_add(tune_controller, trial)
 
-    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self.inner.on_trial_error(tune_controller, trial)
+        def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+            self.inner.on_trial_error(tune_controller, trial)
 
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        if result.get(FINAL):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            if result.get(FINAL):
+                return TrialScheduler.CONTINUE
+            decision = self.inner.on_trial_result(tune_controller, trial, result)
+            driving = _DRIVING.get(self.sweep_id)
+            if driving is not None:
+                seq = int(result.get("training_iteration", 0))
+                stop = decision == TrialScheduler.STOP
+                ray.get(driving.relay.decide.remote(trial.trial_id, seq, stop))
             return TrialScheduler.CONTINUE
-        decision = self.inner.on_trial_result(tune_controller, trial, result)
-        driving = _DRIVING.get(self.sweep_id)
-        if driving is not None:
-            seq = int(result.get("training_iteration", 0))
-            stop = decision == TrialScheduler.STOP
-            ray.get(driving.relay.decide.remote(trial.trial_id, seq, stop))
-        return TrialScheduler.CONTINUE
 
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        self.inner.on_trial_complete(tune_controller, trial, result)
+        def on_trial_complete(
+            self, tune_controller: Any, trial: Any, result: dict[str, Any]
+        ) -> None:
+            self.inner.on_trial_complete(tune_controller, trial, result)
 
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self.inner.on_trial_remove(tune_controller, trial)
+        def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+            self.inner.on_trial_remove(tune_controller, trial)
 
-    def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        return self.inner.choose_trial_to_run(tune_controller)
+        def choose_trial_to_run(self, tune_controller: Any) -> Any:
+            return self.inner.choose_trial_to_run(tune_controller)
 
-    def debug_string(self) -> str:
-        return self.inner.debug_string()
+        def debug_string(self) -> str:
+            return self.inner.debug_string()
+
+    parts: dict[str, Any] = {
+        "_Relay": ray.remote(num_cpus=0)(_Relay),
+        "_Records": _Records,
+        "_Budget": _Budget,
+        "_Decisions": _Decisions,
+    }
+    for name, cls in (("_Records", _Records), ("_Budget", _Budget), ("_Decisions", _Decisions)):
+        cls.__qualname__, cls.__module__ = name, __name__
+    return parts
 
 
 @contextlib.contextmanager
