@@ -7,7 +7,6 @@ runs it and sends back the record; the engine keeps the records in a JSON file."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 from sweepspec.cli import SweepspecError
 from sweepspec.commands.run import run
 from sweepspec.runners import base
-from sweepspec.runners.base import Asked, EngineOption, EngineOptions
+from sweepspec.runners.base import Asked, EngineOption, EngineOptions, OwnTrials
 from sweepspec.runners.budget import TrialSummary
 from sweepspec.runners.sweep import Loop, RunError, run_sweep
 from sweepspec.spec import Spec
@@ -56,7 +55,7 @@ sys.stdout.buffer.write(pickle.dumps(trial(number, params, report)))
 """
 
 
-class RelayEngine:
+class RelayEngine(OwnTrials):
     """Runs the grid ``x`` itself, each trial in a process of its own."""
 
     name = "relay"
@@ -111,15 +110,6 @@ class RelayEngine:
 
     def tell(self, trial: Asked, record: TrialRecord) -> None:
         raise AssertionError("the loop asks nothing of an engine that drives")
-
-    def exhausted(self) -> str | None:
-        return None
-
-    def fail_stale(self) -> list[int]:
-        return []
-
-    def ask_lock(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
     def records(self) -> Iterator[dict[str, Any]]:
         return iter(self.kept)

@@ -21,6 +21,7 @@ from ..cli import SweepspecError
 from . import EXTRAS, load_spec, needs_extra
 
 if TYPE_CHECKING:
+    from ..runners.base import Engine
     from ..spec import Spec
 
 MAX_WHY = 5000
@@ -87,14 +88,7 @@ def _config_trial(spec: Spec, path: str, storage: str | None, config: str) -> in
     prefix, _, number = found.id.partition("-")
     if prefix == "trial" and number.isdigit():
         return int(number)
-    from ..analysis.table import MissingExtra, TableError, open_sweep_state
-
-    try:
-        engine = open_sweep_state(spec, path, storage)
-    except MissingExtra as exc:
-        raise SweepspecError(needs_extra(exc.module, "decide")) from None
-    except TableError as exc:
-        raise SweepspecError(str(exc)) from None
+    engine = _open_state(spec, path, storage)
     try:
         same = [
             int(r["number"])
@@ -111,19 +105,25 @@ def _config_trial(spec: Spec, path: str, storage: str | None, config: str) -> in
     return same[-1]
 
 
-def _record(
-    spec: Spec, path: str, storage: str | None, decision: dict[str, Any]
-) -> tuple[str, str]:
-    """Record ``decision`` in the engine's storage; the sweep's id and where it is."""
+def _open_state(spec: Spec, path: str, storage: str | None) -> Engine:
+    """The sweep's state, as ``results`` finds it (whichever engine ran it)."""
     from ..analysis.table import MissingExtra, TableError, open_sweep_state
-    from ..runners.base import EngineError
 
     try:
-        engine = open_sweep_state(spec, path, storage)
+        return open_sweep_state(spec, path, storage)
     except MissingExtra as exc:
         raise SweepspecError(needs_extra(exc.module, "decide")) from None
     except TableError as exc:
         raise SweepspecError(str(exc)) from None
+
+
+def _record(
+    spec: Spec, path: str, storage: str | None, decision: dict[str, Any]
+) -> tuple[str, str]:
+    """Record ``decision`` in the engine's storage; the sweep's id and where it is."""
+    from ..runners.base import EngineError
+
+    engine = _open_state(spec, path, storage)
     try:
         rows = {int(r["number"]): r for r in engine.records()}
         number = int(decision["trial"])

@@ -8,9 +8,47 @@ Imports only the standard library.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["distribution_source", "module_source", "python_lines"]
+if TYPE_CHECKING:
+    import jinja2
+
+    from ..spec import Spec
+
+__all__ = ["distribution_source", "module_source", "python_lines", "script_template"]
+
+
+def script_template(
+    spec: Spec, name: str, spec_dir: str, script_path: str | None
+) -> tuple[jinja2.Template, str | None]:
+    """The jinja2 template ``name`` (under ``sweepspec/templates``) of a standalone script for
+    ``spec``, with the filters that write every string as a Python literal, and the spec's
+    folder relative to the script (None when the script is printed: the absolute path is
+    used). A spec without a trial to run is a :class:`~.base.CompileError`."""
+    from .base import CompileError
+
+    if spec.function is None and spec.program is None and spec.command is None:
+        raise CompileError(
+            "--format python needs the trial: give 'function', or 'program'/'command'"
+        )
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("sweepspec", "templates"),
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    # every string lands in the script as a Python literal, never in a docstring or comment
+    env.filters["pyrepr"] = repr
+    env.filters["pylines"] = python_lines
+    relative = (
+        os.path.relpath(os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path)))
+        if script_path
+        else None
+    )
+    return env.get_template(name), relative
 
 
 def python_lines(text: str) -> str:

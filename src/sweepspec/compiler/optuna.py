@@ -56,7 +56,7 @@ from ..spec.models import (
     Spec,
 )
 from ..spec.paths import leaf_paths, nest
-from ._script import distribution_source, module_source, python_lines
+from ._script import distribution_source, module_source, script_template
 from ._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
 from .base import (
     CompileError,
@@ -252,28 +252,8 @@ class OptunaPlan:
         ``sweepspec run`` names it.
         """
         spec = self.spec
-        if spec.function is None and spec.program is None and spec.command is None:
-            raise CompileError(
-                "--format python needs the trial: give 'function', or 'program'/'command'"
-            )
-        import jinja2
-
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("sweepspec", "templates"),
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        # every string lands in the script as a Python literal, never in a docstring or comment
-        env.filters["pyrepr"] = repr
-        env.filters["pylines"] = python_lines
-        relative = (
-            os.path.relpath(
-                os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path))
-            )
-            if script_path
-            else None
-        )
-        return env.get_template("optuna_script.py.j2").render(
+        template, relative = script_template(spec, "optuna_script.py.j2", spec_dir, script_path)
+        return template.render(
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
             contract_source=module_source("runners", "contract.py"),

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..spec.models import HyperbandStopping, Spec
-from ._script import distribution_source, module_source, python_lines
+from ._script import distribution_source, module_source, script_template
 from ._wandb_hyperband import hyperband_bands, wandb_stops
-from .base import CompileError, Note, Policy, Rendered, Unsupported, dump
+from .base import Note, Policy, Rendered, Unsupported, dump
 from .optuna import OptunaPlan, compile_optuna, study_name_for
 from .table import DISTRIBUTION_ROWS, EARLY_TERMINATE_ROWS, Column, Section, UnsupportedRow
 
@@ -174,30 +174,10 @@ class RayPlan:
     ) -> str:
         """A standalone Tune script that runs this plan without sweepspec."""
         spec = self.spec
-        if spec.function is None and spec.program is None and spec.command is None:
-            raise CompileError(
-                "--format python needs the trial: give 'function', or 'program'/'command'"
-            )
-        import jinja2
-
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("sweepspec", "templates"),
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        # every string lands in the script as a Python literal, never in a docstring or comment
-        env.filters["pyrepr"] = repr
-        env.filters["pylines"] = python_lines
-        relative = (
-            os.path.relpath(
-                os.path.abspath(spec_dir), os.path.dirname(os.path.abspath(script_path))
-            )
-            if script_path
-            else None
-        )
+        template, relative = script_template(spec, "ray_script.py.j2", spec_dir, script_path)
         kinds = {p.reparam["kind"] for p in self.optuna.params.values() if p.reparam is not None}
         hyperband = self.scheduler_spec is not None
-        return env.get_template("ray_script.py.j2").render(
+        return template.render(
             source=source,
             trial_kind="a Python function" if spec.function else "a command",
             needs_optuna=self.searcher["name"] == _OPTUNA_SEARCH,

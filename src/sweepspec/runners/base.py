@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -39,6 +40,7 @@ __all__ = [
     "EngineError",
     "EngineOption",
     "EngineOptions",
+    "OwnTrials",
     "drives",
     "engine_names",
     "find_state",
@@ -195,6 +197,27 @@ class Drives(Protocol):
     on up as KeyboardInterrupt once the engine has recorded what ran."""
 
     def drive(self, loop: Loop) -> str: ...
+
+
+class OwnTrials:
+    """A base for engines that drive their own trials (:class:`Drives`): the members only the
+    loop's own ask/report/tell cycle calls, which such an engine never sees, answered once
+    here (no trial to give, no stop, nothing exhausted or stale, no lock to take)."""
+
+    def ask(self) -> Asked | None:
+        return None  # the engine's own controller asks; the loop hands the run over (drive)
+
+    def report(self, trial: Asked, value: float, step: int) -> bool:
+        return False
+
+    def exhausted(self) -> str | None:
+        return None
+
+    def fail_stale(self) -> list[int]:
+        return []
+
+    def ask_lock(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 def drives(engine: Engine) -> Drives | None:

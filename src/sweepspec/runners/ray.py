@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..compiler.ray import FINAL, compile_ray
 from ..trackers import Point, TrialRecord
-from .base import EngineError, EngineOptions
+from .base import EngineError, EngineOptions, OwnTrials
 from .budget import TrialSummary
 from .sweep import INTERRUPTED, interrupt_reason
 from .trials import iso_ms
@@ -96,7 +96,7 @@ def find_state(spec: Spec, path: str, storage: str | None) -> float | None:
 # --------------------------------------------------------------------------- the engine
 
 
-class RayEngine:
+class RayEngine(OwnTrials):
     """One sweep on Ray Tune: Tune's experiment, and sweepspec's record of its trials."""
 
     name = "ray"
@@ -224,12 +224,6 @@ class RayEngine:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def ask(self) -> Asked | None:
-        return None  # Tune's search algorithm asks; the loop hands the run over (drive)
-
-    def report(self, trial: Asked, value: float, step: int) -> bool:
-        return False
-
     def tell(self, trial: Asked, record: TrialRecord) -> None:
         self.keep(record, None)
 
@@ -274,15 +268,6 @@ class RayEngine:
         ]
         out += [TrialSummary(n, "RUNNING") for n in sorted(self.running - set(self.trials))]
         return out
-
-    def exhausted(self) -> str | None:
-        return None
-
-    def fail_stale(self) -> list[int]:
-        return []
-
-    def ask_lock(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
     def records(self) -> Iterator[dict[str, Any]]:
         if self.fresh:

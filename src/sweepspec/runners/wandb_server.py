@@ -21,7 +21,6 @@ it the run; W&B keeps the runs, no sweepspec tracker logs them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .base import Asked, EngineError, EngineOptions
+from .base import Asked, EngineError, EngineOptions, OwnTrials
 
 if TYPE_CHECKING:
     from ..spec import Spec
@@ -197,7 +196,7 @@ def open_server(spec: Spec, path: str, options: EngineOptions) -> ServerEngine:
     return ServerEngine(spec, path, options)
 
 
-class ServerEngine:
+class ServerEngine(OwnTrials):
     """W&B's server decides and W&B's agent runs the trials (:meth:`drive`); this process
     keeps no trial, so the members the loop asks trial by trial have nothing to give."""
 
@@ -255,26 +254,11 @@ class ServerEngine:
     def close(self) -> None:
         """Nothing taken at opening."""
 
-    def ask(self) -> Asked | None:
-        return None  # W&B's agent asks W&B's server
-
-    def report(self, trial: Asked, value: float, step: int) -> bool:
-        return False
-
     def tell(self, trial: Asked, record: TrialRecord) -> None:
         """W&B's agent records its runs on the server."""
 
     def summaries(self) -> list[TrialSummary]:
         return []
-
-    def exhausted(self) -> str | None:
-        return None
-
-    def fail_stale(self) -> list[int]:
-        return []
-
-    def ask_lock(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
     def records(self) -> Iterator[dict[str, Any]]:
         return iter(())
