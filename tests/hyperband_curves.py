@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # sweeps' pydantic-v2 warning on import
@@ -76,3 +77,19 @@ class Wandb:
         for run in stopped:
             run.state = RunState.killed
         return stopped
+
+
+FORMS = {  # each form with the goal it is run with: both forms meet both goals
+    "min_iter 1, eta 3": ({"min_iter": 1, "eta": 3}, "minimize"),
+    "min_iter 2, eta 2.5": ({"min_iter": 2, "eta": 2.5}, "maximize"),
+    "max_iter 27, s 3, eta 3": ({"max_iter": 27, "s": 3, "eta": 3}, "minimize"),
+    "max_iter 20, s 2, eta 2": ({"max_iter": 20, "s": 2, "eta": 2}, "maximize"),
+}
+"""W&B hyperband's two forms (min_iter, or max_iter with s), each with the goal it runs with."""
+
+CASES = [
+    pytest.param(form, strict, goal, id=f"{name}, strict {strict}, {goal}")
+    for name, (form, goal) in FORMS.items()
+    for strict in (True, False)
+]
+"""Every form, strict and not: the cases both engines' hyperband tests run."""

@@ -24,6 +24,7 @@ import numpy as np
 import optuna
 import pytest
 from compiler_helpers import spec_of
+from hyperband_curves import CASES as HYPERBAND_CASES
 from hyperband_curves import Wandb, config, curves, signed
 from scipy.stats import ks_2samp
 from test_distributions import (
@@ -174,17 +175,6 @@ def test_metric_absent_and_several_metrics() -> None:
 # --------------------------------------------------------------------------- hyperband
 
 CURVES = curves()
-FORMS = {
-    "min_iter 1, eta 3": ({"min_iter": 1, "eta": 3}, "minimize"),
-    "min_iter 2, eta 2.5": ({"min_iter": 2, "eta": 2.5}, "maximize"),
-    "max_iter 27, s 3, eta 3": ({"max_iter": 27, "s": 3, "eta": 3}, "minimize"),
-    "max_iter 20, s 2, eta 2": ({"max_iter": 20, "s": 2, "eta": 2}, "maximize"),
-}
-CASES_HB = [
-    pytest.param(form, strict, goal, id=f"{name}, strict {strict}, {goal}")
-    for name, (form, goal) in FORMS.items()
-    for strict in (True, False)
-]
 
 
 def _hyperband_plan(form: dict[str, Any], strict: bool, goal: str) -> RayPlan:
@@ -197,7 +187,7 @@ def _hyperband_plan(form: dict[str, Any], strict: bool, goal: str) -> RayPlan:
     )
 
 
-@pytest.mark.parametrize(("form", "strict", "goal"), CASES_HB)
+@pytest.mark.parametrize(("form", "strict", "goal"), HYPERBAND_CASES)
 def test_scheduler_stops_where_wandb_stops_one_trial_at_a_time(
     form: dict[str, Any], strict: bool, goal: str
 ) -> None:
@@ -224,7 +214,7 @@ def test_scheduler_stops_where_wandb_stops_one_trial_at_a_time(
     assert 20 < sum(s is not None for s in theirs) < len(CURVES) - 5
 
 
-@pytest.mark.parametrize(("form", "strict", "goal"), CASES_HB[::3])
+@pytest.mark.parametrize(("form", "strict", "goal"), HYPERBAND_CASES[::3])
 def test_scheduler_decides_as_wandb_after_every_value_of_four_running_trials(
     form: dict[str, Any], strict: bool, goal: str
 ) -> None:

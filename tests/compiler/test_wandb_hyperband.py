@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 import pytest
-from hyperband_curves import Wandb, config, curves, signed
+from hyperband_curves import CASES, FORMS, Wandb, config, curves, signed
 from optuna.trial import TrialState
 
 from sweepspec.compiler._wandb_hyperband import WandbHyperbandPruner, hyperband_bands
@@ -16,17 +16,6 @@ from sweepspec.compiler._wandb_hyperband import WandbHyperbandPruner, hyperband_
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 CURVES = curves()
-FORMS = {  # each form with the goal it is run with: both forms meet both goals
-    "min_iter 1, eta 3": ({"min_iter": 1, "eta": 3}, "minimize"),
-    "min_iter 2, eta 2.5": ({"min_iter": 2, "eta": 2.5}, "maximize"),
-    "max_iter 27, s 3, eta 3": ({"max_iter": 27, "s": 3, "eta": 3}, "minimize"),
-    "max_iter 20, s 2, eta 2": ({"max_iter": 20, "s": 2, "eta": 2}, "maximize"),
-}
-CASES = [
-    pytest.param(form, strict, goal, id=f"{name}, strict {strict}, {goal}")
-    for name, (form, goal) in FORMS.items()
-    for strict in (True, False)
-]
 
 
 def _study(form: dict[str, Any], strict: bool, goal: str) -> optuna.Study:

@@ -188,10 +188,16 @@ class FailureStreak:
 # --------------------------------------------------------------------------- storage
 
 
+def state_file(name: str, suffix: str) -> Path:
+    """The file under the working directory where an engine keeps sweep ``name``'s state
+    (``suffix``: ``.journal``, ``.wandb.jsonl``...), its name made safe for a file name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
+    return Path(STATE_DIR) / f"{safe}{suffix}"
+
+
 def default_journal(name: str) -> Path:
     """The journal file of study ``name`` under the working directory."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
-    return Path(STATE_DIR) / f"{safe}.journal"
+    return state_file(name, ".journal")
 
 
 def journal_path(storage: str | None, name: str) -> Path | None:

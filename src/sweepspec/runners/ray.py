@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import pickle
-import re
 import signal
 import socket
 import threading
@@ -49,6 +48,7 @@ from ..compiler.ray import FINAL, compile_ray
 from ..trackers import Point, TrialRecord
 from .base import EngineError, EngineOptions, OwnTrials
 from .budget import TrialSummary
+from .contract import state_file
 from .sweep import INTERRUPTED, interrupt_reason
 from .trials import iso_ms
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["RayEngine", "find_state", "open_engine"]
 
 FORMAT = "sweepspec-ray-1"
-STATE_DIR = ".sweepspec"
 EXPERIMENT = "tune"  # the experiment's folder under the engine's Tune storage
 CONNECT_TIMEOUT = 5.0  # seconds a cluster address gets to answer
 DECISION_TIMEOUT = 600.0  # seconds a trial waits for the scheduler's word on a value
@@ -77,9 +76,7 @@ def open_engine(spec: Spec, path: str, options: EngineOptions) -> RayEngine:
 
 def default_state(spec: Spec, path: str) -> Path:
     """``.sweepspec/<name>.ray.jsonl``: the spec's ``name``, else the spec file's stem."""
-    name = spec.name or Path(path).stem
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
-    return Path(STATE_DIR) / f"{safe}.ray.jsonl"
+    return state_file(spec.name or Path(path).stem, ".ray.jsonl")
 
 
 def find_state(spec: Spec, path: str, storage: str | None) -> float | None:

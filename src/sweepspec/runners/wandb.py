@@ -65,6 +65,7 @@ from ..spec.models import Budget
 from ..spec.paths import nested_names
 from .base import Asked, Engine, EngineError, EngineOptions
 from .budget import TrialSummary
+from .contract import STATE_DIR, state_file
 from .heartbeat import Heartbeat
 from .trials import iso_ms, process_alive
 
@@ -86,7 +87,6 @@ __all__ = [
     "open_engine",
 ]
 
-STATE_DIR = ".sweepspec"
 FORMAT = "sweepspec-wandb-local/1"
 """The first line's ``format``: what wrote the log, and the version of its layout."""
 
@@ -107,9 +107,7 @@ def open_engine(spec: Spec, path: str, options: EngineOptions) -> Engine:
 
 def default_state(spec: Spec, path: str) -> Path:
     """``.sweepspec/<name>.wandb.jsonl``: the spec's ``name``, else the spec file's stem."""
-    name = spec.name or Path(path).stem
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
-    return Path(STATE_DIR) / f"{safe}.wandb.jsonl"
+    return state_file(spec.name or Path(path).stem, ".wandb.jsonl")
 
 
 def find_state(spec: Spec, path: str, storage: str | None) -> float | None:
