@@ -310,10 +310,16 @@ def ray_session() -> Iterator[str]:
         ray.shutdown()
 
 
-def test_a_tune_run_stops_the_trials_wandb_stops(ray_session: str, tmp_path: Path) -> None:
+def test_a_tune_run_stops_the_trials_wandb_stops(
+    ray_session: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scheduler in a real Tune run, one trial at a time in the curves' order: every
     trial ends at the value where W&B's controller stops its run."""
     from ray import tune
+
+    # Tune's fit() takes SIGINT and leaves its handler behind: the tests that run next in
+    # this process expect Python's own (sweepspec's engine restores it itself)
+    monkeypatch.setenv("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
     form, goal = {"min_iter": 1, "eta": 3}, "minimize"
     plan = _hyperband_plan(form, True, goal)
