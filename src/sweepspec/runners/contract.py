@@ -9,6 +9,8 @@
   ``budget.max_consecutive_failures`` trials in a row have failed.
 * :func:`default_journal` and :func:`journal_path`: the sweep's state lives in an Optuna
   journal file under the working directory unless a storage is given.
+* :func:`state_file` and :func:`state_written`: where an engine keeps a sweep's state under
+  the working directory, and whether (and when) an engine's JSON-lines state file was written.
 
 This module imports only the standard library: ``compile --format python`` copies its source
 verbatim into the script (as it does :mod:`sweepspec.compiler._ppf`), so the two cannot drift.
@@ -193,6 +195,18 @@ def state_file(name: str, suffix: str) -> Path:
     (``suffix``: ``.journal``, ``.wandb.jsonl``...), its name made safe for a file name."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sweep"
     return Path(STATE_DIR) / f"{safe}{suffix}"
+
+
+def state_written(path: Path, fmt: str) -> float | None:
+    """When the JSON-lines state file ``path`` was last written (``st_mtime``), or None when
+    there is none or its head does not hold ``fmt`` (the ``format`` of the engine that keeps
+    such files): how ``results`` finds which engine ran a sweep."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(fmt) + 16)
+        return path.stat().st_mtime if fmt.encode() in head else None
+    except OSError:
+        return None
 
 
 def default_journal(name: str) -> Path:

@@ -48,7 +48,7 @@ from ..compiler.ray import FINAL, compile_ray
 from ..trackers import Point, TrialRecord
 from .base import EngineError, EngineOptions, OwnTrials
 from .budget import TrialSummary
-from .contract import state_file
+from .contract import state_file, state_written
 from .sweep import INTERRUPTED, interrupt_reason
 from .trials import iso_ms
 
@@ -82,12 +82,7 @@ def default_state(spec: Spec, path: str) -> Path:
 def find_state(spec: Spec, path: str, storage: str | None) -> float | None:
     """When this engine's record of the sweep was last written, None when there is none."""
     where = Path(storage) if storage is not None else default_state(spec, path)
-    try:
-        with open(where, "rb") as fh:
-            head = fh.read(len(FORMAT) + 16)
-        return where.stat().st_mtime if FORMAT.encode() in head else None
-    except OSError:
-        return None
+    return state_written(where, FORMAT)
 
 
 # --------------------------------------------------------------------------- the engine

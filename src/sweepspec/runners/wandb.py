@@ -65,7 +65,7 @@ from ..spec.models import Budget
 from ..spec.paths import nested_names
 from .base import Asked, Engine, EngineError, EngineOptions
 from .budget import TrialSummary
-from .contract import STATE_DIR, state_file
+from .contract import STATE_DIR, state_file, state_written
 from .heartbeat import Heartbeat
 from .trials import iso_ms, process_alive
 
@@ -115,12 +115,7 @@ def find_state(spec: Spec, path: str, storage: str | None) -> float | None:
     there is none: ``storage`` (a file), else :func:`default_state`. For ``results``, which
     reads whichever engine ran the sweep."""
     where = Path(storage) if storage is not None else default_state(spec, path)
-    try:
-        with open(where, "rb") as fh:
-            head = fh.read(len(FORMAT) + 16)
-        return where.stat().st_mtime if FORMAT.encode() in head else None
-    except OSError:
-        return None
+    return state_written(where, FORMAT)
 
 
 def ask_seed(sweep_id: str, number: int) -> int:
