@@ -9,8 +9,11 @@ shorter training: ``epochs: {value: 3}``, 4 trials) and recomputes every p-value
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -317,6 +320,43 @@ def test_a_bad_configs_file_is_one_line(
         assert err.count("\n") == 1
     else:
         assert err == expected
+
+
+# 'sweepspec' with tests/runners/test_drive.py's engine that drives its own trials registered
+# as 'relay' before the CLI is built (its --engine choices come from the registry then); with
+# "nodrives" the module does not say it drives, and only the opened engine shows it
+RELAY_CLI = """
+import sys
+from sweepspec.runners import base
+base.ENGINES["relay"] = "runners.test_drive"
+if sys.argv[1] == "nodrives":
+    import runners.test_drive as module
+    del module.DRIVES
+from sweepspec.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("declared", ["drives", "nodrives"])
+def test_an_engine_that_drives_its_own_trials_is_refused(sweep_dir: Path, declared: str) -> None:
+    _write(sweep_dir)
+    tests = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", RELAY_CLI, declared, "compare", "sweep.yaml"]
+        + ["--configs", "configs.yaml", "--engine", "relay", "--tracker", "none"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tests)},
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        "Error: compare cannot run on the relay engine: it drives its own trials, and compare "
+        "runs each configuration and seed in sweepspec's own loop; use an engine that does "
+        "not: --engine optuna or wandb\n",
+    )
+    assert not (sweep_dir / ".sweepspec").exists()
 
 
 def test_top_and_configs_together_and_several_metrics_are_refused(

@@ -64,7 +64,8 @@ class RelayEngine(OwnTrials):
     grace_period: float | None = None
 
     def __init__(self, spec: Spec, path: str, options: EngineOptions) -> None:
-        self.values = list(spec.parameters["x"].values or [])  # type: ignore[union-attr]
+        grid = spec.parameters.get("x")  # none in compare's sweep (a grid of config, seed)
+        self.values = list(getattr(grid, "values", None) or [])
         self.stop_at = options.extra.get("stop_at")
         self.state = Path(".sweepspec") / "relay.json"
         self.state_path = str(self.state)
@@ -124,6 +125,9 @@ class RelayEngine(OwnTrials):
 
     def decisions(self) -> list[dict[str, Any]]:
         return []
+
+
+DRIVES = True  # this module's engine runs its own trials (base.always_drives)
 
 
 def open_engine(spec: Spec, path: str, options: EngineOptions) -> RelayEngine:
@@ -201,3 +205,10 @@ def test_run_names_no_engine() -> None:
     source = Path(command.__file__).read_text()
     for name in ("wandb", "server"):
         assert f'"{name}"' not in source, name
+
+
+def test_ray_says_it_drives_and_the_loops_engines_do_not() -> None:
+    from sweepspec.runners.ray import RayEngine
+
+    assert issubclass(RayEngine, base.Drives) and base.always_drives("ray")
+    assert not base.always_drives("optuna") and not base.always_drives("wandb")

@@ -52,15 +52,21 @@ def compare(
     if configs is not None and top is not None:
         raise SweepspecError("give --top K or --configs FILE, not both")
     try:
-        from ..runners.compare import run_configs
+        from ..runners.compare import check_engine, run_configs
         from ..runners.sweep import RunError
     except ModuleNotFoundError as exc:
         raise _missing(exc) from None
+    name = engine or spec.engine or "optuna"
+    try:
+        check_engine(name)
+    except ModuleNotFoundError as exc:
+        raise _missing(exc) from None
+    except RunError as exc:
+        raise SweepspecError(str(exc)) from None
     if configs is not None:
         candidates = read_configs(configs, spec)
     else:
         candidates = top_configs(spec, path, top or 3, storage)
-    name = engine or spec.engine or "optuna"
     track = tracker or (spec.tracking.tracker if spec.tracking else "mlflow")
     try:
         run_configs(

@@ -12,7 +12,9 @@ engine options and the schema's engine names come from these registries.
 
 An engine whose own controller runs the trials (W&B's server and agent, a cluster's
 scheduler) implements :class:`Drives`: the loop then hands it the run (:meth:`Drives.drive`)
-with what it needs to run each trial exactly as the loop would.
+with what it needs to run each trial exactly as the loop would. An engine module whose engine
+always drives, whatever the spec, says so with ``DRIVES = True`` (:func:`always_drives`), so
+that a command which needs the loop's own trials (``compare``) refuses it before opening it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "EngineOption",
     "EngineOptions",
     "OwnTrials",
+    "always_drives",
     "drives",
     "engine_names",
     "find_state",
@@ -223,6 +226,14 @@ class OwnTrials:
 def drives(engine: Engine) -> Drives | None:
     """``engine`` when it runs its own trials (:class:`Drives`), else None."""
     return engine if isinstance(engine, Drives) else None
+
+
+def always_drives(name: str) -> bool:
+    """Whether engine ``name`` runs its own trials whatever the spec (its module's ``DRIVES``,
+    default False); ImportError when the engine is not installed. Imports the engine's module
+    only (Ray's imports Ray when it opens)."""
+    module = importlib.import_module(ENGINES[name])
+    return bool(getattr(module, "DRIVES", False))
 
 
 def open_engine(name: str, spec: Spec, path: str, options: EngineOptions) -> Engine:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..spec import Spec
-from .base import Asked, Engine, EngineError, EngineOptions
+from .base import Asked, Engine, EngineError, EngineOptions, always_drives, drives, engine_names
 from .contract import STATE_DIR
 from .progress import Progress
 from .sweep import (
@@ -56,6 +56,7 @@ __all__ = [
     "SUFFIX",
     "Candidate",
     "FixedConfigs",
+    "check_engine",
     "comparison_name",
     "comparison_spec",
     "read_runs",
@@ -215,6 +216,28 @@ class FixedConfigs:
 # --------------------------------------------------------------------------- running, reading
 
 
+def check_engine(name: str) -> None:
+    """A :class:`RunError` when engine ``name`` drives its own trials (:func:`.base.drives`):
+    the comparison's grid points run in this loop, and such an engine's loop asks nothing."""
+    if always_drives(name):
+        raise RunError(_drives_message(name))
+
+
+def _drives_message(name: str) -> str:
+    usable = []
+    for other in engine_names():
+        try:
+            if other != name and not always_drives(other):
+                usable.append(other)
+        except ImportError:
+            continue  # not installed: not one compare can use here
+    return (
+        f"compare cannot run on the {name} engine: it drives its own trials, and compare runs "
+        "each configuration and seed in sweepspec's own loop; use an engine that does not: "
+        f"--engine {' or '.join(usable)}"
+    )
+
+
 def run_configs(
     spec: Spec,
     path: str,
@@ -243,7 +266,11 @@ def run_configs(
     execute = make_executor(spec, path, objectives, progress.echo, grace)
     try:
         with stop_signals():
+            check_engine(engine)
             inner = open_sweep(engine, derived, path, EngineOptions(fresh=fresh))
+            if drives(inner) is not None:  # one that drives only with some specs
+                inner.close()
+                raise RunError(_drives_message(engine))
             fixed = FixedConfigs(inner, candidates, seeds, saved_configs(spec, path))
             try:
                 fixed.check(fresh)

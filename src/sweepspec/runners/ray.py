@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["RayEngine", "find_state", "open_engine"]
 
 FORMAT = "sweepspec-ray-1"
+DRIVES = True  # Tune's controller runs every trial (RayEngine is a base.Drives)
 EXPERIMENT = "tune"  # the experiment's folder under the engine's Tune storage
 CONNECT_TIMEOUT = 5.0  # seconds a cluster address gets to answer
 DECISION_TIMEOUT = 600.0  # seconds a trial waits for the scheduler's word on a value
