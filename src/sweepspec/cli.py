@@ -41,6 +41,35 @@ def _exit(code: int) -> None:
     click.get_current_context().exit(code)
 
 
+# --------------------------------------------------------------------------- shared options
+# The options several commands take, one definition each; a command gives its own help text
+# where the option means something else there.
+
+F = TypeVar("F", bound=Callable[..., Any])
+READ_STORAGE = "The storage 'run' used, if not the default."
+
+
+def _engine_option(text: str, names: Sequence[str] | None = None) -> Callable[[F], F]:
+    """``--engine``, one of ``names`` (default: the engine registry's)."""
+    choices = names if names is not None else engine_names()
+    return click.option("--engine", type=click.Choice(choices), default=None, help=text)
+
+
+def _tracker_option(text: str) -> Callable[[F], F]:
+    """``--tracker``, one of the tracker registry's names."""
+    return click.option("--tracker", type=click.Choice(TRACKERS), default=None, help=text)
+
+
+def _storage_option(text: str = READ_STORAGE) -> Callable[[F], F]:
+    """``--storage URL``: where the engine's state of the sweep is."""
+    return click.option("--storage", metavar="URL", default=None, help=text)
+
+
+def _fresh_option(text: str) -> Callable[[F], F]:
+    """``--fresh``: start over."""
+    return click.option("--fresh", is_flag=True, help=text)
+
+
 @cli.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -74,12 +103,7 @@ def schema_command() -> None:
 
 @cli.command("compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--engine",
-    type=click.Choice(compiler_names()),
-    default=None,
-    help="Target engine (default: the spec's 'engine', else optuna).",
-)
+@_engine_option("Target engine (default: the spec's 'engine', else optuna).", compiler_names())
 @click.option(
     "--format",
     "fmt",
@@ -112,9 +136,6 @@ def compile_command(
     _exit(compile_spec(file, engine=engine, fmt=fmt, output=output, strict=strict))
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 def _engine_options(command: F) -> F:
     """Each engine's own options on ``run`` (:data:`~sweepspec.runners.base.ENGINE_OPTIONS`),
     passed on by flag (``--ray-address``) in ``engine_options``."""
@@ -142,18 +163,10 @@ def _given_engine_options(values: dict[str, Any]) -> dict[str, Any]:
 
 @cli.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--engine",
-    type=click.Choice(engine_names()),
-    default=None,
-    help="Engine (default: the spec's 'engine', else optuna).",
-)
-@click.option(
-    "--tracker",
-    type=click.Choice(TRACKERS),
-    default=None,
-    help="Where runs are logged (default: the spec's 'tracking.tracker', else "
-    "mlflow; MLflow honours MLFLOW_TRACKING_URI).",
+@_engine_option("Engine (default: the spec's 'engine', else optuna).")
+@_tracker_option(
+    "Where runs are logged (default: the spec's 'tracking.tracker', else "
+    "mlflow; MLflow honours MLFLOW_TRACKING_URI)."
 )
 @click.option(
     "--trials",
@@ -167,16 +180,11 @@ def _given_engine_options(values: dict[str, Any]) -> dict[str, Any]:
     default=None,
     help="Worker processes on the same storage (default: budget.workers, else 1).",
 )
-@click.option(
-    "--storage",
-    metavar="URL",
-    default=None,
-    help="Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or a "
-    "journal file path (default: .sweepspec/<study>.journal here).",
+@_storage_option(
+    "Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or a "
+    "journal file path (default: .sweepspec/<study>.journal here)."
 )
-@click.option(
-    "--fresh", is_flag=True, help="Delete the sweep's existing study first and start over."
-)
+@_fresh_option("Delete the sweep's existing study first and start over.")
 @click.option(
     "--gpus",
     metavar="IDS",
@@ -223,9 +231,7 @@ def run_command(
 
 @cli.command("results")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
-)
+@_storage_option()
 @click.option(
     "--format",
     "fmt",
@@ -317,22 +323,10 @@ def results_command(
     default=None,
     help="A YAML file of named configurations (NAME: {param: value}) instead of --top.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(engine_names()),
-    default=None,
-    help="Engine of the comparison's runs (default: the spec's 'engine', else optuna).",
-)
-@click.option(
-    "--tracker",
-    type=click.Choice(TRACKERS),
-    default=None,
-    help="Where the runs are logged (default: the spec's 'tracking.tracker', else mlflow).",
-)
-@click.option(
-    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
-)
-@click.option("--fresh", is_flag=True, help="Delete the comparison's runs first and start over.")
+@_engine_option("Engine of the comparison's runs (default: the spec's 'engine', else optuna).")
+@_tracker_option("Where the runs are logged (default: the spec's 'tracking.tracker', else mlflow).")
+@_storage_option()
+@_fresh_option("Delete the comparison's runs first and start over.")
 @click.option(
     "--format",
     "fmt",
@@ -385,9 +379,7 @@ def compare_command(
     show_default=True,
     help="The HTML file to write.",
 )
-@click.option(
-    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
-)
+@_storage_option()
 @click.option(
     "--x",
     "x",
@@ -426,14 +418,9 @@ def report_command(file: str, output: str, storage: str | None, x: str, importan
     "from its --configs file that is also a finished trial of the sweep.",
 )
 @click.option("--why", required=True, help="Why it is chosen (recorded with the choice).")
-@click.option(
-    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
-)
-@click.option(
-    "--tracker",
-    type=click.Choice(TRACKERS),
-    default=None,
-    help="Where the runs were logged (default: the spec's 'tracking.tracker', else mlflow).",
+@_storage_option()
+@_tracker_option(
+    "Where the runs were logged (default: the spec's 'tracking.tracker', else mlflow)."
 )
 def decide_command(
     file: str,
@@ -453,9 +440,7 @@ def decide_command(
 
 @cli.command("sync")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--storage", metavar="URL", default=None, help="The storage 'run' used, if not the default."
-)
+@_storage_option()
 def sync_command(file: str, storage: str | None) -> None:
     """Log to the tracker what earlier runs of spec FILE's sweep could not (the tracker was
     down); each trial once. 'sweepspec run' does the same when it starts."""
