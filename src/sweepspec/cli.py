@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .analysis.table import SOURCES
 from .compiler import compiler_formats, compiler_formats_help, compiler_names
 from .runners.base import ENGINE_OPTIONS, engine_names
 from .trackers import TRACKERS
@@ -243,7 +244,7 @@ def run_command(
 @click.option(
     "--from",
     "source",
-    type=click.Choice(["engine", "mlflow", "wandb"]),
+    type=click.Choice(SOURCES),
     default="engine",
     show_default=True,
     help="Read the trials from the engine's storage, from MLflow (the sweep's parent run and "

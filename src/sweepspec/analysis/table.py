@@ -48,8 +48,17 @@ __all__ = [
     "which_engine",
 ]
 
-SOURCES = ("engine", "mlflow", "wandb")
-"""Where ``results --from`` reads a sweep."""
+
+def _sources() -> tuple[str, ...]:
+    from ..trackers import TRACKERS, tracker_module
+
+    readers = [name for name in TRACKERS if hasattr(tracker_module(name), "read_results")]
+    return ("engine", *readers)
+
+
+SOURCES = _sources()
+"""Where ``results --from`` reads a sweep: ``engine`` (the engine's storage), or a tracker
+whose module reads its runs back (``read_results``: ``mlflow``, ``wandb``)."""
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 
 Row = dict[str, Any]
@@ -77,7 +86,7 @@ class Table:
     rows: list[Row]
     params: list[str]  # the spec's parameters by dotted name, in file order
     objectives: list[str]  # the spec's metric names, in file order
-    source: str  # "engine", "mlflow", "wandb"
+    source: str  # one of SOURCES: "engine", "mlflow", "wandb"
     where: str  # the engine's state, the MLflow experiment, the W&B folder
     cost_metric: str | None = None
     seeded: bool = False
@@ -184,15 +193,10 @@ def load_table(
             engine.close()
         mark_decisions(table.rows, decisions)
     else:
+        from ..trackers import tracker_module
+
         known = _known_sweep(spec, path, storage)
-        if source == "mlflow":
-            from . import mlflow
-
-            mlflow.read(table, spec, path, known)
-        else:
-            from . import wandb  # type: ignore[attr-defined]
-
-            wandb.read(table, spec, path, known)
+        tracker_module(source).read_results(table, spec, path, known)
     for row in table.rows:
         _complete(row, table.cost_metric)
         order = [p for p in table.params if p in row["params"]]

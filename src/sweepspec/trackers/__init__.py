@@ -8,9 +8,11 @@ engine, and ``none`` imports nothing at all.
 :data:`TRACKERS` maps each tracker's name to its module in this package; the module exposes
 ``make(uri=, experiment=, echo=) -> Tracker`` and, where the tracker has them:
 ``LABEL`` (its name for people), ``record_decision(spec, path, sweep_id, decision, echo)``
-(``sweepspec decide`` marks the chosen trial there) and ``SYNC_NOTE`` (why ``sweepspec sync``
-has nothing to do for it; without one, ``sync`` logs its backlog). A new tracker is one module
-and one line here.
+(``sweepspec decide`` marks the chosen trial there), ``SYNC_NOTE`` (why ``sweepspec sync``
+has nothing to do for it; without one, ``sync`` logs its backlog) and ``read_results(table,
+spec, path, known)`` (``sweepspec results --from <tracker>`` reads the sweep back from it; the
+``--from`` choices are the trackers that have one). A new tracker is one module and one line
+here.
 """
 
 from __future__ import annotations

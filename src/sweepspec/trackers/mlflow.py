@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    from ..analysis.table import KnownSweep, Table
+    from ..spec import Spec
+
 __all__ = [
     "SETTINGS",
     "PENDING_SUFFIX",
@@ -912,6 +915,14 @@ def absolute_uri(uri: str | None) -> str:
 
 
 LABEL = "MLflow"
+
+
+def read_results(table: Table, spec: Spec, path: str, known: KnownSweep | None) -> None:
+    """``sweepspec results --from mlflow``: fill ``table`` with the sweep's runs as MLflow
+    holds them (:func:`sweepspec.analysis.mlflow.read`)."""
+    from ..analysis.mlflow import read
+
+    read(table, spec, path, known)
 
 
 def record_decision(

@@ -39,10 +39,13 @@ import os
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ..spec.paths import leaf_paths, nest
 from . import Echo, SweepInfo, Tracker, TrialRecord
+
+if TYPE_CHECKING:
+    from ..analysis.table import KnownSweep, Table
+    from ..spec import Spec
 
 __all__ = [
     "LABEL",
@@ -95,6 +98,7 @@ class WandbTracker(Tracker):
         if importlib.util.find_spec("wandb") is None:
             raise ModuleNotFoundError("No module named 'wandb'", name="wandb")
         from ..spec import load
+        from ..spec.paths import leaf_paths
 
         spec = load(sweep.spec_path)
         tracking = spec.tracking
@@ -325,6 +329,8 @@ def _has_credentials() -> bool:
 
 
 def _log(wandb: Any, settings: dict[str, Any], trial: dict[str, Any], mode: str | None) -> str:
+    from ..spec.paths import nest
+
     run = wandb.init(
         project=settings["project"],
         entity=settings["entity"],
@@ -389,6 +395,14 @@ def make(
     """The W&B tracker (``make_tracker``'s entry): the experiment is W&B's project; W&B
     takes no URI here (its own settings and ``WANDB_*`` variables say where)."""
     return WandbTracker(project=experiment, echo=echo)
+
+
+def read_results(table: Table, spec: Spec, path: str, known: KnownSweep | None) -> None:
+    """``sweepspec results --from wandb``: fill ``table`` with the sweep's runs from W&B's
+    offline run files (:func:`sweepspec.analysis.wandb.read`)."""
+    from ..analysis.wandb import read
+
+    read(table, spec, path, known)
 
 
 def record_decision(
