@@ -127,18 +127,21 @@ def test_table_and_csv_have_params_and_metrics_columns(
     ]
 
 
-def test_per_seed_values_are_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "results_trial.py").write_text(
+def _run_seeded(folder: Path, capsys: pytest.CaptureFixture[str], xs: str) -> None:
+    """Run ``seeds.yaml`` in ``folder``: the grid over ``x`` in ``xs`` with ``seeds: [0, 10]``,
+    each run's loss ``x + seed``."""
+    (folder / "results_trial.py").write_text(
         "def objective(trial):\n    return trial.params['x'] + trial.seed\n"
     )
-    (tmp_path / "seeds.yaml").write_text(
-        textwrap.dedent(GRID.replace("[1, 2, 3]", "[1]")).lstrip() + "seeds: [0, 10]\n"
+    (folder / "seeds.yaml").write_text(
+        textwrap.dedent(GRID.replace("[1, 2, 3]", xs)).lstrip() + "seeds: [0, 10]\n"
     )
     assert main(["run", "seeds.yaml", "--tracker", "none"]) == 0
     capsys.readouterr()
+
+
+def test_per_seed_values_are_kept(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_seeded(sweep_dir, capsys, "[1]")
     rows = json.loads(_results(capsys, "seeds.yaml", "--format", "json")[1])
     assert (rows[0]["metrics"], rows[0]["seeds"]) == (
         {"loss": 6.0},
@@ -352,18 +355,8 @@ def test_a_selection_that_cannot_be_read_is_one_line(
     assert out.startswith("number  state  params.x  params.opt.lr  metrics.loss")
 
 
-def test_per_seed_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "results_trial.py").write_text(
-        "def objective(trial):\n    return trial.params['x'] + trial.seed\n"
-    )
-    (tmp_path / "seeds.yaml").write_text(
-        textwrap.dedent(GRID.replace("[1, 2, 3]", "[1, 2]")).lstrip() + "seeds: [0, 10]\n"
-    )
-    assert main(["run", "seeds.yaml", "--tracker", "none"]) == 0
-    capsys.readouterr()
+def test_per_seed_rows(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_seeded(sweep_dir, capsys, "[1, 2]")
     code, out, _ = _results(
         capsys,
         "seeds.yaml",

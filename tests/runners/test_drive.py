@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grid_sweep import GRID, write_grid
 
 from sweepspec.cli import SweepspecError
 from sweepspec.commands.run import run
@@ -25,25 +26,6 @@ from sweepspec.runners.budget import TrialSummary
 from sweepspec.runners.sweep import Loop, RunError, run_sweep
 from sweepspec.spec import Spec
 from sweepspec.trackers import TrialRecord
-
-TRIAL = """
-def objective(trial):
-    if trial.params["x"] == 2:
-        raise ValueError("x=2 is broken")
-    for step in range(4):
-        trial.report({"loss": trial.params["x"] + 1.0 / (step + 1)}, step)
-        if trial.should_stop():
-            return {"loss": trial.params["x"]}
-    return {"loss": trial.params["x"], "acc": 0.5}
-"""
-
-SPEC = """
-method: grid
-metric: {name: loss}
-function: relay_trial:objective
-parameters:
-  x: {values: [1, 2, 3]}
-"""
 
 # the process a trial is sent to: a pickled (TrialRun, number, params, stop_at) on stdin,
 # the pickled TrialRecord on stdout; report() stops the trial at step ``stop_at``
@@ -144,15 +126,14 @@ def relay(sweep_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setitem(
         base.ENGINE_OPTIONS, "relay", (EngineOption("--relay-stop-at", "stop_at", "help"),)
     )
-    (sweep_dir / "relay_trial.py").write_text(TRIAL)
     return sweep_dir
 
 
-def _spec(folder: Path, text: str = SPEC) -> tuple[Spec, str]:
+def _spec(folder: Path, text: str = GRID) -> tuple[Spec, str]:
     from sweepspec import load
 
-    (folder / "sweep.yaml").write_text(text)
-    return load(str(folder / "sweep.yaml")), str(folder / "sweep.yaml")
+    path = str(write_grid(folder, text))
+    return load(path), path
 
 
 def test_the_engine_runs_each_trial_elsewhere_as_the_loop_would(
@@ -179,7 +160,7 @@ def test_the_engine_runs_each_trial_elsewhere_as_the_loop_would(
 
 
 def test_a_failure_streak_stops_the_engine_and_the_run(relay: Path) -> None:
-    spec, path = _spec(relay, SPEC + "budget: {max_consecutive_failures: 1}\n")
+    spec, path = _spec(relay, GRID + "budget: {max_consecutive_failures: 1}\n")
     with pytest.raises(RunError) as caught:
         run_sweep(spec, path, engine="relay", tracker="none", tty=False)
     assert str(caught.value) == (

@@ -21,31 +21,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from grid_sweep import write_grid, write_trial  # noqa: E402
 from hyperband_curves import RunState, Wandb  # noqa: E402
 
 from sweepspec.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-TRIAL = """
-import time
-
-def objective(trial):
-    if trial.params["x"] == 2:
-        raise ValueError("x=2 is broken")
-    for step in range(3):
-        trial.report({"loss": trial.params["x"] + 1.0 / (step + 1)}, step)
-        time.sleep(trial.params.get("pause", 0))
-    return {"loss": trial.params["x"], "acc": 0.5}
-"""
-
-GRID = """
-method: grid
-metric: {name: loss}
-function: sweep_trial:objective
-parameters:
-  x: {values: [1, 2, 3]}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +135,7 @@ HEADERS: dict[str, list[str]] = {}  # each engine's CSV header, as the tests bel
 def test_results_have_the_same_columns_and_states_on_every_engine(
     cluster: str, sweep_dir: Path, engine: str
 ) -> None:
-    (sweep_dir / "sweep_trial.py").write_text(TRIAL)
-    (sweep_dir / "sweep.yaml").write_text(GRID)
+    write_grid(sweep_dir)
     code = main(["run", "sweep.yaml", "--engine", engine, "--tracker", "none"])
     assert code == 0
     header = next(csv.reader(io.StringIO(_results(sweep_dir, "csv"))))
@@ -167,7 +147,7 @@ def test_results_have_the_same_columns_and_states_on_every_engine(
 
 
 def test_a_run_stopped_with_ctrl_c_resumes_from_tunes_state(cluster: str, sweep_dir: Path) -> None:
-    (sweep_dir / "sweep_trial.py").write_text(TRIAL)
+    write_trial(sweep_dir)
     (sweep_dir / "sweep.yaml").write_text(
         "method: random\nmetric: {name: loss}\nfunction: sweep_trial:objective\nrun_cap: 4\n"
         "parameters:\n  x: {values: [1, 3, 4, 5]}\n  pause: {value: 1.5}\n"
@@ -201,8 +181,7 @@ def _free_port() -> int:
 
 
 def test_a_bad_address_is_one_line_at_once(sweep_dir: Path) -> None:
-    (sweep_dir / "sweep_trial.py").write_text(TRIAL)
-    (sweep_dir / "sweep.yaml").write_text(GRID)
+    write_grid(sweep_dir)
     address = f"127.0.0.1:{_free_port()}"
     started = time.monotonic()
     done = subprocess.run(
@@ -222,8 +201,7 @@ def test_a_bad_address_is_one_line_at_once(sweep_dir: Path) -> None:
 
 
 def test_ray_not_installed_is_one_line(sweep_dir: Path) -> None:
-    (sweep_dir / "sweep_trial.py").write_text(TRIAL)
-    (sweep_dir / "sweep.yaml").write_text(GRID)
+    write_grid(sweep_dir)
     code = (
         "import sys; sys.modules['ray'] = None\n"
         "from sweepspec.main import main\n"
@@ -242,8 +220,7 @@ def test_ray_not_installed_is_one_line(sweep_dir: Path) -> None:
 def test_the_ray_address_with_another_engine_is_one_line(
     sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (sweep_dir / "sweep_trial.py").write_text(TRIAL)
-    (sweep_dir / "sweep.yaml").write_text(GRID)
+    write_grid(sweep_dir)
     assert main(["run", "sweep.yaml", "--ray-address", "127.0.0.1:6379"]) == 1
     assert capsys.readouterr().err == (
         "Error: --ray-address is an option of the ray engine; this sweep runs on optuna "
