@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "redact", "without_password"]
 
 MASK = "***"
 
@@ -47,6 +48,28 @@ def redact(text: str) -> str:
     text = _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
     text = _FLAG.sub(_mask_value, text)
     return _KEY_VALUE.sub(_mask_value, text)
+
+
+def without_password(url: str) -> tuple[str, bool]:
+    """``url`` without the password of its user part (``postgresql://user:secret@host/db``
+    -> ``postgresql://user@host/db``) or of a ``password=`` query parameter, and whether it
+    had a (non-empty) one: for a URL written into a file, whose password comes from elsewhere
+    (libpq's ``PGPASSWORD``)."""
+    parts = urlsplit(url)
+    netloc, removed = parts.netloc, False
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        name, _, password = user.partition(":")
+        netloc, removed = f"{name}@{host}", bool(password)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(key, value) for key, value in query if key.lower() != "password"]
+    text = parts.query
+    if len(kept) < len(query):
+        text = urlencode(kept, safe="/")
+        removed = removed or any(v for k, v in query if k.lower() == "password")
+    if not removed:  # none, or an empty one: the URL as it is
+        return url, False
+    return urlunsplit(parts._replace(netloc=netloc, query=text)), True
 
 
 def _mask_value(match: re.Match[str]) -> str:

@@ -378,3 +378,34 @@ def test_a_compile_error_in_another_command_is_one_line(
         "log_uniform_values form (the bounds 0.0, 9.85967654375977e-305 overflow or collapse), "
         "and W&B's validator refuses log_uniform: no config that W&B takes samples this range\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("storage", "written", "how"),
+    [
+        (
+            "postgresql://ann@db.example:5432/sweeps?password=Pw-123&sslmode=require",
+            "postgresql://ann@db.example:5432/sweeps?sslmode=require",
+            "set PGPASSWORD when running it (libpq reads it when the URL has none)",
+        ),
+        (
+            "mysql+pymysql://ann:Pw-123@db.example/sweeps",
+            "mysql+pymysql://ann@db.example/sweeps",
+            "give the whole URL with --storage when running it",
+        ),
+    ],
+    ids=["postgres-query", "mysql"],
+)
+def test_the_script_keeps_no_storage_password(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], storage: str, written: str, how: str
+) -> None:
+    (sweep_dir / "sweep.yaml").write_text(
+        "method: random\nmetric: {name: loss}\nprogram: train.py\n"
+        f"optuna: {{storage: '{storage}'}}\nparameters:\n  x: {{min: 0.0, max: 1.0}}\n"
+    )
+    assert main(["compile", "sweep.yaml", "--engine", "optuna", "--format", "python"]) == 0
+    out, err = capsys.readouterr()
+    note = f"optuna.storage: written to the script without its password; {how}"
+    assert err == f"sweep.yaml: note: {note}\n"
+    assert "Pw-123" not in out
+    assert f'"storage": "{written}"' in out and f"\n# {note}\n" in out

@@ -407,3 +407,56 @@ def test_the_documented_install_takes_the_url_as_the_server_prints_it(
     without = installed("optuna")
     assert sweepspec(without, "run", "sweep.yaml", "--tracker", "none") == (1, "", line)
     assert sweepspec(without, "results", "sweep.yaml") == (1, "", line)
+
+
+def test_a_compiled_script_has_no_password_and_takes_it_from_pgpassword(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """``compile --format python`` writes the spec's ``optuna.storage`` without its password
+    (says so in the script and on stderr); the script connects with PGPASSWORD set, and
+    without it the server asks for the password the script does not have."""
+    socket = postgres_url.split("?host=")[1]
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE compiled OWNER sweeper")
+    url = f"postgresql://sweeper:right@/compiled?host={socket}"
+    spec = textwrap.dedent(SPEC).lstrip() + f"run_cap: 3\noptuna: {{storage: '{url}'}}\n"
+    (tmp_path / "sweep.yaml").write_text(spec)
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
+    note = (
+        "optuna.storage: written to the script without its password; set PGPASSWORD when "
+        "running it (libpq reads it when the URL has none)"
+    )
+    compiled = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "compile", "sweep.yaml", "--engine", "optuna"]
+        + ["--format", "python", "-o", "study.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (compiled.returncode, compiled.stdout) == (0, "")
+    assert compiled.stderr == f"sweep.yaml: note: {note}\n"
+    script = (tmp_path / "study.py").read_text()
+    assert "right" not in script
+    assert f'"storage": "postgresql://sweeper@/compiled?host={socket}"' in script
+    assert f"\n# {note}\n" in script
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    env["PYTHONWARNINGS"] = "ignore"
+
+    def run_script(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "study.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=300,
+        )
+
+    without = run_script({})
+    assert without.returncode != 0
+    assert "fe_sendauth: no password supplied" in without.stderr
+    done = run_script({"PGPASSWORD": "right"})
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3

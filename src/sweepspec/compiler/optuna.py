@@ -47,6 +47,7 @@ from optuna.distributions import (
     distribution_to_json,
 )
 
+from ..redact import without_password
 from ..spec.models import (
     Budget,
     ConstantParam,
@@ -187,9 +188,9 @@ class OptunaPlan:
         """``json`` / ``yaml``: :meth:`to_json`; ``python``: :meth:`to_python`, the script
         written to ``output`` beside (or away from) the spec ``source``."""
         if fmt == "python":
-            return Rendered(
-                self.to_python(os.path.dirname(os.path.abspath(source)), output, source)
-            )
+            text = self.to_python(os.path.dirname(os.path.abspath(source)), output, source)
+            note = self._script_storage()[1]
+            return Rendered(text, [Note("optuna.storage", note)] if note else [])
         return Rendered(dump(self.to_json(), fmt))
 
     def to_json(self) -> dict[str, Any]:
@@ -262,13 +263,30 @@ class OptunaPlan:
             plan_json=json.dumps(self._script_plan(source), indent=4),
             spec_dir=os.path.abspath(spec_dir),
             spec_dir_relative=relative,
+            storage_note=self._script_storage()[1],
         )
+
+    def _script_storage(self) -> tuple[str | None, str | None]:
+        """The spec's ``optuna.storage`` as the script keeps it, without a password (a file
+        is no place for one), and what the user must do then (None when nothing was left
+        out): libpq, under psycopg, reads ``PGPASSWORD`` when the URL has no password."""
+        section = self.spec.optuna
+        storage = section.storage if section else None
+        if storage is None or "://" not in storage:
+            return storage, None
+        bare, removed = without_password(storage)
+        if not removed:
+            return storage, None
+        if storage.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+            how = "set PGPASSWORD when running it (libpq reads it when the URL has none)"
+        else:
+            how = "give the whole URL with --storage when running it"
+        return bare, f"written to the script without its password; {how}"
 
     def _reparam_kinds(self) -> set[str]:
         return {p.reparam["kind"] for p in self.params.values() if p.reparam is not None}
 
     def _script_plan(self, source: str | None) -> dict[str, Any]:
-        section = self.spec.optuna
         budget = self.spec.budget or Budget()
         return {
             **self.to_json(),
@@ -282,7 +300,7 @@ class OptunaPlan:
             },
             "study": {
                 "name": study_name_for(self.spec, source),
-                "storage": section.storage if section else None,
+                "storage": self._script_storage()[0],
             },
             "search_space_hash": self.search_space_hash(),
             "max_consecutive_failures": budget.max_consecutive_failures,
