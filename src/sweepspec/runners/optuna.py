@@ -517,7 +517,8 @@ class OptunaEngine:
         store = self.store
         if isinstance(store, WorkerStorage):
             beat = functools.partial(store.record_heartbeat, trial_id)
-            beat()
+            if not store.born_beating:
+                beat()
         else:
             beat = functools.partial(_journal_beat, store, trial_id)
         if self.beating is None:
