@@ -495,14 +495,14 @@ class OptunaEngine:
         return self.grace_period
 
     def ask(self) -> Asked | None:
-        with warnings.catch_warnings():  # Optuna's heartbeat is beaten here, not in optimize()
+        with self._one_transaction(), warnings.catch_warnings():
+            # Optuna's heartbeat is beaten here, not in optimize()
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
             trial = self.study.ask()
-        if WORKER_ATTR not in trial.user_attrs:  # a database's new trials are made with it
-            trial.set_user_attr(WORKER_ATTR, self.worker)
-        self._beat(trial._trial_id)
-        with self._one_transaction():
+            if WORKER_ATTR not in trial.user_attrs:  # a database's new trials are made with it
+                trial.set_user_attr(WORKER_ATTR, self.worker)
             params = self.plan.suggest(trial)
+        self._beat(trial._trial_id)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
 
@@ -526,8 +526,11 @@ class OptunaEngine:
         self.beating.follow(beat)
 
     def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
-        """On a database server, the writes of a block in one transaction (:mod:`.rdb`);
-        not in an SQLite file, whose one writer would wait for the others' blocks."""
+        """On a database server, the reads and writes of a block as one (:mod:`.rdb`): an
+        ask (the trial made, its parameters sampled and written: the study's row stays
+        locked meanwhile, so the sampler sees every trial asked before), a tell (the trial's
+        attributes with its end); not in an SQLite file, whose one writer would wait for the
+        others' blocks."""
         if isinstance(self.store, WorkerStorage) and self.store.server:
             return self.store.one_transaction()
         return contextlib.nullcontext()

@@ -24,7 +24,11 @@ most of a durable sweep's cost (issue 10 item 4).
   intermediate value (an upsert), the end (state and values), and the heartbeat. A write
   refused because the trial has ended raises Optuna's ``UpdateFinishedTrialError``, as
   Optuna does. Other databases take Optuna's own writes.
-* :meth:`WorkerStorage.one_transaction` makes several reads and writes one transaction.
+* :meth:`WorkerStorage.one_transaction` makes several reads and writes one: on PostgreSQL
+  the writes to a running trial wait until the block ends, and go as one statement (with the
+  trial's end, when the block ends it); a database transaction is begun only for what needs
+  one (making a trial, Optuna's own writes). A block that fails leaves its trials to be read
+  again from the database.
 
 The tables are Optuna's, written as Optuna writes them (naive UTC datetimes, its value
 types, JSON attributes), so Optuna, its dashboard and other workers read them as their own.
@@ -39,6 +43,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +70,22 @@ _USER_ATTRS = models.TrialUserAttributeModel.__table__
 _SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
 _HEARTBEATS = models.TrialHeartbeatModel.__table__
 
+_Group = tuple[sqlalchemy.Table, tuple[str, ...], bool, int]
+"""Rows waiting to be written: their table, key, whether a row of the same key is replaced
+(else kept), and their trial's id."""
+
+
+@dataclass
+class _Block:
+    """This thread's :meth:`WorkerStorage.one_transaction`."""
+
+    once: set[int] = field(default_factory=set)  # the studies read in it
+    ended: list[int] = field(default_factory=list)  # trials ended in it
+    made: list[int] = field(default_factory=list)  # trials made in it
+    pending: dict[_Group, list[dict[str, Any]]] = field(default_factory=dict)
+    connection: Connection | None = None  # its database transaction, once begun
+    before: Any = None  # this thread's ORM session before it
+
 
 class WorkerStorage(_CachedStorage):
     """Optuna's trial cache over ``backend``, keeping the trials this process runs as it
@@ -78,10 +99,15 @@ class WorkerStorage(_CachedStorage):
         self.direct = dialect == "postgresql"  # this module's own writes (see above)
         self._own: dict[int, FrozenTrial] = {}  # trial id -> this process's running trial
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
-        self._reading = threading.local()  # this thread's transaction and its state
-        # reads outside a transaction: no commit to wait for
-        self._reader = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._thread = threading.local()  # this thread's block, and the trials a read leaves out
+        # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
+        self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         event.listen(backend.scoped_session.session_factory, "do_orm_execute", self._leave_out)
+
+    @property
+    def born_beating(self) -> bool:
+        """Whether a trial made here has its first heartbeat from the start."""
+        return self.direct
 
     # ---- trials made and run here
 
@@ -104,7 +130,9 @@ class WorkerStorage(_CachedStorage):
                 intermediate_values={},
                 trial_id=-1,
             )
+        self._before_optuna()
         trial_id = super().create_new_trial(study_id, template_trial)
+        self._made(trial_id)
         if template_trial is None or template_trial.state == TrialState.RUNNING:
             with self._lock:
                 study = self._studies[study_id]
@@ -114,17 +142,18 @@ class WorkerStorage(_CachedStorage):
         return trial_id
 
     def _create_running(self, study_id: int) -> int:
-        """A running trial, in one transaction: the study's row locked while its trials are
+        """A running trial, in a transaction: the study's row locked while its trials are
         counted for the number, as Optuna does; the trial made with the worker's attributes
         and its first heartbeat in the same statement."""
         now = datetime.now()
-        with self._connection() as connection:
+        with self._transaction() as connection:
             found = connection.execute(
                 select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
             ).first()
             if found is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
-            trial_id, number = connection.execute(_made(study_id, now, self.new_trial_attrs)).one()
+            made = _making(study_id, now, self.new_trial_attrs)
+            trial_id, number = connection.execute(made).one()
         trial = FrozenTrial(
             number=number,
             state=TrialState.RUNNING,
@@ -144,12 +173,13 @@ class WorkerStorage(_CachedStorage):
                 self._studies[study_id] = _StudyInfo()
             self._add_trials_to_cache(study_id, [trial])
             self._own[trial_id] = trial
+        self._made(trial_id)
         return int(trial_id)
 
-    @property
-    def born_beating(self) -> bool:
-        """Whether a trial made here has its first heartbeat from the start."""
-        return self.direct
+    def _made(self, trial_id: int) -> None:
+        block = self._block()
+        if block is not None:
+            block.made.append(trial_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         own = self._own.get(trial_id)
@@ -171,7 +201,7 @@ class WorkerStorage(_CachedStorage):
                     study_id = self._trial_id_to_study_id_and_number[trial_id][0]
                     known = self._studies[study_id].param_distribution.get(param_name)
             if known is None:  # the study's first use of the name: Optuna checks its kind
-                self._flush()
+                self._before_optuna()
                 super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
             else:
                 check_distribution_compatibility(known, distribution)
@@ -181,7 +211,7 @@ class WorkerStorage(_CachedStorage):
                     "param_value": param_value_internal,
                     "distribution_json": optuna.distributions.distribution_to_json(distribution),
                 }
-                self._write_running(_PARAMS, row, ("trial_id", "param_name"), update=False)
+                self._write(_PARAMS, row, ("trial_id", "param_name"), update=False)
         if own is not None:
             own.params[param_name] = distribution.to_external_repr(param_value_internal)
             own.distributions[param_name] = distribution
@@ -191,7 +221,7 @@ class WorkerStorage(_CachedStorage):
             if own is not None and self.direct:
                 self._write_attr(_USER_ATTRS, trial_id, key, value)
             else:
-                self._flush()
+                self._before_optuna()
                 super().set_trial_user_attr(trial_id, key, value)
         if own is not None:
             own.user_attrs[key] = _stored(value)
@@ -201,7 +231,7 @@ class WorkerStorage(_CachedStorage):
             if own is not None and self.direct:
                 self._write_attr(_SYSTEM_ATTRS, trial_id, key, value)
             else:
-                self._flush()
+                self._before_optuna()
                 super().set_trial_system_attr(trial_id, key, value)
         if own is not None:
             own.system_attrs[key] = _stored(value)
@@ -220,9 +250,9 @@ class WorkerStorage(_CachedStorage):
                     "intermediate_value": stored,
                     "intermediate_value_type": kind,
                 }
-                self._write_running(_INTERMEDIATE, row, ("trial_id", "step"))
+                self._write(_INTERMEDIATE, row, ("trial_id", "step"))
             else:
-                self._flush()
+                self._before_optuna()
                 super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         if own is not None:
             own.intermediate_values[step] = intermediate_value
@@ -236,7 +266,7 @@ class WorkerStorage(_CachedStorage):
                 self._end(trial_id, state, values, ended)
                 done = True
             else:
-                self._flush()
+                self._before_optuna()
                 done = super().set_trial_state_values(trial_id, state, values)
                 ended = datetime.now()
         if own is not None and done and state.is_finished():
@@ -246,51 +276,17 @@ class WorkerStorage(_CachedStorage):
                 self._own.pop(trial_id, None)
             if not self.direct:  # Optuna wrote the end: read it back as the database has it
                 self._forget(trial_id)
-            ended_here = getattr(self._reading, "ended", None)
-            if ended_here is not None:
-                ended_here.append(own)
+            block = self._block()
+            if block is not None:
+                block.ended.append(trial_id)
         return done
-
-    def _end(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None, when: datetime
-    ) -> None:
-        """The trial's state, end and values in one statement, if it is still running."""
-        ended = (
-            update(_TRIALS)
-            .where(_TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING)
-            .values(state=state, datetime_complete=_utc(when))
-            .returning(_TRIALS.c.trial_id)
-            .cte("ended")
-        )
-        rows = []
-        for objective, value in enumerate(values or ()):
-            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-            rows.append((objective, stored, kind))
-        statement: Any = select(ended.c.trial_id)
-        if rows:
-            given = sqlalchemy.values(
-                sqlalchemy.column("objective", _VALUES.c.objective.type),
-                sqlalchemy.column("value", _VALUES.c.value.type),
-                sqlalchemy.column("value_type", _VALUES.c.value_type.type),
-                name="given",
-            ).data(rows)
-            columns = ["trial_id", "objective", "value", "value_type"]
-            chosen = select(
-                ended.c.trial_id, *(_typed(given.c[c], _VALUES.c[c]) for c in columns[1:])
-            ).select_from(ended.join(given, sqlalchemy.true()))  # one row each
-            kept = _upsert(_VALUES, chosen, ("trial_id", "objective"), columns).cte("kept")
-            statement = statement.add_cte(kept)
-        with self._connection() as connection:
-            self._flush()
-            if connection.execute(statement).first() is None:
-                self._refused(trial_id)
 
     def record_heartbeat(self, trial_id: int) -> None:
         if not self.direct:
             super().record_heartbeat(trial_id)
             return
         beat = insert(_HEARTBEATS).values(trial_id=trial_id, heartbeat=func.now())
-        with self._connection() as connection:
+        with self._statement() as connection:
             connection.execute(
                 beat.on_conflict_do_update(
                     index_elements=["trial_id"], set_={"heartbeat": func.now()}
@@ -308,9 +304,9 @@ class WorkerStorage(_CachedStorage):
 
     def _write_attr(self, table: sqlalchemy.Table, trial_id: int, key: str, value: Any) -> None:
         row = {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-        self._write_running(table, row, ("trial_id", "key"))
+        self._write(table, row, ("trial_id", "key"))
 
-    def _write_running(
+    def _write(
         self,
         table: sqlalchemy.Table,
         row: dict[str, Any],
@@ -319,87 +315,157 @@ class WorkerStorage(_CachedStorage):
     ) -> None:
         """``row`` into ``table`` if its trial is still running (else Optuna's error), over
         the row of the same ``key`` (or, without ``update``, leaving that one). In
-        :meth:`one_transaction`, the rows of a table are written together, as one statement,
-        before the next other write and at the end."""
-        pending = getattr(self._reading, "pending", None)
-        if pending is not None:
-            pending.setdefault((table, key, update, row["trial_id"]), []).append(row)
+        :meth:`one_transaction` it waits for the block's end (or the trial's)."""
+        block = self._block()
+        if block is not None:
+            block.pending.setdefault((table, key, update, row["trial_id"]), []).append(row)
             return
-        self._write_rows(table, [row], key, update)
+        self._write_pending({(table, key, update, row["trial_id"]): [row]})
+
+    def _end(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None, when: datetime
+    ) -> None:
+        """The trial's state, end and values, with the writes to it waiting in this block:
+        one statement, if the trial is still running."""
+        ended = (
+            update(_TRIALS)
+            .where(_TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING)
+            .values(state=state, datetime_complete=_utc(when))
+            .returning(_TRIALS.c.trial_id)
+            .cte("ended")
+        )
+        block = self._block()
+        pending = {}
+        if block is not None:
+            pending = {g: rows for g, rows in block.pending.items() if g[3] == trial_id}
+            for group in pending:
+                del block.pending[group]
+        for objective, value in enumerate(values or ()):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            row = {"trial_id": trial_id, "objective": objective, "value": stored}
+            group = (_VALUES, ("trial_id", "objective"), True, trial_id)
+            pending.setdefault(group, []).append({**row, "value_type": kind})
+        self._flush()  # other trials' writes first
+        self._write_pending(pending, (ended, trial_id))
 
     def _flush(self) -> None:
-        """The rows :meth:`_write_running` holds in this thread's transaction, written."""
-        pending = getattr(self._reading, "pending", None)
-        while pending:
-            (table, key, update, _), rows = pending.popitem()
-            self._write_rows(table, rows, key, update)
+        """The writes waiting in this thread's block, written."""
+        block = self._block()
+        if block is not None and block.pending:
+            pending, block.pending = block.pending, {}
+            self._write_pending(pending)
 
-    def _write_rows(
-        self,
-        table: sqlalchemy.Table,
-        rows: list[dict[str, Any]],
-        key: tuple[str, ...],
-        update: bool,
+    def _write_pending(
+        self, pending: dict[_Group, list[dict[str, Any]]], ended: tuple[Any, int] | None = None
     ) -> None:
-        trial_id = rows[0]["trial_id"]
-        latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
-        for row in rows:
-            if update or tuple(row[k] for k in key) not in latest:
-                latest[tuple(row[k] for k in key)] = row
-        columns = list(rows[0])
-        given = sqlalchemy.values(
-            *(sqlalchemy.column(c, table.c[c].type) for c in columns), name="given"
-        ).data([tuple(row[c] for c in columns) for row in latest.values()])
-        running = sqlalchemy.exists().where(
-            _TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING
+        """One statement: each group's rows into its table, if its trial is running (with
+        ``ended``, the update that ends a trial and the trial's id: if that changed its row);
+        a trial not running is refused."""
+        counted, expected = [], []
+        for number, (group, rows) in enumerate(pending.items()):
+            table, key, update, trial_id = group
+            latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
+            for row in rows:
+                if update or tuple(row[k] for k in key) not in latest:
+                    latest[tuple(row[k] for k in key)] = row
+            columns = list(rows[0])
+            given = sqlalchemy.values(
+                *(sqlalchemy.column(c, table.c[c].type) for c in columns), name=f"given{number}"
+            ).data([tuple(row[c] for c in columns) for row in latest.values()])
+            chosen = select(*(_typed(given.c[c], table.c[c]) for c in columns))
+            if ended is not None:  # written only if the end is
+                chosen = chosen.select_from(given.join(ended[0], sqlalchemy.true()))
+            else:
+                chosen = chosen.where(_running(trial_id))
+            written = _upsert(table, chosen, key, columns, update).returning(table.c.trial_id)
+            counted.append(written.cte(f"written{number}"))
+            expected.append((trial_id, len(latest)))
+        if ended is not None:
+            end, trial_id = ended
+            counted.append(end)
+            expected.append((trial_id, 1))
+        if not counted:
+            return
+        statement = select(
+            *(select(func.count()).select_from(c).scalar_subquery() for c in counted)
         )
-        chosen = select(*(_typed(given.c[c], table.c[c]) for c in columns)).where(running)
-        with self._connection() as connection:
-            upsert = _upsert(table, chosen, key, columns, update)
-            written = connection.execute(upsert.execution_options(preserve_rowcount=True)).rowcount
-            if written < len(latest):
+        with self._statement() as connection:
+            counts = connection.execute(statement).one()
+            for (trial_id, wanted), count in zip(expected, counts, strict=True):
+                if count >= wanted:
+                    continue
                 found = connection.execute(
                     select(_TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)
                 ).first()
                 if found is None or found[0] != TrialState.RUNNING:
-                    self._refused(trial_id)
+                    self._refused(connection, trial_id)
                 # only rows of the same key were there, and kept (a parameter written twice)
 
-    def _refused(self, trial_id: int) -> None:
+    def _refused(self, connection: Connection, trial_id: int) -> None:
         """Optuna's error for a write to a trial that has ended (or its KeyError if none)."""
         self._forget(trial_id)
-        trial = self._backend.get_trial(trial_id)
-        self.check_trial_is_updatable(trial_id, trial.state)
-        raise optuna.exceptions.StorageInternalError(f"trial {trial_id} was not written")
+        found = connection.execute(
+            select(_TRIALS.c.number, _TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)
+        ).first()
+        if found is None:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"Trial#{found[0]} has already finished and can not be updated."
+        )
+
+    # ---- connections
+
+    def _block(self) -> _Block | None:
+        return getattr(self._thread, "block", None)
 
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """This thread's transaction (:meth:`one_transaction`), or one of its own committed at
-        the end; a database error as Optuna raises it."""
-        bound: Connection | None = getattr(self._reading, "connection", None)
-        if bound is not None:
-            yield bound
+    def _statement(self) -> Iterator[Connection]:
+        """This thread's database transaction, if its block began one; else a connection
+        on which each statement commits itself. A database error as Optuna raises it."""
+        block = self._block()
+        if block is not None and block.connection is not None:
+            yield block.connection
+            return
+        try:
+            with self._single.connect() as connection:
+                yield connection
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """This thread's database transaction (begun in its block if it has none yet), or
+        one of its own, committed at the end."""
+        block = self._block()
+        if block is not None:
+            yield self._begin(block)
             return
         try:
             with self._backend.engine.begin() as connection:
                 yield connection
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise optuna.exceptions.StorageInternalError(
-                f"An exception is raised during the commit: {exc}"
-            ) from exc
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
 
-    @contextmanager
-    def _reading_connection(self) -> Iterator[Connection]:
-        """This thread's transaction, or a connection that commits nothing (a read)."""
-        bound: Connection | None = getattr(self._reading, "connection", None)
-        if bound is not None:
-            yield bound
-            return
-        try:
-            with self._reader.connect() as connection:
-                yield connection
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise optuna.exceptions.StorageInternalError(f"A read failed: {exc}") from exc
+    def _begin(self, block: _Block) -> Connection:
+        """The block's database transaction, begun now if it has none; Optuna's own reads
+        and writes (its session) join it."""
+        if block.connection is None:
+            connection = self._backend.engine.connect()
+            connection.begin()
+            registry = self._backend.scoped_session.registry
+            block.before = registry()
+            made = self._backend.scoped_session.session_factory  # with its events
+            registry.set(made(bind=connection, join_transaction_mode="rollback_only"))
+            block.connection = connection
+        return block.connection
+
+    def _before_optuna(self) -> None:
+        """Before Optuna's own write: in a block, it joins the block's transaction, after
+        the writes waiting there."""
+        block = self._block()
+        if block is not None:
+            self._begin(block)
+            self._flush()
 
     @contextmanager
     def _writing(self, trial_id: int) -> Iterator[FrozenTrial | None]:
@@ -419,39 +485,49 @@ class WorkerStorage(_CachedStorage):
                 study_id = self._trial_id_to_study_id_and_number[trial_id][0]
                 self._studies[study_id].unfinished_trial_ids.add(trial_id)
 
+    def _drop(self, trial_id: int) -> None:
+        """``trial_id`` out of the cache: its making was rolled back."""
+        with self._lock:
+            self._own.pop(trial_id, None)
+            found = self._trial_id_to_study_id_and_number.pop(trial_id, None)
+            if found is not None:
+                study_id, number = found
+                self._study_id_and_number_to_trial_id.pop(found, None)
+                study = self._studies[study_id]
+                study.trials.pop(number, None)
+                study.unfinished_trial_ids.discard(trial_id)
+
     # ---- several reads and writes as one
 
     @contextmanager
     def one_transaction(self) -> Iterator[None]:
-        """This thread's reads and writes as one transaction, committed at the end (none of
-        them if the block fails), the trials read from the database at most once: each is a
-        round trip to the server fewer. Optuna's session commits inside it do nothing."""
-        registry = self._backend.scoped_session.registry
-        before = registry()  # this thread's session, put back after
-        with self._backend.engine.connect() as connection, connection.begin():
-            made = self._backend.scoped_session.session_factory  # with its events
-            registry.set(made(bind=connection, join_transaction_mode="rollback_only"))
-            self._reading.once, self._reading.ended = set(), []
-            self._reading.connection, self._reading.pending = connection, {}
-            try:
-                yield
-                self._flush()
-            except BaseException:  # none of it was written: read the trials back
-                for trial_id in list(self._own):
-                    self._forget(trial_id)
-                for trial in self._reading.ended:  # not ended after all
-                    trial.state, trial.values, trial.datetime_complete = (
-                        TrialState.RUNNING,
-                        None,
-                        None,
-                    )
-                    self._forget(trial._trial_id)
-                raise
-            finally:
-                self._reading.once, self._reading.ended = None, None
-                self._reading.connection, self._reading.pending = None, None
+        """This thread's reads and writes as one, all written at the end or none of them if
+        the block fails; the trials read from the database at most once. Optuna's session
+        commits inside it do nothing. On PostgreSQL a database transaction is begun only if
+        something needs one (see the module's docstring)."""
+        block = self._thread.block = _Block()
+        try:
+            if not self.direct:
+                self._begin(block)
+            yield
+            self._flush()
+            if block.connection is not None:
+                block.connection.commit()
+        except BaseException:  # none of it was written, or it is not known what was
+            committed = block.connection is None
+            for trial_id in block.made:
+                if not committed:
+                    self._drop(trial_id)
+            for trial_id in [*self._own, *block.ended]:
+                self._forget(trial_id)
+            raise
+        finally:
+            self._thread.block = None
+            if block.connection is not None:
+                registry = self._backend.scoped_session.registry
                 registry().close()
-                registry.set(before)
+                registry.set(block.before)
+                block.connection.close()
 
     # ---- reading the others' trials
 
@@ -460,11 +536,11 @@ class WorkerStorage(_CachedStorage):
         those new, or unfinished and not running here, or running here but ended by another
         worker, read whole as Optuna reads them. In :meth:`one_transaction`, only the first
         read of the study asks the database."""
-        once: set[int] | None = getattr(self._reading, "once", None)
-        if once is not None:
-            if study_id in once:
+        block = self._block()
+        if block is not None:
+            if study_id in block.once:
                 return
-            once.add(study_id)
+            block.once.add(study_id)
         with self._lock:
             if study_id not in self._studies:
                 self._studies[study_id] = _StudyInfo()
@@ -478,7 +554,7 @@ class WorkerStorage(_CachedStorage):
             .where(_TRIALS.c.study_id == study_id)
             .where(or_(_TRIALS.c.trial_id > seen, _TRIALS.c.trial_id.in_(watched | own)))
         )
-        with self._reading_connection() as connection:
+        with self._statement() as connection:
             rows = connection.execute(asked).all()
         wanted = set()
         for trial_id, state in rows:
@@ -493,11 +569,11 @@ class WorkerStorage(_CachedStorage):
                 self._seen[study_id] = max(seen, *(row[0] for row in rows))
         if not wanted:
             return
-        self._reading.left_out = {t for t in own if t not in wanted}
+        self._thread.left_out = {t for t in own if t not in wanted}
         try:
             trials = self._backend._get_trials(study_id, None, wanted, max(wanted))
         finally:
-            self._reading.left_out = set()
+            self._thread.left_out = set()
         with self._lock:
             self._add_trials_to_cache(study_id, trials)
             for trial in trials:
@@ -507,14 +583,20 @@ class WorkerStorage(_CachedStorage):
                     study.unfinished_trial_ids.add(trial._trial_id)
 
     def _leave_out(self, state: ORMExecuteState) -> None:
-        left_out: set[int] = getattr(self._reading, "left_out", set())
+        left_out: set[int] = getattr(self._thread, "left_out", set())
         if left_out and state.is_select:
             state.statement = state.statement.options(
                 with_loader_criteria(models.TrialModel, models.TrialModel.trial_id.not_in(left_out))
             )
 
 
-def _made(study_id: int, now: datetime, attrs: dict[str, Any]) -> Any:
+def _running(trial_id: int) -> Any:
+    return sqlalchemy.exists().where(
+        _TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING
+    )
+
+
+def _making(study_id: int, now: datetime, attrs: dict[str, Any]) -> Any:
     """One statement: a running trial numbered by the count of the study's trials, with
     the user attributes ``attrs`` and its first heartbeat; it gives the trial's id and
     number."""
