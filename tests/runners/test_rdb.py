@@ -175,6 +175,14 @@ def test_one_transaction_writes_all_or_nothing(url: str, worker: WorkerStorage) 
         TrialState.COMPLETE,
         TrialState.RUNNING,
     ]
+    third = worker.create_new_trial(study_id)  # its own trial: it keeps it as written
+    with pytest.raises(sqlalchemy.exc.ArgumentError), worker.one_transaction():
+        worker.set_trial_user_attr(third, "c", 3)
+        worker.set_trial_state_values(third, TrialState.COMPLETE, [0.5])
+        raise sqlalchemy.exc.ArgumentError("stopped after the end")
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()[2]
+    assert (stored.state, "c" in stored.user_attrs) == (TrialState.RUNNING, False)
+    assert worker.get_all_trials(study_id)[2].state == TrialState.RUNNING
 
 
 def test_what_a_worker_keeps_is_what_the_database_has(url: str, worker: WorkerStorage) -> None:
@@ -305,3 +313,22 @@ def test_a_parameter_written_twice_keeps_the_first_as_optuna_does(
     worker.set_trial_param(second, "kind", 0, kinds)
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [t.params for t in stored] == [{"kind": "a"}, {"kind": "b"}]
+
+
+def test_a_block_that_fails_leaves_no_trial_it_made(url: str, worker: WorkerStorage) -> None:
+    """An ask is one block (the trial made, its parameters written): one that fails halfway
+    leaves no trial in the database, nor in what this worker lists; the trial of the block
+    before it, ended there, stays as the database has it."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        first = worker.create_new_trial(study_id)
+        worker.set_trial_param(first, "x", 0.5, FloatDistribution(0.0, 1.0))
+    with pytest.raises(sqlalchemy.exc.ArgumentError), worker.one_transaction():
+        second = worker.create_new_trial(study_id)
+        worker.set_trial_param(second, "x", 0.25, FloatDistribution(0.0, 1.0))
+        raise sqlalchemy.exc.ArgumentError("the sampler failed")
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.params) for t in stored] == [(0, {"x": 0.5})]
+    assert [_fields(t) for t in worker.get_all_trials(study_id)] == [_fields(t) for t in stored]
+    third = worker.create_new_trial(study_id)
+    assert worker.get_trial(third).number == 1

@@ -83,6 +83,7 @@ class _Block:
     ended: list[int] = field(default_factory=list)  # trials ended in it
     made: list[int] = field(default_factory=list)  # trials made in it
     pending: dict[_Group, list[dict[str, Any]]] = field(default_factory=dict)
+    ends: dict[int, tuple[TrialState, datetime]] = field(default_factory=dict)  # waiting too
     connection: Connection | None = None  # its database transaction, once begun
     before: Any = None  # this thread's ORM session before it
 
@@ -325,65 +326,66 @@ class WorkerStorage(_CachedStorage):
     def _end(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None, when: datetime
     ) -> None:
-        """The trial's state, end and values, with the writes to it waiting in this block:
-        one statement, if the trial is still running."""
-        ended = (
-            update(_TRIALS)
-            .where(_TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING)
-            .values(state=state, datetime_complete=_utc(when))
-            .returning(_TRIALS.c.trial_id)
-            .cte("ended")
-        )
+        """The trial's state, end and values, with the writes to it waiting in this block,
+        if it is still running: one statement, at once or at the block's end."""
         block = self._block()
-        pending = {}
-        if block is not None:
-            pending = {g: rows for g, rows in block.pending.items() if g[3] == trial_id}
-            for group in pending:
-                del block.pending[group]
+        pending = block.pending if block is not None else {}
         for objective, value in enumerate(values or ()):
             stored, kind = models.TrialValueModel.value_to_stored_repr(value)
             row = {"trial_id": trial_id, "objective": objective, "value": stored}
             group = (_VALUES, ("trial_id", "objective"), True, trial_id)
             pending.setdefault(group, []).append({**row, "value_type": kind})
-        self._flush()  # other trials' writes first
-        self._write_pending(pending, (ended, trial_id))
+        if block is not None:
+            block.ends[trial_id] = (state, when)
+            return
+        self._write_pending(pending, {trial_id: (state, when)})
 
     def _flush(self) -> None:
         """The writes waiting in this thread's block, written."""
         block = self._block()
-        if block is not None and block.pending:
+        if block is not None and (block.pending or block.ends):
             pending, block.pending = block.pending, {}
-            self._write_pending(pending)
+            ends, block.ends = block.ends, {}
+            self._write_pending(pending, ends)
 
     def _write_pending(
-        self, pending: dict[_Group, list[dict[str, Any]]], ended: tuple[Any, int] | None = None
+        self,
+        pending: dict[_Group, list[dict[str, Any]]],
+        ends: dict[int, tuple[TrialState, datetime]] | None = None,
     ) -> None:
-        """One statement: each group's rows into its table, if its trial is running (with
-        ``ended``, the update that ends a trial and the trial's id: if that changed its row);
-        a trial not running is refused."""
+        """One statement: each group's rows into its table if its trial is running, and the
+        trials of ``ends`` ended (state, time), their rows written only if their end is; a
+        write to a trial that is not running is refused, as Optuna refuses it."""
         counted, expected = [], []
+        ended: dict[int, Any] = {}
+        for trial_id, (state, when) in (ends or {}).items():
+            ended[trial_id] = (
+                update(_TRIALS)
+                .where(_TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING)
+                .values(state=state, datetime_complete=_utc(when))
+                .returning(_TRIALS.c.trial_id)
+                .cte(f"ended{len(ended)}")
+            )
+            counted.append(ended[trial_id])
+            expected.append((trial_id, 1))
         for number, (group, rows) in enumerate(pending.items()):
-            table, key, update, trial_id = group
+            table, key, replace, trial_id = group
             latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
             for row in rows:
-                if update or tuple(row[k] for k in key) not in latest:
+                if replace or tuple(row[k] for k in key) not in latest:
                     latest[tuple(row[k] for k in key)] = row
             columns = list(rows[0])
             given = sqlalchemy.values(
                 *(sqlalchemy.column(c, table.c[c].type) for c in columns), name=f"given{number}"
             ).data([tuple(row[c] for c in columns) for row in latest.values()])
             chosen = select(*(_typed(given.c[c], table.c[c]) for c in columns))
-            if ended is not None:  # written only if the end is
-                chosen = chosen.select_from(given.join(ended[0], sqlalchemy.true()))
+            if trial_id in ended:  # written only if the end is
+                chosen = chosen.select_from(given.join(ended[trial_id], sqlalchemy.true()))
             else:
                 chosen = chosen.where(_running(trial_id))
-            written = _upsert(table, chosen, key, columns, update).returning(table.c.trial_id)
+            written = _upsert(table, chosen, key, columns, replace).returning(table.c.trial_id)
             counted.append(written.cte(f"written{number}"))
             expected.append((trial_id, len(latest)))
-        if ended is not None:
-            end, trial_id = ended
-            counted.append(end)
-            expected.append((trial_id, 1))
         if not counted:
             return
         statement = select(
@@ -391,8 +393,9 @@ class WorkerStorage(_CachedStorage):
         )
         with self._statement() as connection:
             counts = connection.execute(statement).one()
+            done = {t for (t, _), n in zip(expected[: len(ended)], counts, strict=False) if n}
             for (trial_id, wanted), count in zip(expected, counts, strict=True):
-                if count >= wanted:
+                if count >= wanted or trial_id in done:  # (the trial's end was written)
                     continue
                 found = connection.execute(
                     select(_TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)
