@@ -10,6 +10,7 @@ import textwrap
 import venv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -19,6 +20,52 @@ import sweepspec
 # Ray (the ray engine's tests) binds its local cluster to 127.0.0.1, not to this machine's
 # network address: read when ray is first imported
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+RAY = "ray_cluster"  # the fixture below
+# The test files whose tests ask for it: under xdist each is run whole by one worker, the two
+# one after the other (the compiler's Ray tests come last in it, the engine's first), so that
+# worker starts Ray once (pytest_xdist_make_scheduler below)
+RAY_FILES = ("tests/compiler/test_ray.py", "tests/runners/test_ray.py")
+
+
+@pytest.fixture
+def ray_cluster() -> str:
+    """A real local Ray (2 CPUs) in this process; its GCS address, for runs in other
+    processes to join with ``--ray-address``. Started by the first test that asks for it and
+    kept for the tests that ask for it right after (starting Ray takes seconds, more on a
+    loaded machine); shut down after the last of them (:func:`pytest_runtest_teardown`), so
+    no other test runs beside it."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist loadgroup`` (pyproject's addopts): xdist's own scheduling of it, with
+    the tests of :data:`RAY_FILES` as one group. (Not with ``xdist_group`` marks: xdist 3.8
+    adds the group to a test's ``_nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class RayTogether(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.split("::", 1)[0] in RAY_FILES:
+                return RAY
+            return str(super()._split_scope(nodeid))
+
+    return RayTogether(config, log)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Shut the shared Ray down after the last test in a row that asks for it."""
+    if RAY in getattr(item, "fixturenames", ()) and RAY not in getattr(
+        nextitem, "fixturenames", ()
+    ):
+        ray: Any = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
 
 
 @pytest.fixture

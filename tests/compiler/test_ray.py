@@ -16,7 +16,7 @@ import pickle
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -300,18 +300,8 @@ def test_importing_the_compiler_does_not_import_ray() -> None:
 # --------------------------------------------------------------------------- with a real Ray
 
 
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[str]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield str(ray.get_runtime_context().gcs_address)
-    finally:
-        ray.shutdown()
-
-
 def test_a_tune_run_stops_the_trials_wandb_stops(
-    ray_session: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The scheduler in a real Tune run, one trial at a time in the curves' order: every
     trial ends at the value where W&B's controller stops its run."""
@@ -323,7 +313,9 @@ def test_a_tune_run_stops_the_trials_wandb_stops(
 
     form, goal = {"min_iter": 1, "eta": 3}, "minimize"
     plan = _hyperband_plan(form, True, goal)
-    chosen = CURVES[:24]
+    # eight curves: stops at bands 1, 3 and 9, two that run to their end (one of them
+    # short), a late bloomer and a NaN among them (asserted below)
+    chosen = CURVES[:8]
 
     def trainable(cfg: dict[str, Any]) -> None:
         for value in chosen[cfg["i"]]:
@@ -344,6 +336,7 @@ def test_a_tune_run_stops_the_trials_wandb_stops(
     results = tuner.fit()
     ended = {r.config["i"]: len(r.metrics_dataframe) for r in results}
     wandb = Wandb(config({**form, "strict": True}, goal))
+    stops: dict[int, int | None] = {}
     for i, curve in enumerate(chosen):
         run, stopped = wandb.start(), None
         for logged, value in enumerate(signed(curve, goal), start=1):
@@ -353,7 +346,11 @@ def test_a_tune_run_stops_the_trials_wandb_stops(
                 break
         if stopped is None:
             run.state = "finished"
+        stops[i] = stopped
         assert ended[i] == (stopped if stopped is not None else len(curve) + 1), i
+    assert set(stops.values()) == {1, 3, 9, None}, stops
+    assert any(math.isnan(v) for curve in chosen for v in curve)
+    assert len({len(curve) for curve in chosen}) > 1  # one ends early
 
 
 TRAIN = """
@@ -388,7 +385,7 @@ parameters:
 
 @pytest.mark.parametrize("method", ["random", "bayes"])
 def test_the_python_script_runs_on_ray_without_sweepspec(
-    ray_session: str, method: str, write_spec: Callable[..., Path], tmp_path: Path
+    ray_cluster: str, method: str, write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
     spec = write_spec(SCRIPT_SPEC.format(method=method))
     (spec.parent / "train.py").write_text(TRAIN)
@@ -401,7 +398,7 @@ def test_the_python_script_runs_on_ray_without_sweepspec(
     (block / "sweepspec.py").write_text("raise ImportError('sweepspec must not be needed')\n")
     env = {**os.environ, "PYTHONPATH": str(block)}
     done = subprocess.run(
-        [sys.executable, str(out), "--address", ray_session, "--storage", str(tmp_path / "s")],
+        [sys.executable, str(out), "--address", ray_cluster, "--storage", str(tmp_path / "s")],
         capture_output=True, text=True, env=env, cwd=out.parent, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

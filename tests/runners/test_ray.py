@@ -1,6 +1,7 @@
-"""The Ray Tune engine (``runners/ray.py``) with a real local Ray: one Ray session for the
-module (``ray.init(num_cpus=2)``), which ``sweepspec run`` in this process uses, and which
-runs in other processes join with ``--ray-address``."""
+"""The Ray Tune engine (``runners/ray.py``) with a real local Ray: the ``ray_cluster``
+fixture's (tests/conftest.py, ``ray.init(num_cpus=2)``, one for all the Ray tests of a
+worker), which ``sweepspec run`` in this process uses, and which runs in other processes join
+with ``--ray-address``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +27,6 @@ from hyperband_curves import RunState, Wandb  # noqa: E402
 from sweepspec.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A local Ray for the module; its address, for runs in other processes."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield str(ray.get_runtime_context().gcs_address)
-    finally:
-        ray.shutdown()
 
 
 def _results(folder: Path, fmt: str = "json") -> str:
@@ -56,10 +46,17 @@ def _states(folder: Path) -> dict[int, str]:
 
 
 def test_the_quickstart_stops_some_trials_early(
-    cluster: str, sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+    ray_cluster: str, sweep_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("sweep.yaml", "train.py"):
-        shutil.copy(ROOT / "examples" / "quickstart" / name, sweep_dir / name)
+    """The quickstart's spec and trial function, trained 20 epochs instead of 50 (the
+    function's ``epochs`` parameter; a constant added to the spec): the rungs stay at epochs 6
+    and 18, and a trial that is not stopped reports 20 values, each waiting for Tune's
+    decision, not 50. Nine trials: a trial reaching a rung is stopped when it ranks in the
+    worse part there, which in fewer trials may not happen once."""
+    shutil.copy(ROOT / "examples" / "quickstart" / "train.py", sweep_dir / "train.py")
+    spec = (ROOT / "examples" / "quickstart" / "sweep.yaml").read_text(encoding="utf-8")
+    assert spec.endswith("    max: 1.0e-1\n"), "the spec's last key is no longer parameters"
+    (sweep_dir / "sweep.yaml").write_text(spec + "  epochs: {value: 20}\n", encoding="utf-8")
     code = main(["run", "sweep.yaml", "--engine", "ray", "--tracker", "none", "--trials", "9"])
     err = capsys.readouterr().err
     assert code == 0, err
@@ -70,7 +67,7 @@ def test_the_quickstart_stops_some_trials_early(
     assert f"9 finished ({pruned} stopped early), 0 failed" in err
 
 
-def test_the_stops_are_w_and_bs_on_the_same_values(cluster: str, sweep_dir: Path) -> None:
+def test_the_stops_are_w_and_bs_on_the_same_values(ray_cluster: str, sweep_dir: Path) -> None:
     """Trials one at a time: W&B's ``stop_runs``, asked after each value each trial reported
     (replayed in the order they ran), stops exactly the trials Ray stopped, at the same
     step."""
@@ -133,7 +130,7 @@ HEADERS: dict[str, list[str]] = {}  # each engine's CSV header, as the tests bel
 
 @pytest.mark.parametrize("engine", ["optuna", "wandb", "ray"])
 def test_results_have_the_same_columns_and_states_on_every_engine(
-    cluster: str, sweep_dir: Path, engine: str
+    ray_cluster: str, sweep_dir: Path, engine: str
 ) -> None:
     write_grid(sweep_dir)
     code = main(["run", "sweep.yaml", "--engine", engine, "--tracker", "none"])
@@ -146,14 +143,16 @@ def test_results_have_the_same_columns_and_states_on_every_engine(
     assert all(other == header for other in HEADERS.values()), HEADERS
 
 
-def test_a_run_stopped_with_ctrl_c_resumes_from_tunes_state(cluster: str, sweep_dir: Path) -> None:
+def test_a_run_stopped_with_ctrl_c_resumes_from_tunes_state(
+    ray_cluster: str, sweep_dir: Path
+) -> None:
     write_trial(sweep_dir)
     (sweep_dir / "sweep.yaml").write_text(
         "method: random\nmetric: {name: loss}\nfunction: sweep_trial:objective\nrun_cap: 4\n"
         "parameters:\n  x: {values: [1, 3, 4, 5]}\n  pause: {value: 1.5}\n"
     )
     argv = [sys.executable, "-m", "sweepspec", "run", "sweep.yaml", "--engine", "ray"]
-    argv += ["--tracker", "none", "--ray-address", cluster]
+    argv += ["--tracker", "none", "--ray-address", ray_cluster]
     proc = subprocess.Popen(argv, cwd=sweep_dir, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     seen = []
