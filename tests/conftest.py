@@ -4,6 +4,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -171,3 +172,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return made[key]
 
     return python
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
+    """``mlflow_store(path)``: a real MLflow SQLite store at ``path``, empty as MLflow leaves
+    a new one, and its URI. A copy of one that MLflow made once per session (creating its
+    tables and running its migrations takes seconds each time, a quarter of a minute on a
+    loaded machine); MLflow finds its schema current and uses it as it is."""
+    made: list[Path] = []
+
+    def store(path: Path) -> str:
+        if not made:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            folder = tmp_path_factory.mktemp("mlflow-store")
+            uri = f"sqlite:///{folder / 'mlflow.db'}"
+            SqlAlchemyStore(uri, str(folder)).engine.dispose()  # type: ignore[no-untyped-call]
+            made.append(folder / "mlflow.db")
+        shutil.copyfile(made[0], path)
+        return f"sqlite:///{path}"
+
+    return store

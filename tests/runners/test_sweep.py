@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -147,12 +148,14 @@ def test_the_same_spec_on_both_engines_gives_the_same_results(tmp_path: Path, sp
     )
 
 
-def test_the_wandb_engine_logs_to_mlflow_as_optuna_does(tmp_path: Path) -> None:
+def test_the_wandb_engine_logs_to_mlflow_as_optuna_does(
+    tmp_path: Path, mlflow_store: Callable[[Path], str]
+) -> None:
     layout = {}
     for engine in ("optuna", "wandb"):
         folder = tmp_path / engine
         folder.mkdir()
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        uri = mlflow_store(folder / "mlflow.db")
         _write(folder, GRID + f"tracking: {{tracker: mlflow, uri: '{uri}'}}\n")
         done = _run(folder, "--engine", engine)
         assert done.returncode == 0, done.stderr

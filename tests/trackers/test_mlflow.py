@@ -105,10 +105,12 @@ def _run(folder: Path, text: str, **kwargs: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+def logged(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]
+) -> Iterator[Logged]:
     """One SQLite store: the layout sweep, run then resumed; a seeded sweep next to it."""
     folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = mlflow_store(folder / "mlflow.db")
     (folder / "layout_trial.py").write_text(TRIAL + SEEDED_TRIAL)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
@@ -348,9 +350,10 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, mlflow_store: Callable[[Path], str]) -> Iterator[Server]:
     served = tmp_path / "server"
     served.mkdir()
+    mlflow_store(served / "server.db")
     running = Server(served)
     try:
         running.start()
@@ -427,11 +430,14 @@ def objective(trial):
 
 
 def test_each_final_value_is_logged_once_and_the_parent_holds_the_best(
-    write_spec: Callable[..., Path], sweep_dir: Path, monkeypatch: pytest.MonkeyPatch
+    write_spec: Callable[..., Path],
+    sweep_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mlflow_store: Callable[[Path], str],
 ) -> None:
     """Issue 8 item 21: the final value was logged a second time at the last step, and the
     parent run had neither the best parameters nor the best value."""
-    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    uri = mlflow_store(sweep_dir / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (sweep_dir / "curve_trial.py").write_text(CURVE)
     write_spec(
@@ -489,10 +495,11 @@ def test_values_mlflow_refuses_are_left_out_and_the_run_ends(
     sweep_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    mlflow_store: Callable[[Path], str],
 ) -> None:
     """Issue 8 item 7: a metric named ``../../x`` or 100k characters long, or a step of
     1e300, left the trial's run RUNNING with nothing in it."""
-    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    uri = mlflow_store(sweep_dir / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (sweep_dir / "refused_trial.py").write_text(REFUSED)
     write_spec(
