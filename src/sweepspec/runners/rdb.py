@@ -39,6 +39,7 @@ table models; tests/runners/test_rdb.py checks every rule against a real databas
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -54,21 +55,19 @@ from optuna.storages import RDBStorage, _CachedStorage
 from optuna.storages._cached_storage import _StudyInfo
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import event, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import event, or_, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 
 __all__ = ["WorkerStorage"]
 
 _TRIALS = models.TrialModel.__table__
-_STUDIES = models.StudyModel.__table__
 _PARAMS = models.TrialParamModel.__table__
 _VALUES = models.TrialValueModel.__table__
 _INTERMEDIATE = models.TrialIntermediateValueModel.__table__
 _USER_ATTRS = models.TrialUserAttributeModel.__table__
 _SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
-_HEARTBEATS = models.TrialHeartbeatModel.__table__
 
 _Group = tuple[sqlalchemy.Table, tuple[str, ...], bool, int]
 """Rows waiting to be written: their table, key, whether a row of the same key is replaced
@@ -103,6 +102,11 @@ class WorkerStorage(_CachedStorage):
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
+        self._errors: tuple[type[Exception], ...] = (
+            sqlalchemy.exc.SQLAlchemyError,
+            backend.engine.dialect.loaded_dbapi.Error,
+        )
         event.listen(backend.scoped_session.session_factory, "do_orm_execute", self._leave_out)
 
     @property
@@ -148,13 +152,17 @@ class WorkerStorage(_CachedStorage):
         and its first heartbeat in the same statement."""
         now = datetime.now()
         with self._transaction() as connection:
-            found = connection.execute(
-                select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == study_id).with_for_update()
-            ).first()
+            # an ask's commit need not wait for the disk: the trial's end, which does, makes
+            # it durable too (PostgreSQL writes its log in order); a server that crashes in
+            # between loses a trial that had not ended
+            lock = f"SET LOCAL synchronous_commit TO OFF; {_LOCK_STUDY % {'study': int(study_id)}}"
+            locked = _sql(connection, lock)  # one round trip, both statements
+            locked.nextset()  # the lock's result
+            found = locked.fetchone()
             if found is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
-            made = _making(study_id, now, self.new_trial_attrs)
-            trial_id, number = connection.execute(made).one()
+            made, params = _making(study_id, now, self.new_trial_attrs)
+            trial_id, number = _one(_sql(connection, made, params))
         trial = FrozenTrial(
             number=number,
             state=TrialState.RUNNING,
@@ -286,13 +294,8 @@ class WorkerStorage(_CachedStorage):
         if not self.direct:
             super().record_heartbeat(trial_id)
             return
-        beat = insert(_HEARTBEATS).values(trial_id=trial_id, heartbeat=func.now())
         with self._statement() as connection:
-            connection.execute(
-                beat.on_conflict_do_update(
-                    index_elements=["trial_id"], set_={"heartbeat": func.now()}
-                )
-            )
+            _sql(connection, _BEAT, {"trial": trial_id})
 
     def delete_study(self, study_id: int) -> None:
         for trial_id in [t for t, (s, _) in self._trial_id_to_study_id_and_number.items()]:
@@ -356,60 +359,79 @@ class WorkerStorage(_CachedStorage):
         """One statement: each group's rows into its table if its trial is running, and the
         trials of ``ends`` ended (state, time), their rows written only if their end is; a
         write to a trial that is not running is refused, as Optuna refuses it."""
-        counted, expected = [], []
-        ended: dict[int, Any] = {}
+        parts, params, expected = [], {}, []
+        ended: dict[int, str] = {}
         for trial_id, (state, when) in (ends or {}).items():
-            ended[trial_id] = (
-                update(_TRIALS)
-                .where(_TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING)
-                .values(state=state, datetime_complete=_utc(when))
-                .returning(_TRIALS.c.trial_id)
-                .cte(f"ended{len(ended)}")
+            name = ended[trial_id] = f"ended{len(ended)}"
+            parts.append(
+                f"{name} AS (UPDATE trials SET state = CAST(%({name}_state)s AS trialstate), "
+                f"datetime_complete = %({name}_at)s WHERE trial_id = %({name}_trial)s "
+                "AND state = 'RUNNING' RETURNING trial_id)"
             )
-            counted.append(ended[trial_id])
-            expected.append((trial_id, 1))
+            params.update(
+                {f"{name}_state": state.name, f"{name}_at": _utc(when), f"{name}_trial": trial_id}
+            )
+            expected.append((name, trial_id, 1))
         for number, (group, rows) in enumerate(pending.items()):
             table, key, replace, trial_id = group
             latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
             for row in rows:
                 if replace or tuple(row[k] for k in key) not in latest:
                     latest[tuple(row[k] for k in key)] = row
-            columns = list(rows[0])
-            given = sqlalchemy.values(
-                *(sqlalchemy.column(c, table.c[c].type) for c in columns), name=f"given{number}"
-            ).data([tuple(row[c] for c in columns) for row in latest.values()])
-            chosen = select(*(_typed(given.c[c], table.c[c]) for c in columns))
+            name, columns = f"written{number}", list(rows[0])
+            given = ", ".join(
+                "(" + ", ".join(f"%({name}_{r}_{c})s" for c in range(len(columns))) + ")"
+                for r in range(len(latest))
+            )
+            for r, row in enumerate(latest.values()):
+                for c, column in enumerate(columns):
+                    value = row[column]
+                    params[f"{name}_{r}_{c}"] = (
+                        value.name if isinstance(value, enum.Enum) else value
+                    )
+            typed = ", ".join(
+                f"CAST(given.c{c} AS {_SQL_TYPES[table.name][column]})"
+                for c, column in enumerate(columns)
+            )
+            source = f"(VALUES {given}) AS given({', '.join(f'c{c}' for c in range(len(columns)))})"
             if trial_id in ended:  # written only if the end is
-                chosen = chosen.select_from(given.join(ended[trial_id], sqlalchemy.true()))
+                source += f" JOIN {ended[trial_id]} ON true"
             else:
-                chosen = chosen.where(_running(trial_id))
-            written = _upsert(table, chosen, key, columns, replace).returning(table.c.trial_id)
-            counted.append(written.cte(f"written{number}"))
-            expected.append((trial_id, len(latest)))
-        if not counted:
+                source += (
+                    f" WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = %({name}_trial)s "
+                    "AND state = 'RUNNING')"
+                )
+                params[f"{name}_trial"] = trial_id
+            others = [c for c in columns if c not in key]
+            conflict = (
+                "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
+                if replace and others
+                else "DO NOTHING"
+            )
+            parts.append(
+                f"{name} AS (INSERT INTO {table.name} ({', '.join(columns)}) SELECT {typed} "
+                f"FROM {source} ON CONFLICT ({', '.join(key)}) {conflict} RETURNING trial_id)"
+            )
+            expected.append((name, trial_id, len(latest)))
+        if not parts:
             return
-        statement = select(
-            *(select(func.count()).select_from(c).scalar_subquery() for c in counted)
-        )
+        counts = ", ".join(f"(SELECT count(*) FROM {name})" for name, _, _ in expected)
+        statement = f"WITH {', '.join(parts)} SELECT {counts}"
         with self._statement() as connection:
-            counts = connection.execute(statement).one()
-            done = {t for (t, _), n in zip(expected[: len(ended)], counts, strict=False) if n}
-            for (trial_id, wanted), count in zip(expected, counts, strict=True):
+            written = _one(_sql(connection, statement, params))
+            done = {t for (_, t, _), n in zip(expected[: len(ended)], written, strict=False) if n}
+            for (_, trial_id, wanted), count in zip(expected, written, strict=True):
                 if count >= wanted or trial_id in done:  # (the trial's end was written)
                     continue
-                found = connection.execute(
-                    select(_TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)
-                ).first()
-                if found is None or found[0] != TrialState.RUNNING:
+                found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
+                if found is None or found[1] != TrialState.RUNNING.name:
                     self._refused(connection, trial_id)
                 # only rows of the same key were there, and kept (a parameter written twice)
 
     def _refused(self, connection: Connection, trial_id: int) -> None:
         """Optuna's error for a write to a trial that has ended (or its KeyError if none)."""
         self._forget(trial_id)
-        found = connection.execute(
-            select(_TRIALS.c.number, _TRIALS.c.state).where(_TRIALS.c.trial_id == trial_id)
-        ).first()
+        found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
         if found is None:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
         raise optuna.exceptions.UpdateFinishedTrialError(
@@ -432,7 +454,7 @@ class WorkerStorage(_CachedStorage):
         try:
             with self._single.connect() as connection:
                 yield connection
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+        except self._errors as exc:
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
 
     @contextmanager
@@ -446,7 +468,7 @@ class WorkerStorage(_CachedStorage):
         try:
             with self._backend.engine.begin() as connection:
                 yield connection
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+        except self._errors as exc:
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
 
     def _begin(self, block: _Block) -> Connection:
@@ -552,17 +574,16 @@ class WorkerStorage(_CachedStorage):
             own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
             seen = self._seen.get(study_id, -1)
             known = set(self._trial_id_to_study_id_and_number)
-        asked = (
-            select(_TRIALS.c.trial_id, _TRIALS.c.state)
-            .where(_TRIALS.c.study_id == study_id)
-            .where(or_(_TRIALS.c.trial_id > seen, _TRIALS.c.trial_id.in_(watched | own)))
-        )
+        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
         with self._statement() as connection:
-            rows = connection.execute(asked).all()
+            if self.direct:
+                rows = _sql(connection, _NEW_OR_UNFINISHED, asked).fetchall()
+            else:
+                rows = connection.execute(_new_or_unfinished(asked)).all()
         wanted = set()
         for trial_id, state in rows:
             if trial_id in own:
-                if state != TrialState.RUNNING:  # another worker ended it
+                if _state(state) != TrialState.RUNNING:  # another worker ended it
                     self._forget(trial_id)
                     wanted.add(trial_id)
             elif trial_id not in known or trial_id in watched:
@@ -593,71 +614,77 @@ class WorkerStorage(_CachedStorage):
             )
 
 
-def _running(trial_id: int) -> Any:
-    return sqlalchemy.exists().where(
-        _TRIALS.c.trial_id == trial_id, _TRIALS.c.state == TrialState.RUNNING
+# ---- the statements of this module's own writes and reads (PostgreSQL; SQL text, so no
+# statement is compiled again per call; Optuna's tables, as Optuna's models declare them)
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_SQL_TYPES = {
+    table.name: {c.name: c.type.compile(dialect=_DIALECT) for c in table.c}
+    for table in (_PARAMS, _VALUES, _INTERMEDIATE, _USER_ATTRS, _SYSTEM_ATTRS)
+}
+_LOCK_STUDY = "SELECT study_id FROM studies WHERE study_id = %(study)s FOR UPDATE"
+_TRIAL_STATE = "SELECT number, state FROM trials WHERE trial_id = %(trial)s"
+_BEAT = (
+    "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (%(trial)s, now()) "
+    "ON CONFLICT (trial_id) DO UPDATE SET heartbeat = now()"
+)
+_NEW_OR_UNFINISHED = (
+    "SELECT trial_id, state FROM trials WHERE study_id = %(study)s "
+    "AND (trial_id > %(seen)s OR trial_id = ANY(%(ids)s))"
+)
+
+
+def _sql(connection: Connection, statement: str, params: dict[str, Any] | None = None) -> Any:
+    """``statement`` run by the driver (psycopg) on ``connection``'s own connection, in its
+    transaction if it has one: no SQLAlchemy between, whose work per statement costs more
+    than the round trip to a server on this machine. Its cursor, for the rows."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    return driver.execute(statement, params)
+
+
+def _one(cursor: Any) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _new_or_unfinished(asked: dict[str, Any]) -> Any:
+    """:data:`_NEW_OR_UNFINISHED` for any database."""
+    return (
+        select(_TRIALS.c.trial_id, _TRIALS.c.state)
+        .where(_TRIALS.c.study_id == asked["study"])
+        .where(or_(_TRIALS.c.trial_id > asked["seen"], _TRIALS.c.trial_id.in_(asked["ids"])))
     )
 
 
-def _making(study_id: int, now: datetime, attrs: dict[str, Any]) -> Any:
+def _state(state: Any) -> TrialState:
+    return state if isinstance(state, TrialState) else TrialState[state]
+
+
+def _making(study_id: int, now: datetime, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """One statement: a running trial numbered by the count of the study's trials, with
     the user attributes ``attrs`` and its first heartbeat; it gives the trial's id and
     number."""
-    count = (
-        select(func.count()).select_from(_TRIALS).where(_TRIALS.c.study_id == study_id)
-    ).scalar_subquery()
-    made = (
-        sqlalchemy.insert(_TRIALS)
-        .values(number=count, study_id=study_id, state=TrialState.RUNNING, datetime_start=_utc(now))
-        .returning(_TRIALS.c.trial_id, _TRIALS.c.number)
-        .cte("made")
-    )
-    beat = sqlalchemy.insert(_HEARTBEATS).from_select(
-        ["trial_id", "heartbeat"], select(made.c.trial_id, func.now())
-    )
-    statement = select(made.c.trial_id, made.c.number).add_cte(beat.cte("beat"))
+    params: dict[str, Any] = {"study": study_id, "start": _utc(now)}
+    parts = [
+        "made AS (INSERT INTO trials (number, study_id, state, datetime_start) VALUES "
+        "((SELECT count(*) FROM trials WHERE study_id = %(study)s), %(study)s, 'RUNNING', "
+        "%(start)s) RETURNING trial_id, number)",
+        "beat AS (INSERT INTO trial_heartbeats (trial_id, heartbeat) SELECT trial_id, now() "
+        "FROM made)",
+    ]
     if attrs:
-        given = sqlalchemy.values(
-            sqlalchemy.column("key", _USER_ATTRS.c.key.type),
-            sqlalchemy.column("value_json", _USER_ATTRS.c.value_json.type),
-            name="given",
-        ).data([(key, json.dumps(value)) for key, value in attrs.items()])
-        named = sqlalchemy.insert(_USER_ATTRS).from_select(
-            ["trial_id", "key", "value_json"],
-            select(
-                made.c.trial_id,
-                _typed(given.c.key, _USER_ATTRS.c.key),
-                _typed(given.c.value_json, _USER_ATTRS.c.value_json),
-            ).select_from(made.join(given, sqlalchemy.true())),  # a row per attribute
+        types = _SQL_TYPES[_USER_ATTRS.name]
+        given = ", ".join(f"(%(key{i})s, %(value{i})s)" for i in range(len(attrs)))
+        for i, (key, value) in enumerate(attrs.items()):
+            params[f"key{i}"], params[f"value{i}"] = key, json.dumps(value)
+        parts.append(
+            "named AS (INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+            f"SELECT made.trial_id, CAST(given.k AS {types['key']}), "
+            f"CAST(given.v AS {types['value_json']}) FROM made, (VALUES {given}) AS given(k, v))"
         )
-        statement = statement.add_cte(named.cte("named"))
-    return statement
-
-
-def _upsert(
-    table: sqlalchemy.Table,
-    rows: Any,
-    key: tuple[str, ...],
-    columns: list[str] | None = None,
-    update: bool = True,
-) -> Any:
-    """PostgreSQL's insert of ``rows`` (values, or a select of ``columns``) over the row of
-    the same ``key``: replacing its other columns, or, without ``update``, leaving it."""
-    if columns is None:
-        made = insert(table).values(rows)
-        columns = list(rows)
-    else:
-        made = insert(table).from_select(columns, rows)
-    if not update:
-        return made.on_conflict_do_nothing(index_elements=list(key))
-    replaced = {c: made.excluded[c] for c in columns if c not in key}
-    return made.on_conflict_do_update(index_elements=list(key), set_=replaced)
-
-
-def _typed(given: Any, column: sqlalchemy.Column[Any]) -> Any:
-    """A column of a VALUES list as the table's column takes it (PostgreSQL reads untyped
-    VALUES as text, which an enum or a number column refuses)."""
-    return sqlalchemy.cast(given, column.type).label(column.name)
+    return f"WITH {', '.join(parts)} SELECT trial_id, number FROM made", params
 
 
 def _utc(moment: datetime) -> datetime:
