@@ -645,6 +645,10 @@ class OptunaEngine:
         return now - last > self.grace
 
     def ask_lock(self) -> contextlib.AbstractContextManager[None]:
+        """A journal's lock file; on a database server, the count and the ask as one block
+        of reads and writes (:mod:`.rdb`): the trials read once for both."""
+        if "://" in self.url:
+            return self._one_transaction()
         return file_lock(lock_path(self.url))
 
     def records(self) -> Iterator[dict[str, Any]]:

@@ -42,7 +42,7 @@ import copy
 import enum
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,6 +99,7 @@ class WorkerStorage(_CachedStorage):
         self.direct = dialect == "postgresql"  # this module's own writes (see above)
         self._own: dict[int, FrozenTrial] = {}  # trial id -> this process's running trial
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
+        self._ordered: dict[int, list[FrozenTrial]] = {}  # study id -> its trials by number
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -302,6 +303,7 @@ class WorkerStorage(_CachedStorage):
             if self._trial_id_to_study_id_and_number[trial_id][0] == study_id:
                 self._own.pop(trial_id, None)
         self._seen.pop(study_id, None)
+        self._ordered.pop(study_id, None)
         super().delete_study(study_id)
 
     # ---- the writes of this module (PostgreSQL)
@@ -521,6 +523,7 @@ class WorkerStorage(_CachedStorage):
                 study = self._studies[study_id]
                 study.trials.pop(number, None)
                 study.unfinished_trial_ids.discard(trial_id)
+                self._ordered.pop(study_id, None)
 
     # ---- several reads and writes as one
 
@@ -530,6 +533,9 @@ class WorkerStorage(_CachedStorage):
         the block fails; the trials read from the database at most once. Optuna's session
         commits inside it do nothing. On PostgreSQL a database transaction is begun only if
         something needs one (see the module's docstring)."""
+        if self._block() is not None:  # within another: part of it
+            yield
+            return
         block = self._thread.block = _Block()
         try:
             if not self.direct:
@@ -555,6 +561,27 @@ class WorkerStorage(_CachedStorage):
                 block.connection.close()
 
     # ---- reading the others' trials
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        """Optuna's, with the trials sorted by number once after each change, not at every
+        call (a sweep's loop lists them several times per trial)."""
+        self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            ordered = self._ordered.get(study_id)
+            if ordered is None:
+                trials = self._studies[study_id].trials
+                ordered = self._ordered[study_id] = sorted(trials.values(), key=_number)
+            listed = ordered if states is None else [t for t in ordered if t.state in states]
+            return copy.deepcopy(listed) if deepcopy else list(listed)
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        self._ordered.pop(study_id, None)
+        super()._add_trials_to_cache(study_id, trials)
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         """The study's new and unfinished trials, asked for by id and state in one query;
@@ -656,6 +683,10 @@ def _new_or_unfinished(asked: dict[str, Any]) -> Any:
         .where(_TRIALS.c.study_id == asked["study"])
         .where(or_(_TRIALS.c.trial_id > asked["seen"], _TRIALS.c.trial_id.in_(asked["ids"])))
     )
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
 
 
 def _state(state: Any) -> TrialState:
