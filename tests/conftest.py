@@ -42,6 +42,7 @@ def ray_cluster() -> str:
     return str(ray.get_runtime_context().gcs_address)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist does not know it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``--dist loadgroup`` (pyproject's addopts): xdist's own scheduling of it, with
     the tests of :data:`RAY_FILES` as one group. (Not with ``xdist_group`` marks: xdist 3.8

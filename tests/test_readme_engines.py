@@ -63,7 +63,10 @@ def test_the_readme_shows_the_example_spec() -> None:
 
 
 def test_the_readme_spec_gives_the_same_results_and_mlflow_layout_on_both_engines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mlflow_store: Callable[[Path], str],
 ) -> None:
     shutil.copytree(
         ROOT / "examples" / "smooth",
@@ -71,7 +74,7 @@ def test_the_readme_spec_gives_the_same_results_and_mlflow_layout_on_both_engine
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
 
     tables: dict[str, tuple[list[str], list[dict[str, str]]]] = {}

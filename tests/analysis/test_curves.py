@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,10 @@ def test_mlflow_and_engine_curves_hold_the_reported_values(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    mlflow_store: Callable[[Path], str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     (tmp_path / "curves_trial.py").write_text(textwrap.dedent(TRIAL))
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
     assert main(["run", "sweep.yaml", "--engine", engine, "--tracker", "mlflow"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,11 +53,13 @@ def _spec(folder: Path, name: str, uri: str, extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def store(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]
+) -> Iterator[Path]:
     """One SQLite MLflow store with four sweeps: Optuna, the W&B engine, seeds, and one
     resumed; the folder they ran from."""
     folder = tmp_path_factory.mktemp("from-mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = mlflow_store(folder / "mlflow.db")
     (folder / "mlflow_trial.py").write_text(TRIAL)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -382,11 +383,11 @@ def test_top_and_configs_together_and_several_metrics_are_refused(
 
 
 def test_the_runs_are_logged_to_the_specs_mlflow_with_their_real_values(
-    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], mlflow_store: Callable[[Path], str]
 ) -> None:
     import mlflow
 
-    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    uri = mlflow_store(sweep_dir / "mlflow.db")
     _write(
         sweep_dir,
         spec=SPEC + f"tracking: {{tracker: mlflow, uri: '{uri}'}}\n",

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -159,8 +160,10 @@ def _journal_study(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name="sweep", storage=storage)
 
 
-def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_ctrl_c_exits_130_loses_nothing_and_the_next_run_resumes(
+    tmp_path: Path, mlflow_store: Callable[[Path], str]
+) -> None:
+    uri = mlflow_store(tmp_path / "mlflow.db")
     _write(
         tmp_path,
         SPEC.replace("run_cap: 4", "run_cap: 5")
@@ -238,9 +241,9 @@ def test_ctrl_c_stops_a_running_command(tmp_path: Path) -> None:
 
 
 def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
-    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], mlflow_store: Callable[[Path], str]
 ) -> None:
-    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    uri = mlflow_store(sweep_dir / "mlflow.db")
     _write(
         sweep_dir,
         f"""

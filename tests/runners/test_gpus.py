@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
@@ -204,11 +205,11 @@ def test_gpus_per_trial_zero_hides_every_device(tmp_path: Path) -> None:
 
 
 def test_one_worker_in_this_process_and_the_mlflow_tag(
-    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str], mlflow_store: Callable[[Path], str]
 ) -> None:
     """One worker runs in the ``run`` process: its trials get the devices, the process
     itself keeps its environment, and each trial's MLflow run holds them as a tag."""
-    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    uri = mlflow_store(sweep_dir / "mlflow.db")
     _write(
         sweep_dir,
         FUNCTION.replace("run_cap: 6", "run_cap: 2")
