@@ -526,11 +526,11 @@ class OptunaEngine:
         self.beating.follow(beat)
 
     def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
-        """On a database server, the reads and writes of a block as one (:mod:`.rdb`): an
-        ask (the trial made, its parameters sampled and written: the study's row stays
-        locked meanwhile, so the sampler sees every trial asked before), a tell (the trial's
-        attributes with its end); not in an SQLite file, whose one writer would wait for the
-        others' blocks."""
+        """On a database server, the reads and writes of a block as one (:mod:`.rdb`): the
+        budget's count and an ask (the trials read once; the trial made, its parameters
+        sampled and written, the study's row locked from the making to the commit), a tell
+        (the trial's attributes with its end); not in an SQLite file, whose one writer would
+        wait for the others' blocks."""
         if isinstance(self.store, WorkerStorage) and self.store.server:
             return self.store.one_transaction()
         return contextlib.nullcontext()

@@ -545,11 +545,10 @@ class WorkerStorage(_CachedStorage):
             if block.connection is not None:
                 block.connection.commit()
         except BaseException:  # none of it was written, or it is not known what was
-            committed = block.connection is None
-            for trial_id in block.made:
-                if not committed:
+            if block.connection is not None:  # rolled back: the trials it made are not there
+                for trial_id in block.made:
                     self._drop(trial_id)
-            for trial_id in [*self._own, *block.ended]:
+            for trial_id in [*self._own, *block.ended]:  # read as the database has them
                 self._forget(trial_id)
             raise
         finally:
