@@ -38,6 +38,7 @@ table models; tests/runners/test_rdb.py checks every rule against a real databas
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import enum
 import json
@@ -84,6 +85,7 @@ class _Block:
     pending: dict[_Group, list[dict[str, Any]]] = field(default_factory=dict)
     ends: dict[int, tuple[TrialState, datetime]] = field(default_factory=dict)  # waiting too
     connection: Connection | None = None  # its database transaction, once begun
+    committed: bool = False  # that transaction
     before: Any = None  # this thread's ORM session before it
 
 
@@ -152,18 +154,20 @@ class WorkerStorage(_CachedStorage):
         counted for the number, as Optuna does; the trial made with the worker's attributes
         and its first heartbeat in the same statement."""
         now = datetime.now()
+        made, params = _making(study_id, now, self.new_trial_attrs)
         with self._transaction() as connection:
-            # an ask's commit need not wait for the disk: the trial's end, which does, makes
-            # it durable too (PostgreSQL writes its log in order); a server that crashes in
-            # between loses a trial that had not ended
-            lock = f"SET LOCAL synchronous_commit TO OFF; {_LOCK_STUDY % {'study': int(study_id)}}"
-            locked = _sql(connection, lock)  # one round trip, both statements
-            locked.nextset()  # the lock's result
-            found = locked.fetchone()
+            driver = _driver(connection)
+            with _pipeline(driver):  # one round trip (BEGIN included)
+                # an ask's commit need not wait for the disk: the trial's end, which does,
+                # makes it durable too (PostgreSQL writes its log in order); a server that
+                # crashes in between loses a trial that had not ended
+                driver.execute("SET LOCAL synchronous_commit TO OFF")
+                driver.execute(_LOCK_STUDY, {"study": study_id})
+                making = driver.execute(made, params)
+            found = making.fetchone()
             if found is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
-            made, params = _making(study_id, now, self.new_trial_attrs)
-            trial_id, number = _one(_sql(connection, made, params))
+            trial_id, number = found
         trial = FrozenTrial(
             number=number,
             state=TrialState.RUNNING,
@@ -361,74 +365,24 @@ class WorkerStorage(_CachedStorage):
         """One statement: each group's rows into its table if its trial is running, and the
         trials of ``ends`` ended (state, time), their rows written only if their end is; a
         write to a trial that is not running is refused, as Optuna refuses it."""
-        parts, params, expected = [], {}, []
-        ended: dict[int, str] = {}
-        for trial_id, (state, when) in (ends or {}).items():
-            name = ended[trial_id] = f"ended{len(ended)}"
-            parts.append(
-                f"{name} AS (UPDATE trials SET state = CAST(%({name}_state)s AS trialstate), "
-                f"datetime_complete = %({name}_at)s WHERE trial_id = %({name}_trial)s "
-                "AND state = 'RUNNING' RETURNING trial_id)"
-            )
-            params.update(
-                {f"{name}_state": state.name, f"{name}_at": _utc(when), f"{name}_trial": trial_id}
-            )
-            expected.append((name, trial_id, 1))
-        for number, (group, rows) in enumerate(pending.items()):
-            table, key, replace, trial_id = group
-            latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
-            for row in rows:
-                if replace or tuple(row[k] for k in key) not in latest:
-                    latest[tuple(row[k] for k in key)] = row
-            name, columns = f"written{number}", list(rows[0])
-            given = ", ".join(
-                "(" + ", ".join(f"%({name}_{r}_{c})s" for c in range(len(columns))) + ")"
-                for r in range(len(latest))
-            )
-            for r, row in enumerate(latest.values()):
-                for c, column in enumerate(columns):
-                    value = row[column]
-                    params[f"{name}_{r}_{c}"] = (
-                        value.name if isinstance(value, enum.Enum) else value
-                    )
-            typed = ", ".join(
-                f"CAST(given.c{c} AS {_SQL_TYPES[table.name][column]})"
-                for c, column in enumerate(columns)
-            )
-            source = f"(VALUES {given}) AS given({', '.join(f'c{c}' for c in range(len(columns)))})"
-            if trial_id in ended:  # written only if the end is
-                source += f" JOIN {ended[trial_id]} ON true"
-            else:
-                source += (
-                    f" WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = %({name}_trial)s "
-                    "AND state = 'RUNNING')"
-                )
-                params[f"{name}_trial"] = trial_id
-            others = [c for c in columns if c not in key]
-            conflict = (
-                "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
-                if replace and others
-                else "DO NOTHING"
-            )
-            parts.append(
-                f"{name} AS (INSERT INTO {table.name} ({', '.join(columns)}) SELECT {typed} "
-                f"FROM {source} ON CONFLICT ({', '.join(key)}) {conflict} RETURNING trial_id)"
-            )
-            expected.append((name, trial_id, len(latest)))
-        if not parts:
-            return
-        counts = ", ".join(f"(SELECT count(*) FROM {name})" for name, _, _ in expected)
-        statement = f"WITH {', '.join(parts)} SELECT {counts}"
-        with self._statement() as connection:
-            written = _one(_sql(connection, statement, params))
-            done = {t for (_, t, _), n in zip(expected[: len(ended)], written, strict=False) if n}
-            for (_, trial_id, wanted), count in zip(expected, written, strict=True):
-                if count >= wanted or trial_id in done:  # (the trial's end was written)
-                    continue
-                found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
-                if found is None or found[1] != TrialState.RUNNING.name:
-                    self._refused(connection, trial_id)
-                # only rows of the same key were there, and kept (a parameter written twice)
+        written = _writing_pending(pending, ends)
+        if written is not None:
+            with self._statement() as connection:
+                self._check(connection, _sql(connection, *written[:2]), written[2])
+
+    def _check(self, connection: Connection, cursor: Any, expected: list[tuple[int, int]]) -> None:
+        """Refuse the write of :func:`_writing_pending` (its ``cursor``) if a trial it wrote
+        to was not running."""
+        written = _one(cursor)
+        ends = [t for t, wanted in expected if wanted == 0]
+        done = {t for t, n in zip(ends, written, strict=False) if n}  # (ends come first)
+        for (trial_id, wanted), count in zip(expected, written, strict=True):
+            if count >= max(wanted, 1) or trial_id in done:  # (the trial's end was written)
+                continue
+            found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
+            if found is None or found[1] != TrialState.RUNNING.name:
+                self._refused(connection, trial_id)
+            # only rows of the same key were there, and kept (a parameter written twice)
 
     def _refused(self, connection: Connection, trial_id: int) -> None:
         """Optuna's error for a write to a trial that has ended (or its KeyError if none)."""
@@ -541,11 +495,24 @@ class WorkerStorage(_CachedStorage):
             if not self.direct:
                 self._begin(block)
             yield
-            self._flush()
-            if block.connection is not None:
+            if block.connection is None:
+                self._flush()
+            elif not self.direct:  # Optuna's writes only
                 block.connection.commit()
+                block.committed = True
+            else:  # the writes waiting and the commit: one round trip
+                written = _writing_pending(block.pending, block.ends)
+                block.pending, block.ends = {}, {}
+                driver = _driver(block.connection)
+                with _pipeline(driver):
+                    cursor = driver.execute(*written[:2]) if written is not None else None
+                    block.connection.commit()
+                block.committed = True
+                if written is not None:
+                    self._check(block.connection, cursor, written[2])
         except BaseException:  # none of it was written, or it is not known what was
-            if block.connection is not None:  # rolled back: the trials it made are not there
+            if block.connection is not None and not block.committed:  # rolled back: the
+                # trials it made are not there
                 for trial_id in block.made:
                     self._drop(trial_id)
             for trial_id in [*self._own, *block.ended]:  # read as the database has them
@@ -649,6 +616,12 @@ _SQL_TYPES = {
     for table in (_PARAMS, _VALUES, _INTERMEDIATE, _USER_ATTRS, _SYSTEM_ATTRS)
 }
 _LOCK_STUDY = "SELECT study_id FROM studies WHERE study_id = %(study)s FOR UPDATE"
+try:
+    import psycopg
+
+    _PIPELINES = psycopg.Pipeline.is_supported()
+except ImportError:  # another driver: the statements one by one
+    _PIPELINES = False
 _TRIAL_STATE = "SELECT number, state FROM trials WHERE trial_id = %(trial)s"
 _BEAT = (
     "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (%(trial)s, now()) "
@@ -660,13 +633,24 @@ _NEW_OR_UNFINISHED = (
 )
 
 
-def _sql(connection: Connection, statement: str, params: dict[str, Any] | None = None) -> Any:
-    """``statement`` run by the driver (psycopg) on ``connection``'s own connection, in its
-    transaction if it has one: no SQLAlchemy between, whose work per statement costs more
-    than the round trip to a server on this machine. Its cursor, for the rows."""
+def _driver(connection: Connection) -> Any:
+    """``connection``'s own connection of the driver (psycopg), in its transaction if it has
+    one: no SQLAlchemy between, whose work per statement costs more than the round trip to a
+    server on this machine."""
     driver = connection.connection.driver_connection
     assert driver is not None
-    return driver.execute(statement, params)
+    return driver
+
+
+def _sql(connection: Connection, statement: str, params: dict[str, Any] | None = None) -> Any:
+    """``statement`` run by the driver on ``connection``; its cursor, for the rows."""
+    return _driver(connection).execute(statement, params)
+
+
+def _pipeline(driver: Any) -> Any:
+    """psycopg's pipeline mode where libpq has it: the statements sent together, their
+    results read at the end (or at the first read), one round trip."""
+    return driver.pipeline() if _PIPELINES else contextlib.nullcontext()
 
 
 def _one(cursor: Any) -> tuple[Any, ...]:
@@ -684,6 +668,72 @@ def _new_or_unfinished(asked: dict[str, Any]) -> Any:
     )
 
 
+def _writing_pending(
+    pending: dict[_Group, list[dict[str, Any]]],
+    ends: dict[int, tuple[TrialState, datetime]] | None = None,
+) -> tuple[str, dict[str, Any], list[tuple[int, int]]] | None:
+    """The statement of :meth:`WorkerStorage._write_pending`, its parameters, and what it
+    must count: per trial ended, ``(trial id, 0)`` (one row), then per group ``(trial id,
+    rows)``; ``None`` if there is nothing to write."""
+    parts, params, expected = [], {}, []
+    ended: dict[int, str] = {}
+    for trial_id, (state, when) in (ends or {}).items():
+        name = ended[trial_id] = f"ended{len(ended)}"
+        parts.append(
+            f"{name} AS (UPDATE trials SET state = CAST(%({name}_state)s AS trialstate), "
+            f"datetime_complete = %({name}_at)s WHERE trial_id = %({name}_trial)s "
+            "AND state = 'RUNNING' RETURNING trial_id)"
+        )
+        params.update(
+            {f"{name}_state": state.name, f"{name}_at": _utc(when), f"{name}_trial": trial_id}
+        )
+        expected.append((name, trial_id, 0))
+    for number, (group, rows) in enumerate(pending.items()):
+        table, key, replace, trial_id = group
+        latest: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last write (or first)
+        for row in rows:
+            if replace or tuple(row[k] for k in key) not in latest:
+                latest[tuple(row[k] for k in key)] = row
+        name, columns = f"written{number}", list(rows[0])
+        given = ", ".join(
+            "(" + ", ".join(f"%({name}_{r}_{c})s" for c in range(len(columns))) + ")"
+            for r in range(len(latest))
+        )
+        for r, row in enumerate(latest.values()):
+            for c, column in enumerate(columns):
+                value = row[column]
+                params[f"{name}_{r}_{c}"] = value.name if isinstance(value, enum.Enum) else value
+        typed = ", ".join(
+            f"CAST(given.c{c} AS {_SQL_TYPES[table.name][column]})"
+            for c, column in enumerate(columns)
+        )
+        source = f"(VALUES {given}) AS given({', '.join(f'c{c}' for c in range(len(columns)))})"
+        if trial_id in ended:  # written only if the end is
+            source += f" JOIN {ended[trial_id]} ON true"
+        else:
+            source += (
+                f" WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = %({name}_trial)s "
+                "AND state = 'RUNNING')"
+            )
+            params[f"{name}_trial"] = trial_id
+        others = [c for c in columns if c not in key]
+        conflict = (
+            "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
+            if replace and others
+            else "DO NOTHING"
+        )
+        parts.append(
+            f"{name} AS (INSERT INTO {table.name} ({', '.join(columns)}) SELECT {typed} "
+            f"FROM {source} ON CONFLICT ({', '.join(key)}) {conflict} RETURNING trial_id)"
+        )
+        expected.append((name, trial_id, len(latest)))
+    if not parts:
+        return None
+    counts = ", ".join(f"(SELECT count(*) FROM {name})" for name, _, _ in expected)
+    statement = f"WITH {', '.join(parts)} SELECT {counts}"
+    return statement, params, [(trial_id, wanted) for _, trial_id, wanted in expected]
+
+
 def _number(trial: FrozenTrial) -> int:
     return trial.number
 
@@ -698,9 +748,9 @@ def _making(study_id: int, now: datetime, attrs: dict[str, Any]) -> tuple[str, d
     number."""
     params: dict[str, Any] = {"study": study_id, "start": _utc(now)}
     parts = [
-        "made AS (INSERT INTO trials (number, study_id, state, datetime_start) VALUES "
-        "((SELECT count(*) FROM trials WHERE study_id = %(study)s), %(study)s, 'RUNNING', "
-        "%(start)s) RETURNING trial_id, number)",
+        "made AS (INSERT INTO trials (number, study_id, state, datetime_start) "
+        "SELECT (SELECT count(*) FROM trials WHERE study_id = %(study)s), study_id, 'RUNNING', "
+        "%(start)s FROM studies WHERE study_id = %(study)s RETURNING trial_id, number)",
         "beat AS (INSERT INTO trial_heartbeats (trial_id, heartbeat) SELECT trial_id, now() "
         "FROM made)",
     ]
