@@ -14,8 +14,10 @@ socket, given as the URL it prints):
 * size: a trivial trial (three parameters, arithmetic) with TPE (``method: bayes``, Optuna's
   ``TPESampler()``) at each of ``--sizes`` trials through ``sweepspec run --tracker none``,
   against the same objective and the same sampler on an in-memory Optuna study
-  (``study.optimize``), both whole processes timed in the same run, alternating. The ratio
-  durable/in-memory at the largest size is the cost of the study growing (target <= 1.5).
+  (``study.optimize``), both whole processes timed in the same run, alternating, each
+  ``--repeat`` times (3), their medians compared: one process's time varies by a third from
+  run to run here. The ratio durable/in-memory at the largest size is the cost of the study
+  growing (target <= 1.5).
 
 The machine's load average is printed before and after: a loaded machine slows every
 process, CPU-bound ones (the sampler) most. The last line:
@@ -26,7 +28,7 @@ With ``--plain``, plain Optuna (``study.optimize``, the same sampler) on the sam
 timed beside them: what the storage itself costs Optuna.
 
 Run:  .venv/bin/python benchmarks/scale_out.py [--sleep 0.5 --sleep-trials 48]
-      [--sizes 100,1000] [--storages journal,postgres] [--plain]
+      [--sizes 100,1000] [--storages journal,postgres] [--plain] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,14 +207,18 @@ def scale(work: Path, storage: str | None, trials: int, sleep: float) -> float:
 # --------------------------------------------------------------------------- size
 
 
-def size(work: Path, storage: str | None, sizes: list[int], plain: bool = False) -> float:
+def size(
+    work: Path, storage: str | None, sizes: list[int], plain: bool = False, repeat: int = 1
+) -> float:
     """sweepspec (durable) over in-memory Optuna at each size; the ratio at the largest.
-    With ``plain``, plain Optuna (``study.optimize``) on the same storage too."""
+    With ``plain``, plain Optuna (``study.optimize``) on the same storage too. Each is run
+    ``repeat`` times, alternating, and its median time is taken (a process's time varies by
+    a third from one run to the next on a shared machine)."""
     ratio = 0.0
     for n in sizes:
-        times = {}
+        runs: dict[str, list[float]] = {}
         kinds = ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory")
-        for kind in (*kinds, "optuna") if plain else kinds:
+        for kind in [k for _ in range(repeat) for k in ((*kinds, "optuna") if plain else kinds)]:
             name = f"trivial-{uuid.uuid4().hex[:8]}"
             folder = folder_with(
                 work,
@@ -222,13 +229,20 @@ def size(work: Path, storage: str | None, sizes: list[int], plain: bool = False)
                 },
             )
             if kind == "memory":
-                times[kind] = timed([sys.executable, "memory.py", str(n)], folder)
+                took = timed([sys.executable, "memory.py", str(n)], folder)
             elif kind == "optuna":
                 where = storage or str(folder / "plain.journal")
-                times[kind] = timed([sys.executable, "memory.py", str(n), where], folder)
+                took = timed([sys.executable, "memory.py", str(n), where], folder)
             else:
                 args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
-                times[kind] = timed(sweepspec(*args, *storage_args(storage)), folder)
+                took = timed(sweepspec(*args, *storage_args(storage)), folder)
+            runs.setdefault(kind, []).append(took)
+        times = {kind: statistics.median(took) for kind, took in runs.items()}
+        if repeat > 1:
+            print(
+                "  each run: "
+                + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in runs.items())
+            )
         ratio = times["sweepspec"] / times["memory"]
         print(
             f"  {n:5} trials: sweepspec {times['sweepspec']:7.2f} s, Optuna in memory "
@@ -259,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip", choices=("workers", "size"), help="leave one part out")
     parser.add_argument(
+        "--repeat", type=int, default=3, help="size: runs of each, their median taken (3)"
+    )
+    parser.add_argument(
         "--plain",
         action="store_true",
         help="size: also plain Optuna (study.optimize) on the same storage",
@@ -282,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                     found[f"scale_{where}"] = scale(work, url, args.sleep_trials, args.sleep)
                 if args.skip != "size":
                     print(f"{where}: trivial trial, TPE, against Optuna in memory")
-                    found[f"size_{where}"] = size(work, url, sizes, args.plain)
+                    found[f"size_{where}"] = size(work, url, sizes, args.plain, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(load())

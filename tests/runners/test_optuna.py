@@ -505,3 +505,25 @@ def test_a_worker_that_asked_too_late_gives_its_place_back(
     assert frozen.user_attrs["sweepspec.error"] == (
         "not run: the trial budget was filled by trials of other workers"
     )
+
+
+def test_a_sweep_on_a_journal_does_not_import_the_database_storage(tmp_path: Path) -> None:
+    """A run on the journal file starts without the database worker's storage (SQLAlchemy's
+    table models, the PostgreSQL dialect and driver: about 0.4 s of every run's start)."""
+    (tmp_path / "trial.py").write_text("def objective(trial):\n    return {'loss': 1.0}\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: light\nmethod: random\nmetric: {name: loss, goal: minimize}\n"
+        "function: trial:objective\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+    )
+    code = (
+        "import sys\n"
+        "from sweepspec.main import main\n"
+        "assert main(['run', 'sweep.yaml', '--trials', '1', '--tracker', 'none']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('sweepspec.runners.rdb', "
+        "'psycopg', 'optuna.storages._rdb.models'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

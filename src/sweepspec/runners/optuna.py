@@ -47,7 +47,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -70,8 +70,10 @@ from .base import Asked, EngineError, EngineOptions
 from .budget import TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .heartbeat import Heartbeat
-from .rdb import WorkerStorage
 from .trials import describe, iso_ms, process_alive
+
+if TYPE_CHECKING:
+    from .rdb import WorkerStorage
 
 __all__ = [
     "COST_ATTR",
@@ -206,6 +208,8 @@ def _rdb(
     try:
         with sqlite_setup_lock(url), warnings.catch_warnings():  # one creates the tables
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            from .rdb import WorkerStorage  # (a journal's run does not import it)
+
             return WorkerStorage(optuna.storages.RDBStorage(url, **beat))
     except ImportError as exc:
         raise EngineError(_no_driver(parsed.drivername, label, exc)) from None
@@ -375,8 +379,8 @@ class OptunaEngine:
         self.messages += opened.notes
         self.fresh = opened.old
         self.sweep_id = uuid.uuid4().hex if opened.old else self.study.user_attrs[SWEEP_ID_ATTR]
-        if isinstance(self.store, WorkerStorage):  # made with the trial, in one transaction
-            self.store.new_trial_attrs = {WORKER_ATTR: self.worker}
+        if (database := _database(self.store)) is not None:  # made with the trial, at once
+            database.new_trial_attrs = {WORKER_ATTR: self.worker}
         self._hold()
 
     def _note(self, line: str) -> None:
@@ -515,9 +519,9 @@ class OptunaEngine:
         on a database (at once, then every interval), as a trial attribute in a journal (the
         trial's start is its first). One thread per worker serves its trials in turn."""
         store = self.store
-        if isinstance(store, WorkerStorage):
-            beat = functools.partial(store.record_heartbeat, trial_id)
-            if not store.born_beating:
+        if (database := _database(store)) is not None:
+            beat = functools.partial(database.record_heartbeat, trial_id)
+            if not database.born_beating:
                 beat()
         else:
             beat = functools.partial(_journal_beat, store, trial_id)
@@ -531,8 +535,9 @@ class OptunaEngine:
         sampled and written, the study's row locked from the making to the commit), a tell
         (the trial's attributes with its end); not in an SQLite file, whose one writer would
         wait for the others' blocks."""
-        if isinstance(self.store, WorkerStorage) and self.store.server:
-            return self.store.one_transaction()
+        database = _database(self.store)
+        if database is not None and database.server:
+            return database.one_transaction()
         return contextlib.nullcontext()
 
     def _stop_beating(self) -> None:
@@ -616,10 +621,10 @@ class OptunaEngine:
         host, now = socket.gethostname(), time.time()
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         silent = set()
-        if running and isinstance(self.store, WorkerStorage):
+        if running and (database := _database(self.store)) is not None:
             # Optuna's own test (as optuna.storages.fail_stale_trials runs it), by the
             # database's clock
-            silent = set(self.store._get_stale_trial_ids(self.study._study_id))
+            silent = set(database._get_stale_trial_ids(self.study._study_id))
         for trial in running:
             worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
             owner, _, pid = worker.rpartition(":")
@@ -636,7 +641,7 @@ class OptunaEngine:
 
     def _silent(self, trial: FrozenTrial, now: float) -> bool:
         """In a journal: no heartbeat for the grace period, by this machine's clock."""
-        if isinstance(self.store, WorkerStorage):
+        if _database(self.store) is not None:
             return False
         last = trial.system_attrs.get(HEARTBEAT_ATTR)
         if not isinstance(last, (int, float)):
@@ -680,6 +685,14 @@ class OptunaEngine:
         if self.fresh:
             return []
         return list(self.study.user_attrs.get(DECISIONS_ATTR) or [])
+
+
+def _database(store: object) -> WorkerStorage | None:
+    """``store`` if it is a database's (:mod:`.rdb`, imported only for one), else ``None``."""
+    rdb = sys.modules.get(f"{__package__}.rdb")
+    if rdb is not None and isinstance(store, rdb.WorkerStorage):
+        return cast("WorkerStorage", store)
+    return None
 
 
 def _flush_journal(store: optuna.storages.BaseStorage | None) -> None:
