@@ -124,20 +124,7 @@ class WorkerStorage(_CachedStorage):
             return self._create_running(study_id)
         if template_trial is None and self.new_trial_attrs:
             # the worker's attributes in the transaction that makes the trial
-            template_trial = FrozenTrial(
-                number=-1,
-                state=TrialState.RUNNING,
-                value=None,
-                values=None,
-                datetime_start=datetime.now(),
-                datetime_complete=None,
-                params={},
-                distributions={},
-                user_attrs=_stored(self.new_trial_attrs),
-                system_attrs={},
-                intermediate_values={},
-                trial_id=-1,
-            )
+            template_trial = _running(-1, -1, datetime.now(), self.new_trial_attrs)
         self._before_optuna()
         trial_id = super().create_new_trial(study_id, template_trial)
         self._made(trial_id)
@@ -168,20 +155,7 @@ class WorkerStorage(_CachedStorage):
             if found is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
             trial_id, number = found
-        trial = FrozenTrial(
-            number=number,
-            state=TrialState.RUNNING,
-            value=None,
-            values=None,
-            datetime_start=now,
-            datetime_complete=None,
-            params={},
-            distributions={},
-            user_attrs=_stored(self.new_trial_attrs),
-            system_attrs={},
-            intermediate_values={},
-            trial_id=trial_id,
-        )
+        trial = _running(number, trial_id, now, self.new_trial_attrs)
         with self._lock:
             if study_id not in self._studies:
                 self._studies[study_id] = _StudyInfo()
@@ -732,6 +706,25 @@ def _writing_pending(
     counts = ", ".join(f"(SELECT count(*) FROM {name})" for name, _, _ in expected)
     statement = f"WITH {', '.join(parts)} SELECT {counts}"
     return statement, params, [(trial_id, wanted) for _, trial_id, wanted in expected]
+
+
+def _running(number: int, trial_id: int, start: datetime, attrs: dict[str, Any]) -> FrozenTrial:
+    """A trial just made, running, with the user attributes ``attrs`` (as the database gives
+    them back)."""
+    return FrozenTrial(
+        number=number,
+        state=TrialState.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=start,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs=_stored(attrs),
+        system_attrs={},
+        intermediate_values={},
+        trial_id=trial_id,
+    )
 
 
 def _number(trial: FrozenTrial) -> int:
