@@ -13,22 +13,27 @@ most of a durable sweep's cost (issue 10 item 4).
 
 * A trial this process made and runs is kept as this process writes it (its parameters,
   attributes, intermediate values, its end), not read back. Every write still goes to the
-  database at once, so a killed worker loses only its running trial, as before.
+  database at once (or at the end of its block, below), so a killed worker loses only its
+  running trial, as before.
 * A read of a study's trials first asks the database, in one query, which trials are new or
   unfinished (their ids and states); only those that are new, or unfinished and not this
   process's, are read whole, as Optuna reads them. A trial this process runs that another
   worker ended (the heartbeat's dead-worker rule) is read whole from then on.
-* On PostgreSQL the writes to a trial this process runs are single statements that check
-  the trial is still running in the statement itself (what Optuna checks with a query
-  first): a trial made with its worker's attribute, a parameter, an attribute, an
-  intermediate value (an upsert), the end (state and values), and the heartbeat. A write
-  refused because the trial has ended raises Optuna's ``UpdateFinishedTrialError``, as
-  Optuna does. Other databases take Optuna's own writes.
-* :meth:`WorkerStorage.one_transaction` makes several reads and writes one: on PostgreSQL
-  the writes to a running trial wait until the block ends, and go as one statement (with the
-  trial's end, when the block ends it); a database transaction is begun only for what needs
-  one (making a trial, Optuna's own writes). A block that fails leaves its trials to be read
-  again from the database.
+* On PostgreSQL the writes to a trial this process runs are SQL statements run by the
+  driver (psycopg), each checking in itself that the trial is still running (what Optuna
+  checks with a query first): a parameter, an attribute, an intermediate value (upserts),
+  the end (state and values). A trial is made with its worker's attribute and its first
+  heartbeat in one statement, after the study's row is locked (as Optuna numbers trials);
+  the heartbeat is an upsert. A write refused because the trial has ended raises Optuna's
+  ``UpdateFinishedTrialError``, with Optuna's message. Other databases take Optuna's writes.
+* :meth:`WorkerStorage.one_transaction` makes several reads and writes one: the trials are
+  read at most once in it; on PostgreSQL the writes to a running trial wait until the block
+  ends and go as one statement (with the trial's end, when the block ends it), and a
+  database transaction is begun only for what needs one (making a trial, Optuna's own
+  writes); its statements and its commit go in psycopg's pipeline mode, one round trip each,
+  and its commit does not wait for the disk (the trial's end, which does, makes it durable
+  too). A block that fails leaves its trials to be read again from the database, and drops
+  the trials it made if its transaction was rolled back.
 
 The tables are Optuna's, written as Optuna writes them (naive UTC datetimes, its value
 types, JSON attributes), so Optuna, its dashboard and other workers read them as their own.
