@@ -5,10 +5,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import venv
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,23 @@ RAY = "ray_cluster"  # the fixture below
 # one after the other (the compiler's Ray tests come last in it, the engine's first), so that
 # worker starts Ray once (pytest_xdist_make_scheduler below)
 RAY_FILES = ("tests/compiler/test_ray.py", "tests/runners/test_ray.py")
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_found(request: pytest.FixtureRequest) -> Any:
+    """Each test leaves Ctrl-C's handler as it found it. One that changed it (or a library it
+    ran) would break the Ctrl-C tests after it in the same worker, and the processes they
+    start (an ignored signal is inherited): it is put back, and a warning names the test."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(
+            f"{request.node.nodeid} left SIGINT's handler {after!r} (put back)",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
 
 
 @pytest.fixture

@@ -220,9 +220,9 @@ def test_one_worker_in_this_process_and_the_mlflow_tag(
     assert main(["run", "sweep.yaml", "--gpus", "2,3,4"]) == 0
     assert {name: os.environ.get(name) for name in VISIBLE} == before
     assert [_devices(r) for r in _seen(sweep_dir)] == ["2,3", "2,3"]
-    assert capsys.readouterr().err.splitlines()[1] == (
-        "sweepspec: GPUs (2 per trial, from --gpus): worker 0: 2,3"
-    )
+    ours = [x for x in capsys.readouterr().err.splitlines() if x.startswith("sweepspec:")]
+    assert ours[1] == "sweepspec: GPUs (2 per trial, from --gpus): worker 0: 2,3"  # (and
+    # not MLflow's own log lines, which it writes there too when its logging is set up)
     runs = mlflow.MlflowClient(uri).search_runs(
         [e.experiment_id for e in mlflow.MlflowClient(uri).search_experiments()],
         "tags.`sweepspec.trial_number` != ''",
