@@ -32,17 +32,25 @@ RAY_FILES = ("tests/compiler/test_ray.py", "tests/runners/test_ray.py")
 
 
 @pytest.fixture(autouse=True)
-def _sigint_as_found(request: pytest.FixtureRequest) -> Any:
-    """Each test leaves Ctrl-C's handler as it found it. One that changed it (or a library it
-    ran) would break the Ctrl-C tests after it in the same worker, and the processes they
-    start (an ignored signal is inherited): it is put back, and a warning names the test."""
-    before = signal.getsignal(signal.SIGINT)
-    yield
-    after = signal.getsignal(signal.SIGINT)
-    if after is not before:
-        signal.signal(signal.SIGINT, before)
+def _sigint_as_python_sets_it(request: pytest.FixtureRequest) -> Any:
+    """Each test starts with Ctrl-C's handler as Python sets it, and leaves it so. A changed
+    one (a library's, or ``SIG_IGN``, which the processes a test starts inherit) broke the
+    Ctrl-C tests that came after it in the same worker: it is put back, with a warning that
+    names the test before which, or in which, it was found changed."""
+    found = signal.getsignal(signal.SIGINT)
+    if found is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         warnings.warn(
-            f"{request.node.nodeid} left SIGINT's handler {after!r} (put back)",
+            f"SIGINT's handler was {found!r} before {request.node.nodeid} (put back)",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
+    yield
+    left = signal.getsignal(signal.SIGINT)
+    if left is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(
+            f"{request.node.nodeid} left SIGINT's handler {left!r} (put back)",
             pytest.PytestWarning,
             stacklevel=1,
         )
