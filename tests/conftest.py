@@ -37,23 +37,17 @@ def _sigint_as_python_sets_it(request: pytest.FixtureRequest) -> Any:
     one (a library's, or ``SIG_IGN``, which the processes a test starts inherit) broke the
     Ctrl-C tests that came after it in the same worker: it is put back, with a warning that
     names the test before which, or in which, it was found changed."""
+    _python_sigint(f"before {request.node.nodeid}")
+    yield
+    _python_sigint(f"after {request.node.nodeid}")
+
+
+def _python_sigint(when: str) -> None:
     found = signal.getsignal(signal.SIGINT)
     if found is not signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        warnings.warn(
-            f"SIGINT's handler was {found!r} before {request.node.nodeid} (put back)",
-            pytest.PytestWarning,
-            stacklevel=1,
-        )
-    yield
-    left = signal.getsignal(signal.SIGINT)
-    if left is not signal.default_int_handler:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        warnings.warn(
-            f"{request.node.nodeid} left SIGINT's handler {left!r} (put back)",
-            pytest.PytestWarning,
-            stacklevel=1,
-        )
+        message = f"SIGINT's handler was {found!r} {when} (put back)"
+        warnings.warn(message, pytest.PytestWarning, stacklevel=1)
 
 
 @pytest.fixture
