@@ -116,6 +116,9 @@ def _nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
     return nest(flat, {name: tuple(name.split(".")) for name in flat})
 
 
+_UNSET = object()  # no raw value for a parameter (see OptunaPlan._walk)
+
+
 class _NestMethod:
     """``OptunaPlan.nest(flat)`` splits at every dot; ``plan.nest(flat)`` follows the spec, so
     a top-level W&B name that contains a dot (``trainer.epochs``) stays one key."""
@@ -399,11 +402,10 @@ class OptunaPlan:
                 return False
         return True
 
-    def suggest_raw(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
-        """Suggest every active non-constant parameter through the trial's public
-        ``suggest_*`` methods; return what Optuna holds (a quantile, an index, or the value),
-        by dotted name: :meth:`decode` gives the real values. For search algorithms that wrap
-        Optuna's trial (Ray Tune's ``OptunaSearch``)."""
+    def _walk(self, raw_of: Callable[[str, Any], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The active parameters in file order: ``raw_of(name, param)`` gives each
+        non-constant one's raw value (``_UNSET``: none); the raw values and the real ones
+        (constants included), by dotted name."""
         raw: dict[str, Any] = {}
         real: dict[str, Any] = {}
         for name in self.order:
@@ -412,23 +414,25 @@ class OptunaPlan:
             if name in self.constants:
                 real[name] = self.constants[name]
                 continue
-            param = self.params[name]
-            raw[name] = _suggest(trial, name, param.distribution)
-            real[name] = param.to_value(raw[name])
+            value = raw_of(name, self.params[name])
+            if value is not _UNSET:
+                raw[name] = value
+                real[name] = self.params[name].to_value(value)
+        return raw, real
+
+    def suggest_raw(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Suggest every active non-constant parameter through the trial's public
+        ``suggest_*`` methods; return what Optuna holds (a quantile, an index, or the value),
+        by dotted name: :meth:`decode` gives the real values. For search algorithms that wrap
+        Optuna's trial (Ray Tune's ``OptunaSearch``)."""
+        raw, _ = self._walk(lambda name, param: _suggest(trial, name, param.distribution))
         return raw
 
     def decode(self, raw: dict[str, Any]) -> dict[str, Any]:
         """What a search algorithm suggested (``raw``: a quantile, an index or the value by
         dotted name; constants need not be there) -> the real values of the active
         parameters by dotted name, in file order; inactive ones are left out."""
-        real: dict[str, Any] = {}
-        for name in self.order:
-            if not self.active(name, real):
-                continue
-            if name in self.constants:
-                real[name] = self.constants[name]
-            elif name in raw:
-                real[name] = self.params[name].to_value(raw[name])
+        _, real = self._walk(lambda name, param: raw.get(name, _UNSET))
         return {name: real[name] for name in self.params if name in real}
 
     def real_params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
