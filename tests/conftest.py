@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import venv
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,24 @@ RAY = "ray_cluster"  # the fixture below
 RAY_FILES = ("tests/compiler/test_ray.py", "tests/runners/test_ray.py")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal gives it, in this process and so in every process it starts
+    (xdist's workers, the ``sweepspec run`` processes that the Ctrl-C tests interrupt). A
+    shell without job control starts a background job (``pytest -n 2 ... &`` in a script or
+    a tool's shell) with SIGINT ignored, as POSIX asks; Python then keeps it ignored instead
+    of installing the handler that raises KeyboardInterrupt, and every process it starts
+    inherits that. (The suite's clean-clone runs were started so: the first test of each
+    worker found SIGINT ignored.)"""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _sigint_as_python_sets_it(request: pytest.FixtureRequest) -> Any:
-    """Each test starts with Ctrl-C's handler as Python sets it, and leaves it so. A changed
-    one (a library's, or ``SIG_IGN``, which the processes a test starts inherit) broke the
-    Ctrl-C tests that came after it in the same worker: it is put back, with a warning that
-    names the test before which, or in which, it was found changed."""
+    """Each test starts with Ctrl-C's handler as Python sets it, and leaves it so: a test,
+    fixture or hook that changes it (a library's handler, or ``SIG_IGN``, which the
+    processes started after it inherit) is an error of the test before or after which it
+    is found; it is put back, so that the tests after it are not broken too."""
     _python_sigint(f"before {request.node.nodeid}")
     yield
     _python_sigint(f"after {request.node.nodeid}")
@@ -46,8 +57,11 @@ def _python_sigint(when: str) -> None:
     found = signal.getsignal(signal.SIGINT)
     if found is not signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        message = f"SIGINT's handler was {found!r} {when} (put back)"
-        warnings.warn(message, pytest.PytestWarning, stacklevel=1)
+        pytest.fail(
+            f"SIGINT's handler was {found!r} {when} (put back: the processes that the tests "
+            "after it start would inherit it)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
