@@ -15,6 +15,7 @@ A leaf module: no imports beyond the standard library, so ``validate`` stays qui
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -84,6 +85,12 @@ def _environment_secrets() -> list[str]:
     values = {
         value
         for name, value in os.environ.items()
-        if _SECRET_ENV.search(name) and len(value) >= _MIN_ENV_SECRET
+        if len(value) >= _MIN_ENV_SECRET and _secret_name(name)
     }
     return sorted(values, key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_name(name: str) -> bool:
+    """Whether ``name`` names a secret (every line output is redacted: asked once a name)."""
+    return _SECRET_ENV.search(name) is not None

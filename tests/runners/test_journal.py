@@ -1,5 +1,7 @@
 """A torn journal, through the CLI: the end of a write cut short, garbage or a NUL fill in the
-middle, and a disk that fills up mid-sweep (a real tmpfs, in a mount namespace of its own)."""
+middle, and a disk that fills up mid-sweep (a real tmpfs, in a mount namespace of its own).
+And :class:`WorkerJournal`'s blocks on a real journal file, against what plain Optuna reads
+from the same file."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from sweepspec.main import main
+from sweepspec.runners.journal import SafeFileBackend, WorkerJournal
 
 SPEC = """
 method: random
@@ -286,3 +296,145 @@ def test_a_run_killed_outright_keeps_every_finished_trial(
     code, rows, _ = _results(capsys)
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3 + ["FAIL", "COMPLETE"]
     assert str(rows[3]["error"]).startswith("its worker (pid ")
+
+
+# --------------------------------------------------------------------------- WorkerJournal
+
+
+def _journals(path: Path) -> tuple[WorkerJournal, int]:
+    """A worker's journal on ``path`` holding one empty study 's', and the study's id."""
+    worker = WorkerJournal(SafeFileBackend(str(path), str(path)))
+    return worker, worker.create_new_study([StudyDirection.MINIMIZE], "s")
+
+
+def _plain(path: Path) -> JournalStorage:
+    """The same journal as plain Optuna reads it (another process would)."""
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines())
+
+
+def test_a_block_writes_a_trials_records_together_and_a_read_sees_them(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    with worker.one_transaction():
+        trial_id = worker.create_new_trial(study_id)  # at once: its id is read back
+        made = _lines(path)
+        worker.set_trial_param(trial_id, "x", 0.25, FloatDistribution(0.0, 1.0))
+        worker.set_trial_user_attr(trial_id, "sweepspec.worker", "host:1")
+        assert _lines(path) == made  # they wait
+        (seen,) = _plain(path).get_all_trials(study_id)
+        assert (seen.params, seen.user_attrs) == ({}, {})
+        # a read of this process's sees what it wrote: they are written first, together
+        mine = worker.get_trial(trial_id)
+        assert (mine.params, mine.user_attrs) == ({"x": 0.25}, {"sweepspec.worker": "host:1"})
+        assert _lines(path) == made + 2
+        worker.set_trial_param(trial_id, "n", 3, IntDistribution(1, 10))
+        worker.set_trial_system_attr(trial_id, "tpe:relative_params:0", '{"n": 3}')
+        assert _lines(path) == made + 2
+    assert _lines(path) == made + 4  # at the block's end
+    (seen,) = _plain(path).get_all_trials(study_id)
+    assert (seen.state, seen.params, seen.system_attrs) == (
+        TrialState.RUNNING,
+        {"x": 0.25, "n": 3},
+        {"tpe:relative_params:0": '{"n": 3}'},
+    )
+
+
+def test_a_trials_end_takes_what_waits_with_it_in_one_write(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    trial_id = worker.create_new_trial(study_id)
+    sizes: list[int] = []
+    real_append = SafeFileBackend.append_logs
+
+    def append_logs(backend: SafeFileBackend, logs: list[dict[str, object]]) -> None:
+        real_append(backend, logs)  # the real write: the spy only counts them
+        sizes.append(len(logs))
+
+    backend = worker._backend
+    assert isinstance(backend, SafeFileBackend)
+    backend.append_logs = append_logs.__get__(backend)  # type: ignore[method-assign]
+    with worker.one_transaction():
+        worker.set_trial_user_attr(trial_id, "sweepspec.metrics", {"loss": 0.5})
+        worker.set_trial_user_attr(trial_id, "sweepspec.times", [1, 2])
+        assert worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+        assert worker.get_trial(trial_id).state == TrialState.COMPLETE
+    assert sizes == [3]
+    (seen,) = _plain(path).get_all_trials(study_id)
+    assert (seen.state, seen.values, seen.user_attrs) == (
+        TrialState.COMPLETE,
+        [0.5],
+        {"sweepspec.metrics": {"loss": 0.5}, "sweepspec.times": [1, 2]},
+    )
+
+
+def test_writes_to_a_trial_another_worker_failed_are_refused_once(tmp_path: Path) -> None:
+    """The dead-worker rule: another worker fails a trial it heard nothing from; the worker
+    that ran it, back, cannot end it (Optuna's error, at the end), and no later read raises
+    it again for the records that went with it."""
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    trial_id = worker.create_new_trial(study_id)
+    other = _plain(path)
+    other.set_trial_user_attr(trial_id, "sweepspec.error", "its worker sent no heartbeat")
+    other.set_trial_state_values(trial_id, TrialState.FAIL)
+    with worker.one_transaction():
+        worker.set_trial_user_attr(trial_id, "sweepspec.metrics", {"loss": 1.0})
+        worker.set_trial_user_attr(trial_id, "sweepspec.times", [1, 2])
+        with pytest.raises(UpdateFinishedTrialError) as refused:
+            worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [1.0])
+    assert str(refused.value) == ("Trial#0 has already finished and can not be updated.")
+    (listed,) = worker.get_all_trials(study_id)
+    assert (listed.state, listed.user_attrs) == (
+        TrialState.FAIL,
+        {"sweepspec.error": "its worker sent no heartbeat"},
+    )
+    assert [t.state for t in _plain(path).get_all_trials(study_id)] == [TrialState.FAIL]
+
+
+def test_a_tpe_study_through_blocks_is_what_plain_optuna_reads(tmp_path: Path) -> None:
+    """Asks and tells in blocks, as the engine makes them (pruned, failed, infinite and NaN
+    values too): what the worker keeps equals what plain Optuna reads back, field by field."""
+    path = tmp_path / "s.journal"
+    worker, _ = _journals(path)
+    study = optuna.load_study(
+        study_name="s", storage=worker, sampler=optuna.samplers.TPESampler(seed=3)
+    )
+    ends = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    for number in range(24):
+        with worker.one_transaction():
+            trial = study.ask()
+            x = trial.suggest_float("x", -5.0, 5.0)
+            trial.suggest_categorical("kind", ["a", "b"])
+            trial.set_user_attr("sweepspec.worker", "host:1")
+        trial.report(x, 0)
+        state = ends[number % 3]
+        value = [math.inf, math.nan, x**2][number % 3] if number % 5 == 0 else x**2
+        with worker.one_transaction():
+            trial.set_user_attr("sweepspec.metrics", {"loss": value})
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    kept = worker.get_all_trials(0)
+    read = _plain(path).get_all_trials(0)
+    assert [_fields(t) for t in kept] == [_fields(t) for t in read]
+    assert len(read) == 24 and {t.state for t in read} == set(ends)
+
+
+def _fields(trial: FrozenTrial) -> tuple[object, ...]:
+    return (
+        trial.number,
+        trial.state,
+        trial.values,
+        trial.params,
+        trial.distributions,
+        {
+            k: "nan" if isinstance(v, float) and math.isnan(v) else v
+            for k, v in trial.user_attrs["sweepspec.metrics"].items()
+        },
+        trial.system_attrs,
+        trial.intermediate_values,
+        trial.datetime_start,
+        trial.datetime_complete,
+    )

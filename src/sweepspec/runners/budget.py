@@ -20,6 +20,7 @@ This module imports no engine: :class:`Tally` is built from plain trial summarie
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable
@@ -27,7 +28,15 @@ from dataclasses import dataclass, field, replace
 
 from .contract import FailureStreak  # shared with the generated script
 
-__all__ = ["Budget", "CachedTally", "FailureStreak", "Tally", "TrialSummary", "format_seconds"]
+__all__ = [
+    "Budget",
+    "CachedTally",
+    "FailureStreak",
+    "Summaries",
+    "Tally",
+    "TrialSummary",
+    "format_seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,14 @@ class TrialSummary:
     state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
     values: tuple[float, ...] | None = None
     cost: float = 0.0
+
+
+class Summaries(list[TrialSummary]):
+    """An engine's trials, of which the first ``settled`` are finished and come first, in
+    the same order, in every later read of the same sweep (so a count may skip them once it
+    has counted them). A plain list settles nothing."""
+
+    settled: int = 0
 
 
 @dataclass
@@ -152,27 +169,39 @@ _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 class CachedTally:
     """:meth:`Budget.tally` for a loop that counts the same sweep before every trial: a
     finished trial never changes, so it is counted once (by number), and only the trials not
-    finished are counted again. A sweep of thousands of trials costs a set look-up per trial,
+    finished are counted again; the leading finished trials of :class:`Summaries` are not
+    even looked at again. A sweep of thousands of trials costs what its new trials cost,
     not a count."""
 
     budget: Budget
     done: Tally = field(default_factory=Tally)
     counted: set[int] = field(default_factory=set)
+    settled: int = 0  # the leading trials of the engine's reads, all counted
 
     def __call__(self, trials: Iterable[TrialSummary]) -> Tally:
+        rest: Iterable[TrialSummary] = trials
+        if isinstance(trials, Summaries) and trials.settled >= self.settled:
+            for trial in trials[self.settled : trials.settled]:
+                self._finished(trial)
+            self.settled = trials.settled
+            rest = itertools.islice(trials, self.settled, None)
         pending = []
-        for trial in trials:
+        for trial in rest:
             if trial.number in self.counted:
                 continue
             if trial.state in _FINISHED:
-                self.counted.add(trial.number)
-                self.budget.add(self.done, trial)
+                self._finished(trial)
             else:
                 pending.append(trial)
         out = replace(self.done)
         for trial in pending:
             self.budget.add(out, trial)
         return out
+
+    def _finished(self, trial: TrialSummary) -> None:
+        if trial.number not in self.counted:
+            self.counted.add(trial.number)
+            self.budget.add(self.done, trial)
 
 
 def _count(out: Tally, trial: TrialSummary) -> None:

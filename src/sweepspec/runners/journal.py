@@ -28,6 +28,14 @@ can lose the last finished trial of each process (its ``fsync`` not yet done) an
 trials still running; what it leaves torn, :func:`repair` sets aside. Optuna reads the journal
 before each answer; :meth:`SafeFileBackend.read_logs` answers "nothing new" from the file's
 size.
+
+:class:`WorkerJournal` is Optuna's ``JournalStorage`` with blocks, as a database's
+(:meth:`WorkerJournal.one_transaction`): in a block, a trial's parameters and attributes wait
+and go with the next record that cannot wait (a trial made, a trial's end) or the block's end,
+in one ``write`` (so they are never torn apart), before anything is read (a read sees what
+this process wrote); the journal is read once per block and again only after a write of its
+own. A record Optuna refuses (the trial was ended by another worker) raises Optuna's error at
+that write, after every record written with it has been read back.
 """
 
 from __future__ import annotations
@@ -38,22 +46,26 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from .base import EngineError
 
-__all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "repair"]
+__all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "WorkerJournal", "repair"]
 
 # Optuna's JournalOperation codes (optuna/storages/journal/_storage.py)
 _CREATE_STUDY, _CREATE_TRIAL, _LAST_OP = 0, 4, 10
 _STUDY_OPS = (1, 2, 3)  # delete study, set study user/system attribute
 _TRIAL_OPS = (5, 6, 7, 8, 9)  # set trial param, state, intermediate value, user/system attribute
 _SET_TRIAL_STATE = 6
+_WAITING_OPS = (5, 7, 8, 9)  # what waits in a block: a parameter, a value, an attribute
 
 
 class JournalError(EngineError):
@@ -286,6 +298,98 @@ class SafeFileBackend(JournalFileBackend):
     def flush(self) -> None:
         """Wait until everything written is on disk (a run's end)."""
         self.syncer.flush()
+
+
+@dataclass
+class _Block:
+    """This thread's :meth:`WorkerJournal.one_transaction`."""
+
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # records not yet written
+    read: bool = False  # the journal was read in it, and nothing was written since
+    wrote: bool = False  # the last call put a record in ``waiting``
+
+
+class WorkerJournal(JournalStorage):
+    """Optuna's ``JournalStorage`` on a :class:`SafeFileBackend`, with blocks of reads and
+    writes (see the module's docstring)."""
+
+    def __init__(self, backend: SafeFileBackend) -> None:
+        self._local = threading.local()
+        super().__init__(backend)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._local = threading.local()
+
+    @contextmanager
+    def one_transaction(self) -> Iterator[None]:
+        """This thread's reads and writes as one block; what waits is written at its end
+        (also when it fails: the records are Optuna's own, each whole)."""
+        if self._block() is not None:  # within another: part of it
+            yield
+            return
+        block = self._local.block = _Block()
+        try:
+            yield
+        finally:
+            self._local.block = None
+            if block.waiting:
+                with self._thread_lock:
+                    self._append(block.waiting)
+                    self._read_back()
+
+    def _block(self) -> _Block | None:
+        return getattr(self._local, "block", None)
+
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        log = {"op_code": op_code, "worker_id": self._replay_result.worker_id, **extra_fields}
+        block = self._block()
+        if block is None:
+            self._append([log])
+            return
+        block.waiting.append(log)
+        if op_code in _WAITING_OPS:
+            block.wrote = True  # Optuna's read after it is skipped
+            return
+        logs, block.waiting = block.waiting, []
+        self._append(logs)
+        block.read = False
+
+    def _append(self, logs: list[dict[str, Any]]) -> None:
+        self._backend.append_logs(logs)
+
+    def _sync_with_backend(self) -> None:
+        block = self._block()
+        if block is not None:
+            if block.wrote:  # the record waits: nothing to read back yet
+                block.wrote = False
+                return
+            if block.waiting:  # a read sees what this process wrote
+                logs, block.waiting = block.waiting, []
+                self._append(logs)
+                block.read = False
+            if block.read:
+                return
+            block.read = True
+        self._read_back()
+
+    def _read_back(self) -> None:
+        """Optuna's read of the journal's new records; a record of this process's that
+        Optuna refuses does not stop the records after it from being read, and its error is
+        raised once they are."""
+        refused: Exception | None = None
+        for log in self._backend.read_logs(self._replay_result.log_number_read):
+            try:
+                self._replay_result.apply_logs((log,))
+            except (UpdateFinishedTrialError, KeyError) as exc:
+                refused = refused or exc
+        if refused is not None:
+            raise refused
 
 
 def _unlock(fd: int) -> None:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import optuna
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
 from ..compiler.base import SearchSpaceChangedError
@@ -67,9 +68,10 @@ from ..redact import redact
 from ..spec import Spec
 from ..spec.models import Budget
 from .base import Asked, EngineError, EngineOptions
-from .budget import TrialSummary
+from .budget import Summaries, TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .heartbeat import Heartbeat
+from .journal import WorkerJournal
 from .trials import describe, iso_ms, process_alive
 
 if TYPE_CHECKING:
@@ -184,7 +186,7 @@ def open_storage(
         raise EngineError(str(exc)) from None
     except OSError as exc:
         raise EngineError(f"cannot open the journal {label}: {exc.strerror}") from None
-    return optuna.storages.JournalStorage(backend), label
+    return WorkerJournal(backend), label
 
 
 def _rdb(
@@ -353,6 +355,7 @@ class OptunaEngine:
         self.hold: int | None = None
         self.messages: list[str] = []
         self.finished: dict[int, TrialSummary] = {}  # by number: what summaries() made
+        self.settled: list[TrialSummary] = []  # the leading finished trials, in order
         budget = spec.budget or Budget()
         self.heartbeat_interval = budget.heartbeat_interval
         self.grace_period: float | None = budget.grace
@@ -473,6 +476,7 @@ class OptunaEngine:
         )
         self.fresh = False
         self.finished.clear()
+        self.settled.clear()
         if self.hold is not None:
             fcntl.flock(self.hold, fcntl.LOCK_SH)
         self.messages.append(
@@ -503,9 +507,11 @@ class OptunaEngine:
             # Optuna's heartbeat is beaten here, not in optimize()
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
             trial = self.study.ask()
-            if WORKER_ATTR not in trial.user_attrs:  # a database's new trials are made with it
-                trial.set_user_attr(WORKER_ATTR, self.worker)
-            params = self.plan.suggest(trial)
+            try:
+                params = self.plan.suggest(trial)
+            finally:  # a journal writes it with the parameters; a database made it with it
+                if WORKER_ATTR not in trial.user_attrs:
+                    trial.set_user_attr(WORKER_ATTR, self.worker)
         self._beat(trial._trial_id)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
@@ -530,12 +536,16 @@ class OptunaEngine:
         self.beating.follow(beat)
 
     def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
-        """On a database server, the reads and writes of a block as one (:mod:`.rdb`): the
-        budget's count and an ask (the trials read once; the trial made, its parameters
-        sampled and written, the study's row locked from the making to the commit), a tell
-        (the trial's attributes with its end); not in an SQLite file, whose one writer would
-        wait for the others' blocks."""
-        database = _database(self.store)
+        """The reads and writes of a block as one: the budget's count and an ask (the trials
+        read once; the trial made, its parameters sampled and written with it), a tell (the
+        trial's attributes with its end). In a journal (:class:`.journal.WorkerJournal`),
+        one write for a trial's parameters and attributes; on a database server
+        (:mod:`.rdb`), one transaction, the study's row locked from the making to the
+        commit; not in an SQLite file, whose one writer would wait for the others' blocks."""
+        store = self.store
+        if isinstance(store, WorkerJournal):
+            return store.one_transaction()
+        database = _database(store)
         if database is not None and database.server:
             return database.one_transaction()
         return contextlib.nullcontext()
@@ -573,7 +583,8 @@ class OptunaEngine:
         state = TrialState[record.state]
         values = record.values if state == TrialState.COMPLETE else None
         try:
-            self.study.tell(live, values, state=state)
+            # study.tell() is this, and a deep copy of the trial it returns (unused here)
+            _tell_with_warning(self.study, live, values, state)
         except RuntimeError:
             # GridSampler calls study.stop() after the last point; outside optimize() that
             # raises, after the trial's state is stored.
@@ -583,17 +594,25 @@ class OptunaEngine:
     def summaries(self) -> list[TrialSummary]:
         """Every trial, as one read of the storage (the journal's new lines only, or the
         database's unfinished and new trials: Optuna's own caches); a finished trial does not
-        change, so its summary is made once."""
+        change, so its summary is made once, and the leading finished trials are not looked
+        at again (:class:`.budget.Summaries`)."""
         if self.fresh:  # the old study is replaced at start(): nothing of it counts
             return []
-        out, known = [], self.finished
-        for trial in self.study.get_trials(deepcopy=False):
+        trials = self.study.get_trials(deepcopy=False)
+        head, known = self.settled, self.finished
+        while len(head) < len(trials) and trials[len(head)].state.is_finished():
+            trial = trials[len(head)]
+            summary = known.pop(trial.number, None)
+            head.append(summary or _summary(trial))
+        out = Summaries(head)
+        for trial in trials[len(head) :]:
             summary = known.get(trial.number)
             if summary is None:
                 summary = _summary(trial)
                 if trial.state.is_finished():
                     known[trial.number] = summary
             out.append(summary)
+        out.settled = len(head)
         return out
 
     def exhausted(self) -> str | None:
@@ -650,11 +669,16 @@ class OptunaEngine:
         return now - last > self.grace
 
     def ask_lock(self) -> contextlib.AbstractContextManager[None]:
-        """A journal's lock file; on a database server, the count and the ask as one block
-        of reads and writes (:mod:`.rdb`): the trials read once for both."""
+        """The count and the ask as one block of reads and writes (the trials read once for
+        both); with a journal, under its lock file."""
         if "://" in self.url:
             return self._one_transaction()
-        return file_lock(lock_path(self.url))
+        return self._locked_block()
+
+    @contextlib.contextmanager
+    def _locked_block(self) -> Iterator[None]:
+        with file_lock(lock_path(self.url)), self._one_transaction():
+            yield
 
     def records(self) -> Iterator[dict[str, Any]]:
         if self.fresh:

@@ -55,12 +55,15 @@ class WandbRun:
 
     def env(self) -> dict[str, str]:
         """Write the parameter file; the variables W&B's agent sets for a run."""
-        self.param_path.parent.mkdir(parents=True, exist_ok=True)
         config = {name: {"value": value} for name, value in self.params.items()}
         # libyaml's emitter when PyYAML has it: the same file, a fraction of the time
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         text = "wandb_version: 1\n\n" + yaml.dump(config, Dumper=dumper, sort_keys=False)
-        self.param_path.write_text(text, encoding="utf-8")
+        try:
+            self.param_path.write_text(text, encoding="utf-8")
+        except FileNotFoundError:  # its folder, made once
+            self.param_path.parent.mkdir(parents=True, exist_ok=True)
+            self.param_path.write_text(text, encoding="utf-8")
         return {
             "WANDB_MODE": "offline",
             "WANDB_DIR": str(self.base),
