@@ -461,6 +461,7 @@ class Worker:
         self.warned = False
         self.waited = False
         self.next_check = 0.0
+        self.last: TrialRecord | None = None  # the trial ended last, until its line is shown
 
     # ---- the loop
 
@@ -476,6 +477,8 @@ class Worker:
                     if isinstance(exc, KeyboardInterrupt)
                     else f"sweepspec stopped: {describe(exc)}"
                 )
+            with contextlib.suppress(Exception):  # its line, if the storage still answers
+                self._ended(self.tally())
             raise
 
     def _loop(self) -> str:
@@ -483,6 +486,7 @@ class Worker:
             with deferred_interrupt(), self.engine.ask_lock():
                 self._fail_stale()
                 tally = self.tally()
+                self._ended(tally)
                 reason = self.budget.stop_reason(tally) or self.engine.exhausted()
                 asked = self.current = self.engine.ask() if reason is None else None
             if asked is None:
@@ -496,15 +500,21 @@ class Worker:
                 )
             if self._over_budget(asked):
                 return "the trial budget is filled by trials of other workers"
-            record = self._trial(asked)
-            if self.progress is not None:  # workers in other processes show none
-                self.progress.trial(
-                    record.number, record.state, record.metrics, self.tally(), record.error
-                )
-            self._check_objective(record)
-            failure = self.streak.add(record.number, record.state, record.error)
-            if failure is not None:
-                raise RunError(failure)
+            self.last = self._trial(asked)
+
+    def _ended(self, tally: Tally) -> None:
+        """The last trial's line, with the count that comes before the next ask (the
+        storage is read once per trial), and what it says of the sweep: a metric never
+        reported, or failures in a row, stop it."""
+        record, self.last = self.last, None
+        if record is None:
+            return
+        if self.progress is not None:  # workers in other processes show none
+            self.progress.trial(record.number, record.state, record.metrics, tally, record.error)
+        self._check_objective(record)
+        failure = self.streak.add(record.number, record.state, record.error)
+        if failure is not None:
+            raise RunError(failure)
 
     def _fail_stale(self) -> None:
         """Fail the trials of workers that are gone (no heartbeat for the engine's grace
