@@ -893,7 +893,7 @@ def _serve(
                 sys.argv = [argv0]
             remote = _Remote(conn, deadline, prunable)
             _one_trial(conn, function, Trial(params, seed, number, remote), bare)
-            _tidy(folder, environ)
+            _tidy(folder, environ, extra)
     except BaseException:
         code = 1
     finally:
@@ -937,11 +937,21 @@ def _one_trial(
         )
 
 
-def _tidy(folder: str, environ: dict[str, str]) -> None:  # pragma: no cover - in the child
+def _tidy(
+    folder: str, environ: dict[str, str], extra: dict[str, str]
+) -> None:  # pragma: no cover - in the child
     """After a trial, in the trial process: the working folder and environment it started
-    with, and no W&B run left open (W&B's agent tears W&B down after each function run)."""
+    with (``extra``, the trial's own variables, removed; all of it set again only if the
+    trial changed it), and no W&B run left open (W&B's agent tears W&B down after each
+    function run)."""
     os.chdir(folder)
-    if os.environ != environ:
+    if extra and os.environ == {**environ, **extra}:
+        for name in extra:
+            if name in environ:
+                os.environ[name] = environ[name]
+            else:
+                del os.environ[name]
+    elif os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)
     wandb = sys.modules.get("wandb")
