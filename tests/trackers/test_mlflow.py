@@ -849,24 +849,97 @@ def test_an_unreachable_tracking_uri_is_one_line_within_seconds(
     ]
 
 
+OUTAGE_WORKERS = """
+import json, os, signal, socket, time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+AT = int(os.environ["SWEEP_SIGNAL_AT"])
+BARRIER = Path(os.environ["SWEEP_BARRIER"])
+
+
+def _until(condition, what):
+    deadline = time.monotonic() + 240
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited 240 s for {what}")
+        time.sleep(0.05)
+
+
+def _logged(numbers):
+    # the tracker marks a trial done in its backlog once MLflow holds it
+    done = set()
+    with open(os.environ["SWEEP_BACKLOG"], encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                done.add(json.loads(line).get("done"))
+            except ValueError:  # a line being written
+                pass
+    return set(numbers) <= done
+
+
+def _gone():
+    url = urlsplit(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        socket.create_connection((url.hostname, url.port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def objective(trial):
+    if trial.number >= AT:
+        # each of the four workers is in one of the first four trials from AT on (a worker
+        # runs one trial at a time, and none of these ends before four are in), so each has
+        # a trial to log once the server is gone
+        inside = BARRIER / "outage"
+        inside.mkdir(exist_ok=True)
+        (inside / str(os.getppid())).touch()
+        _until(lambda: len(list(inside.iterdir())) >= 4, "four workers in a trial")
+        if trial.number == AT:
+            _until(lambda: _logged(range(AT)), f"trials 0 to {AT - 1} in MLflow")
+            os.killpg(int(os.environ["SWEEP_SERVER"]), int(os.environ["SWEEP_SIGNAL"]))
+            _until(_gone, "the server to refuse connections")
+            (BARRIER / "down").touch()
+        _until((BARRIER / "down").exists, "the server to go")
+    for step in range(3):
+        trial.report({"loss": trial.number + 1.0 / (step + 1)}, step)
+    return {"loss": trial.number * 0.1}
+"""
+
+
 def test_four_workers_and_an_outage_log_every_trial_once_under_one_parent(
     server: Server, tmp_path: Path
 ) -> None:
     """Issue 10 item 3: `--workers 4` on one `mlflow server`, which is killed mid-sweep and
-    started again later on the same port and store: the next run logs what four workers
-    left waiting, each trial once, under the sweep's one parent run."""
+    started again later on the same port and store: the next run logs what the four workers
+    left waiting, each trial once, under the sweep's one parent run. The trials make it so
+    (no timing): trials 0 to 2 are in MLflow before the kill, and the four workers are each
+    in a trial from 3 on when it happens, so each leaves trials in the backlog."""
     folder = tmp_path / "work"
     folder.mkdir()
-    env = _outage(folder, server, signal.SIGKILL, at=3, trials=12)
-    first = _sweepspec(folder, env, "run", "sweep.yaml", "--workers", "4")
-    _, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     backlog = folder / ".sweepspec/outage.journal.mlflow-pending.jsonl"
+    env = {
+        **_outage(folder, server, signal.SIGKILL, at=3, trials=12),
+        "SWEEP_BARRIER": str(barrier),
+        "SWEEP_BACKLOG": str(backlog),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",  # a loaded machine: four workers and the server
+    }
+    (folder / "outage_trial.py").write_text(OUTAGE_WORKERS)
+    first = _sweepspec(folder, env, "run", "sweep.yaml", "--workers", "4")
+    _, err = first.communicate(timeout=400)
+    assert first.returncode == 0, err
     sweep_id = json.loads(backlog.read_text().splitlines()[0])["sweep"]
     waiting, status = Backlog(str(backlog), sweep_id).read()
-    assert status == "FINISHED" and waiting
+    assert status == "FINISHED"
+    assert [r.number for r in waiting] == list(range(3, 12)), err
     workers = {json.loads(line).get("by") for line in backlog.read_text().splitlines()}
-    assert len(workers - {None}) >= 2, workers  # left by several workers
+    inside = {f"{socket.gethostname()}:{p.name}" for p in (barrier / "outage").iterdir()}
+    assert len(inside) == 4 and workers - {None} == inside, (workers, inside)  # all four
 
     server.start()
     again = _sweepspec(folder, env, "run", "sweep.yaml", "--workers", "4")
