@@ -36,6 +36,7 @@ _KEY_VALUE = re.compile(
 )
 _FLAG = re.compile(rf"(?P<head>--{_KEY}[= ]+)(?P<value>[^\s\"',}}\]]+)", re.IGNORECASE)
 _SECRET_ENV = re.compile(rf"{_SECRET}$", re.IGNORECASE)
+_ANY_SECRET = re.compile(_SECRET, re.IGNORECASE)  # in every match of the three below
 _MIN_ENV_SECRET = 8  # shorter values would mask ordinary words
 
 
@@ -45,6 +46,8 @@ def redact(text: str) -> str:
         return text
     for value in _environment_secrets():
         text = text.replace(value, MASK)
+    if "://" not in text and _ANY_SECRET.search(text) is None:
+        return text  # what the patterns below look for is not there (most lines)
     text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
     text = _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
     text = _FLAG.sub(_mask_value, text)
