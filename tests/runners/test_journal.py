@@ -16,12 +16,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from frozen_trials import trial_fields
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from sweepspec.main import main
 from sweepspec.runners.journal import SafeFileBackend, WorkerJournal
@@ -418,23 +419,5 @@ def test_a_tpe_study_through_blocks_is_what_plain_optuna_reads(tmp_path: Path) -
             study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     kept = worker.get_all_trials(0)
     read = _plain(path).get_all_trials(0)
-    assert [_fields(t) for t in kept] == [_fields(t) for t in read]
+    assert [trial_fields(t) for t in kept] == [trial_fields(t) for t in read]
     assert len(read) == 24 and {t.state for t in read} == set(ends)
-
-
-def _fields(trial: FrozenTrial) -> tuple[object, ...]:
-    return (
-        trial.number,
-        trial.state,
-        trial.values,
-        trial.params,
-        trial.distributions,
-        {
-            k: "nan" if isinstance(v, float) and math.isnan(v) else v
-            for k, v in trial.user_attrs["sweepspec.metrics"].items()
-        },
-        trial.system_attrs,
-        trial.intermediate_values,
-        trial.datetime_start,
-        trial.datetime_complete,
-    )

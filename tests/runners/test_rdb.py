@@ -20,8 +20,9 @@ import optuna
 import psycopg
 import pytest
 import sqlalchemy
+from frozen_trials import trial_fields
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy import event
 
 from sweepspec.runners.rdb import WorkerStorage
@@ -64,21 +65,6 @@ def worker(url: str) -> Iterator[WorkerStorage]:
     storage.new_trial_attrs = {"sweepspec.worker": "host:1"}
     yield storage
     storage._backend.engine.dispose()
-
-
-def _fields(trial: FrozenTrial) -> tuple[object, ...]:
-    return (
-        trial.number,
-        trial.state,
-        trial.values,
-        trial.params,
-        trial.distributions,
-        trial.user_attrs,
-        trial.system_attrs,
-        {k: "nan" if math.isnan(v) else v for k, v in trial.intermediate_values.items()},
-        trial.datetime_start,
-        trial.datetime_complete,
-    )
 
 
 @contextlib.contextmanager
@@ -230,7 +216,7 @@ def test_what_a_worker_keeps_is_what_the_database_has(url: str, worker: WorkerSt
     assert [t.state for t in stored].count(TrialState.PRUNED) == 4
     assert [t.state for t in stored].count(TrialState.FAIL) == 2  # 4 and 11
     assert stored[6].values == [math.inf]
-    assert [_fields(t) for t in kept] == [_fields(t) for t in stored]
+    assert [trial_fields(t) for t in kept] == [trial_fields(t) for t in stored]
 
 
 def test_other_workers_trials_are_read_as_optuna_reads_them(
@@ -257,7 +243,7 @@ def test_other_workers_trials_are_read_as_optuna_reads_them(
     done = other.ask({"y": IntDistribution(1, 3)})
     other.tell(done, 2.0)
     listed = worker.get_all_trials(study_id)
-    assert [_fields(t) for t in listed] == [_fields(t) for t in other.get_trials()]
+    assert [trial_fields(t) for t in listed] == [trial_fields(t) for t in other.get_trials()]
     with _sent(worker, url) as sent:
         worker.get_all_trials(study_id)
     assert sent["statements"] == 1  # both ended: nothing to read whole
@@ -347,6 +333,8 @@ def test_a_block_that_fails_leaves_no_trial_it_made(url: str, worker: WorkerStor
         raise sqlalchemy.exc.ArgumentError("the sampler failed")
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t.number, t.params) for t in stored] == [(0, {"x": 0.5})]
-    assert [_fields(t) for t in worker.get_all_trials(study_id)] == [_fields(t) for t in stored]
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in stored
+    ]
     third = worker.create_new_trial(study_id)
     assert worker.get_trial(third).number == 1
