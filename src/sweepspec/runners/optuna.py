@@ -509,12 +509,19 @@ class OptunaEngine:
             trial = self.study.ask()
             try:
                 params = self.plan.suggest(trial)
-            finally:  # a journal writes it with the parameters; a database made it with it
-                if WORKER_ATTR not in trial.user_attrs:
-                    trial.set_user_attr(WORKER_ATTR, self.worker)
+            except BaseException:  # the trial is still this worker's (its death fails it)
+                with contextlib.suppress(Exception):
+                    self._mark(trial)
+                raise
+            self._mark(trial)  # after the sampler's reads: a journal writes it with them
         self._beat(trial._trial_id)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
+
+    def _mark(self, trial: optuna.Trial) -> None:
+        """The worker's attribute on a trial it made (a database's are made with it)."""
+        if WORKER_ATTR not in trial.user_attrs:
+            trial.set_user_attr(WORKER_ATTR, self.worker)
 
     def report(self, trial: Asked, value: float, step: int) -> bool:
         pruning: _Pruning = trial.handle
