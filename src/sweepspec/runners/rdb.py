@@ -48,7 +48,7 @@ import copy
 import enum
 import json
 import threading
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -210,24 +210,30 @@ class WorkerStorage(_CachedStorage):
             own.distributions[param_name] = distribution
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        with self._writing(trial_id) as own:
-            if own is not None and self.direct:
-                self._write_attr(_USER_ATTRS, trial_id, key, value)
-            else:
-                self._before_optuna()
-                super().set_trial_user_attr(trial_id, key, value)
-        if own is not None:
-            own.user_attrs[key] = _stored(value)
+        self._set_attr(_USER_ATTRS, super().set_trial_user_attr, trial_id, key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attr(_SYSTEM_ATTRS, super().set_trial_system_attr, trial_id, key, value)
+
+    def _set_attr(
+        self,
+        table: sqlalchemy.Table,
+        optunas: Callable[[int, str, Any], None],
+        trial_id: int,
+        key: str,
+        value: Any,
+    ) -> None:
+        """An attribute (a row of ``table``): this module's write for a trial running here
+        on PostgreSQL, else Optuna's (``optunas``); kept on the trial as the database has it."""
         with self._writing(trial_id) as own:
             if own is not None and self.direct:
-                self._write_attr(_SYSTEM_ATTRS, trial_id, key, value)
+                self._write_attr(table, trial_id, key, value)
             else:
                 self._before_optuna()
-                super().set_trial_system_attr(trial_id, key, value)
+                optunas(trial_id, key, value)
         if own is not None:
-            own.system_attrs[key] = _stored(value)
+            attrs = own.user_attrs if table is _USER_ATTRS else own.system_attrs
+            attrs[key] = _stored(value)
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
