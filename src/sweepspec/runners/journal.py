@@ -315,7 +315,12 @@ class WorkerJournal(JournalStorage):
 
     def __init__(self, backend: SafeFileBackend) -> None:
         self._local = threading.local()
+        self.file = backend
         super().__init__(backend)
+
+    def flush(self) -> None:
+        """Wait until everything written is on disk (a run's end)."""
+        self.file.flush()
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
@@ -361,7 +366,7 @@ class WorkerJournal(JournalStorage):
         block.read = False
 
     def _append(self, logs: list[dict[str, Any]]) -> None:
-        self._backend.append_logs(logs)
+        self.file.append_logs(logs)
 
     def _sync_with_backend(self) -> None:
         block = self._block()

@@ -382,8 +382,8 @@ class OptunaEngine:
         self.messages += opened.notes
         self.fresh = opened.old
         self.sweep_id = uuid.uuid4().hex if opened.old else self.study.user_attrs[SWEEP_ID_ATTR]
-        if (database := _database(self.store)) is not None:  # made with the trial, at once
-            database.new_trial_attrs = {WORKER_ATTR: self.worker}
+        if self.database is not None:  # made with the trial, at once
+            self.database.new_trial_attrs = {WORKER_ATTR: self.worker}
         self._hold()
 
     def _note(self, line: str) -> None:
@@ -490,10 +490,18 @@ class OptunaEngine:
         if self.beating is not None:
             self.beating.stop()
             self.beating = None
-        _flush_journal(getattr(self, "store", None))
+        store = getattr(self, "store", None)  # none when the opening failed
+        if isinstance(store, WorkerJournal):  # its last trial end on disk
+            store.flush()
         if self.hold is not None:
             os.close(self.hold)
             self.hold = None
+
+    @property
+    def database(self) -> WorkerStorage | None:
+        """The database's storage (:mod:`.rdb`); None for a journal, whose run never
+        imports it."""
+        return None if isinstance(self.store, WorkerJournal) else cast("WorkerStorage", self.store)
 
     # ---- the protocol
 
@@ -531,8 +539,8 @@ class OptunaEngine:
         """While the trial runs, a thread records its heartbeat: in Optuna's heartbeat table
         on a database (at once, then every interval), as a trial attribute in a journal (the
         trial's start is its first). One thread per worker serves its trials in turn."""
-        store = self.store
-        if (database := _database(store)) is not None:
+        store, database = self.store, self.database
+        if database is not None:
             beat = functools.partial(database.record_heartbeat, trial_id)
             if not database.born_beating:
                 beat()
@@ -549,11 +557,10 @@ class OptunaEngine:
         one write for a trial's parameters and attributes; on a database server
         (:mod:`.rdb`), one transaction, the study's row locked from the making to the
         commit; not in an SQLite file, whose one writer would wait for the others' blocks."""
-        store = self.store
-        if isinstance(store, WorkerJournal):
-            return store.one_transaction()
-        database = _database(store)
-        if database is not None and database.server:
+        database = self.database
+        if database is None:
+            return cast(WorkerJournal, self.store).one_transaction()
+        if database.server:
             return database.one_transaction()
         return contextlib.nullcontext()
 
@@ -647,7 +654,7 @@ class OptunaEngine:
         host, now = socket.gethostname(), time.time()
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         silent = set()
-        if running and (database := _database(self.store)) is not None:
+        if running and (database := self.database) is not None:
             # Optuna's own test (as optuna.storages.fail_stale_trials runs it), by the
             # database's clock
             silent = set(database._get_stale_trial_ids(self.study._study_id))
@@ -667,7 +674,7 @@ class OptunaEngine:
 
     def _silent(self, trial: FrozenTrial, now: float) -> bool:
         """In a journal: no heartbeat for the grace period, by this machine's clock."""
-        if _database(self.store) is not None:
+        if self.database is not None:
             return False
         last = trial.system_attrs.get(HEARTBEAT_ATTR)
         if not isinstance(last, (int, float)):
@@ -678,7 +685,7 @@ class OptunaEngine:
     def ask_lock(self) -> contextlib.AbstractContextManager[None]:
         """The count and the ask as one block of reads and writes (the trials read once for
         both); with a journal, under its lock file."""
-        if "://" in self.url:
+        if self.database is not None:
             return self._one_transaction()
         return self._locked_block()
 
@@ -716,23 +723,6 @@ class OptunaEngine:
         if self.fresh:
             return []
         return list(self.study.user_attrs.get(DECISIONS_ATTR) or [])
-
-
-def _database(store: object) -> WorkerStorage | None:
-    """``store`` if it is a database's (:mod:`.rdb`, imported only for one), else ``None``."""
-    rdb = sys.modules.get(f"{__package__}.rdb")
-    if rdb is not None and isinstance(store, rdb.WorkerStorage):
-        return cast("WorkerStorage", store)
-    return None
-
-
-def _flush_journal(store: optuna.storages.BaseStorage | None) -> None:
-    """Wait until a journal's last trial end is on disk (see :mod:`.journal`)."""
-    from .journal import SafeFileBackend
-
-    backend = getattr(store, "_backend", None)
-    if isinstance(backend, SafeFileBackend):
-        backend.flush()
 
 
 def _journal_beat(store: optuna.storages.BaseStorage, trial_id: int) -> None:
