@@ -349,15 +349,15 @@ def test_a_trials_end_takes_what_waits_with_it_in_one_write(tmp_path: Path) -> N
     worker, study_id = _journals(path)
     trial_id = worker.create_new_trial(study_id)
     sizes: list[int] = []
-    real_append = SafeFileBackend.append_logs
+    real_append = SafeFileBackend.append
 
-    def append_logs(backend: SafeFileBackend, logs: list[dict[str, object]]) -> None:
-        real_append(backend, logs)  # the real write: the spy only counts them
+    def append(backend: SafeFileBackend, logs: list[dict[str, object]]) -> tuple[int, list[bytes]]:
         sizes.append(len(logs))
+        return real_append(backend, logs)  # the real write: the spy only counts them
 
     backend = worker._backend
     assert isinstance(backend, SafeFileBackend)
-    backend.append_logs = append_logs.__get__(backend)  # type: ignore[method-assign]
+    backend.append = append.__get__(backend)  # type: ignore[method-assign]
     with worker.one_transaction():
         worker.set_trial_user_attr(trial_id, "sweepspec.metrics", {"loss": 0.5})
         worker.set_trial_user_attr(trial_id, "sweepspec.times", [1, 2])
@@ -421,3 +421,68 @@ def test_a_tpe_study_through_blocks_is_what_plain_optuna_reads(tmp_path: Path) -
     read = _plain(path).get_all_trials(0)
     assert [trial_fields(t) for t in kept] == [trial_fields(t) for t in read]
     assert len(read) == 24 and {t.state for t in read} == set(ends)
+
+
+def _counting_reads(worker: WorkerJournal) -> list[int]:
+    """Records the worker reads from the file (a spy around its backend's real read)."""
+    read: list[int] = []
+    backend = worker._backend
+    assert isinstance(backend, SafeFileBackend)
+    real_read = SafeFileBackend.read_logs
+
+    def read_logs(backend: SafeFileBackend, log_number_from: int):  # type: ignore[no-untyped-def]
+        for log in real_read(backend, log_number_from):
+            read.append(log["op_code"])
+            yield log
+
+    backend.read_logs = read_logs.__get__(backend)  # type: ignore[method-assign]
+    return read
+
+
+def test_a_workers_own_records_are_applied_as_written_not_read_back(tmp_path: Path) -> None:
+    """No other process wrote: the worker's records count as read, parsed from the lines
+    it wrote (so a tuple is a list and a number key a string, as every reader sees them)."""
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    read = _counting_reads(worker)
+    with worker.one_transaction():
+        trial_id = worker.create_new_trial(study_id)
+        worker.set_trial_param(trial_id, "x", 0.25, FloatDistribution(-1.0, 1.0))
+        worker.set_trial_user_attr(trial_id, "sweepspec.times", (1, 2))
+        worker.set_trial_user_attr(trial_id, "sweepspec.metrics", {1: 0.5})
+    with worker.one_transaction():
+        worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+    assert read == []
+    (kept,) = worker.get_all_trials(study_id)
+    assert kept.user_attrs == {"sweepspec.times": [1, 2], "sweepspec.metrics": {"1": 0.5}}
+    (seen,) = _plain(path).get_all_trials(study_id)
+    assert trial_fields(kept) == trial_fields(seen)
+
+
+def test_records_another_process_wrote_first_are_read_in_the_files_order(
+    tmp_path: Path,
+) -> None:
+    """Another process wrote after this one's last read: this one's records are read back
+    with the others', in the file's order (its trial is the second, not the first)."""
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    worker.get_all_trials(study_id)
+    other = _plain(path)
+    first = other.create_new_trial(study_id)
+    other.set_trial_user_attr(first, "sweepspec.worker", "elsewhere:1")
+    read = _counting_reads(worker)
+    with worker.one_transaction():
+        mine = worker.create_new_trial(study_id)
+        worker.set_trial_user_attr(mine, "sweepspec.worker", "here:2")
+    # theirs (a trial made, its attribute), then this one's trial made, read back with
+    # them; its attribute, written right after that read, is applied as written
+    assert read == [4, 8, 4]
+    assert [worker.get_trial(i).number for i in (first, mine)] == [0, 1]
+    assert [t.user_attrs for t in worker.get_all_trials(study_id)] == [
+        {"sweepspec.worker": "elsewhere:1"},
+        {"sweepspec.worker": "here:2"},
+    ]
+    seen = _plain(path).get_all_trials(study_id)
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in seen
+    ]

@@ -34,8 +34,11 @@ size.
 and go with the next record that cannot wait (a trial made, a trial's end) or the block's end,
 in one ``write`` (so they are never torn apart), before anything is read (a read sees what
 this process wrote); the journal is read once per block and again only after a write of its
-own. A record Optuna refuses (the trial was ended by another worker) raises Optuna's error at
-that write, after every record written with it has been read back.
+own. A write that lands right where this process last read (no other process wrote since) is
+applied as written, parsed from its own lines, and counted as read, as Optuna counts the lines
+it reads; else it is read back with the others' records, in the file's order. A record Optuna
+refuses (the trial was ended by another worker) raises Optuna's error at that write, after
+every record written with it has been applied.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,7 +264,12 @@ class SafeFileBackend(JournalFileBackend):
         """Append ``logs`` in one write under an exclusive ``flock`` of the journal (one
         system call; Optuna's symlink lock creates and removes a file beside the journal
         for every record, several per trial)."""
-        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        self.append(logs)
+
+    def append(self, logs: list[dict[str, Any]]) -> tuple[int, list[bytes]]:
+        """:meth:`append_logs`; where the write began in the file, and its lines."""
+        lines = [(json.dumps(log, separators=(",", ":")) + "\n").encode() for log in logs]
+        data = b"".join(lines)
         durable = [_durable(log) for log in logs]
         self.syncer.check()
         if "soon" in durable:
@@ -280,6 +288,19 @@ class SafeFileBackend(JournalFileBackend):
             _unlock(fd)
         if "soon" in durable:
             self.syncer.request()
+        return size, lines
+
+    def follows_read(self, log_number: int, start: int, lines: list[bytes]) -> bool:
+        """Whether ``lines``, written at byte ``start``, come right after the first
+        ``log_number`` records that were read (no other process wrote between): then they
+        count as read, as Optuna's :meth:`read_logs` counts the lines it reads."""
+        offsets = self._log_number_offset
+        if offsets.get(log_number) != start:
+            return False
+        for line in lines:
+            offsets[log_number + 1] = offsets[log_number] + len(line)
+            log_number += 1
+        return True
 
     def _locked(self) -> int:
         """The journal opened for appending, under an exclusive ``flock`` (let go when the
@@ -366,7 +387,11 @@ class WorkerJournal(JournalStorage):
         block.read = False
 
     def _append(self, logs: list[dict[str, Any]]) -> None:
-        self.file.append_logs(logs)
+        """Write ``logs``; when no other process wrote since this one last read, they are
+        applied as written (parsed from the very lines in the file), not read back."""
+        start, lines = self.file.append(logs)
+        if self.file.follows_read(self._replay_result.log_number_read, start, lines):
+            self._apply([json.loads(line) for line in lines])
 
     def _sync_with_backend(self) -> None:
         block = self._block()
@@ -387,8 +412,11 @@ class WorkerJournal(JournalStorage):
         """Optuna's read of the journal's new records; a record of this process's that
         Optuna refuses does not stop the records after it from being read, and its error is
         raised once they are."""
+        self._apply(self._backend.read_logs(self._replay_result.log_number_read))
+
+    def _apply(self, logs: Iterable[dict[str, Any]]) -> None:
         refused: Exception | None = None
-        for log in self._backend.read_logs(self._replay_result.log_number_read):
+        for log in logs:
             try:
                 self._replay_result.apply_logs((log,))
             except (UpdateFinishedTrialError, KeyError) as exc:
