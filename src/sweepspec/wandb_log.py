@@ -16,6 +16,7 @@ later call. Imports ``wandb`` only for its protobuf messages.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -52,10 +53,10 @@ class RunState:
 
 def find_run_file(wandb_dir: str | Path, run_id: str) -> Path | None:
     """The ``run-<run_id>.wandb`` file under ``<wandb_dir>/wandb/*-run-*-<run_id>/``."""
-    base = Path(wandb_dir) / "wandb"
-    if not base.is_dir():  # no W&B run here (yet): no glob, whose pattern is new each run
+    base = os.path.join(wandb_dir, "wandb")
+    if not os.path.isdir(base):  # no W&B run here (yet): no glob, whose pattern is new each run
         return None
-    found = sorted(base.glob(f"*run-*-{run_id}/run-{run_id}.wandb"))
+    found = sorted(Path(base).glob(f"*run-*-{run_id}/run-{run_id}.wandb"))
     return found[-1] if found else None
 
 

@@ -44,12 +44,13 @@ every record written with it has been applied.
 from __future__ import annotations
 
 import atexit
+import copy
 import errno
 import fcntl
 import json
 import os
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Container, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .base import EngineError
 
@@ -337,15 +338,34 @@ class WorkerJournal(JournalStorage):
     def __init__(self, backend: SafeFileBackend) -> None:
         self._local = threading.local()
         self.file = backend
+        self._listed: tuple[tuple[int, int] | None, list[FrozenTrial]] = (None, [])
         super().__init__(backend)
 
     def flush(self) -> None:
         """Wait until everything written is on disk (a run's end)."""
         self.file.flush()
 
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        """Optuna's, with a study's list of trials made once per change of the journal
+        read (a worker lists them several times per trial, most often with nothing new)."""
+        with self._thread_lock:
+            self._sync_with_backend()
+            key = (study_id, self._replay_result.log_number_read)
+            if self._listed[0] != key:
+                self._listed = (key, self._replay_result.get_all_trials(study_id, None))
+            trials = self._listed[1]
+            listed = trials if states is None else [t for t in trials if t.state in states]
+            return copy.deepcopy(listed) if deepcopy else list(listed)
+
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         del state["_local"]
+        state["_listed"] = (None, [])
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:

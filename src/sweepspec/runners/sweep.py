@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -46,7 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..locks import OPEN_ATTEMPTS, raced, sqlite_setup_lock
 from ..spec import Spec
@@ -145,6 +146,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_DEFERRED = (signal.SIGINT, *STOP_SIGNALS)
 
 
 def interrupt_reason(exc: BaseException) -> str:
@@ -180,6 +182,20 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _handler_setter() -> Callable[[int, Any], Any]:
+    """``signal.signal`` without its enum conversion of the old handler (a failed look-up,
+    an exception caught, per call: ten times the call itself). :func:`deferred_interrupt`
+    swaps four handlers twice per block, several blocks per trial; the handlers it gets
+    back it only puts back."""
+    try:
+        return cast("Callable[[int, Any], Any]", importlib.import_module("_signal").signal)
+    except (ImportError, AttributeError):  # pragma: no cover - not CPython
+        return signal.signal
+
+
+_set_handler = _handler_setter()
+
+
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (engine writes must not be
@@ -192,12 +208,12 @@ def deferred_interrupt() -> Iterator[None]:
     def hold(signum: int, frame: Any) -> None:
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    previous = {sig: _set_handler(sig, hold) for sig in _DEFERRED}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            _set_handler(sig, handler)
         if received:
             signal.raise_signal(received[0])
 
@@ -607,8 +623,7 @@ class Worker:
         return True
 
     def _trial(self, asked: Asked) -> TrialRecord:
-        with deferred_interrupt():
-            self.current = asked
+        """Run the trial asked (already :attr:`current`: the ask set it), tell its end."""
         pruning = functools.partial(self._report, asked) if self.prunable else None
         record = self.run_trial(asked.number, asked.params, pruning)
         with deferred_interrupt():

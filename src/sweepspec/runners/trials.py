@@ -614,7 +614,7 @@ class _Server:
         self.status: int | None = None
         # what the child was forked with: a worker that changed them (a program calling
         # sweepspec.run twice) gets a new child
-        self.environ = dict(os.environ)
+        self.raw_environ = _raw_environ()
         self.cwd = os.getcwd()
 
     def fits(
@@ -623,7 +623,7 @@ class _Server:
         same = (self.function, self.argv0, self.env, self.bare) == (function, argv0, env, bare)
         if not same or self.conn is None or self.reaped():
             return False
-        return self.environ == os.environ and self.cwd == os.getcwd()
+        return _environ_is(self.raw_environ) and self.cwd == os.getcwd()
 
     def start(self) -> None:
         here, there = Pipe()
@@ -691,6 +691,18 @@ class _Server:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _raw_environ() -> dict[Any, Any]:
+    """The environment as the process holds it (``os.environ``'s encoded copy, compared in
+    one step; a comparison of ``os.environ`` itself decodes every name and value)."""
+    raw = getattr(os.environ, "_data", None)
+    return dict(raw) if isinstance(raw, dict) else dict(os.environ)
+
+
+def _environ_is(raw: dict[Any, Any]) -> bool:
+    held = getattr(os.environ, "_data", None)
+    return raw == (held if isinstance(held, dict) else os.environ)
 
 
 _SERVER: list[_Server] = []

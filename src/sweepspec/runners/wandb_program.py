@@ -15,6 +15,7 @@ reports, which drive early stopping as W&B's controller does with the run's hist
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,10 @@ class WandbRun:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         text = "wandb_version: 1\n\n" + yaml.dump(config, Dumper=dumper, sort_keys=False)
         try:
-            self.param_path.write_text(text, encoding="utf-8")
+            _write(self.param_path, text.encode())
         except FileNotFoundError:  # its folder, made once
             self.param_path.parent.mkdir(parents=True, exist_ok=True)
-            self.param_path.write_text(text, encoding="utf-8")
+            _write(self.param_path, text.encode())
         return {
             "WANDB_MODE": "offline",
             "WANDB_DIR": str(self.base),
@@ -118,13 +119,11 @@ class Follower:
         self.report = report  # (metrics, step) -> None
         self.reported = reported  # () -> how many points the trial's reports hold
         self.interval = interval
-        self.next_at = 0.0
+        self.next_at = time.monotonic() + interval  # the program has only just started
         self.fed = 0
         self.active = True
 
     def __call__(self, force: bool = False) -> None:
-        import time
-
         now = time.monotonic()
         if not self.active or (not force and now < self.next_at):
             return
@@ -143,3 +142,12 @@ def _metric(key: str, value: Any) -> bool:
     return (
         not key.startswith("_") and isinstance(value, (int, float)) and not isinstance(value, bool)
     )
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` as the whole file at ``path`` (one ``write``: a trial's file is small)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
