@@ -786,3 +786,26 @@ def test_a_trial_that_must_see_other_devices_gets_a_new_process() -> None:
     trials.reap_trials()
     with pytest.raises(ProcessLookupError):
         os.kill(int(other["pid"]), 0)
+
+
+def test_a_worker_whose_environment_changed_gets_a_new_trial_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trial process was forked with the worker's environment: once the worker's
+    changes (a program that sets a variable, then runs again), the next trial runs in a new
+    process that sees it; an unchanged one keeps the process."""
+
+    def seen(trial: Trial) -> dict[str, float]:
+        return {"loss": 0.0, "pid": os.getpid(), "seen": float(os.environ.get("SET_LATER", -1))}
+
+    def run() -> dict[str, float]:
+        outcome = run_function(seen, {}, 0, 0, Monitor("loss"), ["loss"])
+        assert outcome.state == "COMPLETE", outcome.error
+        return outcome.metrics
+
+    first, same = run(), run()
+    monkeypatch.setenv("SET_LATER", "7")
+    changed = run()
+    trials.reap_trials()
+    assert (first["seen"], same["seen"], changed["seen"]) == (-1.0, -1.0, 7.0)
+    assert first["pid"] == same["pid"] != changed["pid"]
