@@ -290,6 +290,42 @@ def test_a_worker_that_dies_mid_trial_loses_its_trial_not_its_place(
     assert "RUNNING" not in [t.state.name for t in trials]
 
 
+REFUSED_TRIAL = """
+import optuna
+
+
+def objective(trial):
+    if trial.number == 1:  # as a worker that heard no heartbeat for the grace period does
+        storage = optuna.storages.RDBStorage({url!r})
+        (ended,) = [
+            t for t in optuna.load_study(study_name="shared", storage=storage).trials
+            if t.number == 1
+        ]
+        storage.set_trial_state_values(ended._trial_id, optuna.trial.TrialState.FAIL)
+    return {{"loss": trial.params["x"]}}
+"""
+
+
+def test_a_trial_end_another_worker_refused_is_said_and_its_place_runs_again(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The trial's end is written while the loop goes on (the next count and ask): a refused
+    one, the budget's last place, is still said as the tell said it, and is counted as
+    the database has it (FAIL): its place runs again, the budget is exact."""
+    url = _database(postgres_url, "refused")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(REFUSED_TRIAL.format(url=url))
+    args = ["run", "sweep.yaml", "--storage", url, "--tracker", "none", "--trials", "2"]
+    code, err = _one_line(tmp_path, *args)
+    assert code == 0, err
+    assert (
+        "sweepspec: warning: trial 1 was marked failed by another worker (no heartbeat from "
+        "this one for 60s, budget.grace_period); its result is logged but not counted"
+    ) in err.splitlines()
+    trials = _trials(url, "shared")
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+
+
 TPE_SPEC = """
 name: {name}
 method: bayes

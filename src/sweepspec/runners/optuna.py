@@ -363,6 +363,7 @@ class OptunaEngine:
             self.heartbeat_interval = math.ceil(self.heartbeat_interval)
             self.grace_period = math.ceil(self.grace_period)
         self.beating: Heartbeat | None = None
+        self.ending: int | None = None  # the trial whose end a database is writing meanwhile
         if "://" in self.url:  # a database: the tracker's files go under ./.sweepspec
             state = str(default_journal(self.sweep_name).with_suffix(""))
         else:
@@ -491,11 +492,15 @@ class OptunaEngine:
             self.beating.stop()
             self.beating = None
         store = getattr(self, "store", None)  # none when the opening failed
-        if isinstance(store, WorkerJournal):  # its last trial end on disk
-            store.flush()
-        if self.hold is not None:
-            os.close(self.hold)
-            self.hold = None
+        try:
+            if store is not None:  # a database's last trial end, written meanwhile
+                self._settle()
+        finally:
+            if isinstance(store, WorkerJournal):  # its last trial end on disk
+                store.flush()
+            if self.hold is not None:
+                os.close(self.hold)
+                self.hold = None
 
     @property
     def database(self) -> WorkerStorage | None:
@@ -522,6 +527,7 @@ class OptunaEngine:
                     self._mark(trial)
                 raise
             self._mark(trial)  # after the sampler's reads: a journal writes it with them
+            self._settle()  # the last trial's end (its refusal said) before this commit
         self._beat(trial._trial_id)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
@@ -550,19 +556,47 @@ class OptunaEngine:
             self.beating = Heartbeat(None, self.heartbeat_interval).start()
         self.beating.follow(beat)
 
-    def _one_transaction(self) -> contextlib.AbstractContextManager[None]:
+    def _one_transaction(self, later: bool = False) -> contextlib.AbstractContextManager[None]:
         """The reads and writes of a block as one: the budget's count and an ask (the trials
         read once; the trial made, its parameters sampled and written with it), a tell (the
         trial's attributes with its end). In a journal (:class:`.journal.WorkerJournal`),
         one write for a trial's parameters and attributes; on a database server
         (:mod:`.rdb`), one transaction, the study's row locked from the making to the
-        commit; not in an SQLite file, whose one writer would wait for the others' blocks."""
+        commit; not in an SQLite file, whose one writer would wait for the others' blocks.
+        With ``later`` (a tell), a database server writes the trial's end while the loop goes
+        on: :meth:`_settle` waits for it."""
         database = self.database
         if database is None:
             return cast(WorkerJournal, self.store).one_transaction()
         if database.server:
-            return database.one_transaction()
+            return database.one_transaction(later=later)
         return contextlib.nullcontext()
+
+    def _settle(self) -> None:
+        """On a database, wait for the end of the trial told last (written while the loop
+        went on: the next trial's count and ask, or the run's end); one refused because
+        another worker failed the trial meanwhile is said as the tell says it. A write that
+        failed stops the run (the trial is left RUNNING: the heartbeat's rule fails it)."""
+        database, number = self.database, self.ending
+        if database is None or number is None:
+            return
+        self.ending = None
+        try:
+            database.settle()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._refused(number)
+        except optuna.exceptions.StorageInternalError as exc:
+            raise EngineError(
+                f"the end of trial {number} could not be written to {self.label}: {exc}"
+            ) from None
+
+    def _refused(self, number: int) -> None:
+        """Another worker heard no heartbeat for the grace period and failed the trial."""
+        sys.stderr.write(
+            f"sweepspec: warning: trial {number} was marked failed by another worker "
+            f"(no heartbeat from this one for {self.grace:g}s, budget.grace_period); its "
+            "result is logged but not counted\n"
+        )
 
     def _stop_beating(self) -> None:
         if self.beating is not None:
@@ -571,16 +605,15 @@ class OptunaEngine:
     def tell(self, trial: Asked, record: Any) -> None:
         self._stop_beating()
         live: optuna.Trial = trial.handle.trial
+        self._settle()  # one end written at a time
         try:
-            with self._one_transaction():  # the trial's attributes with its end
+            # the trial's attributes with its end; on a database server written while the
+            # loop goes on: the next count's read takes its result (.rdb)
+            with self._one_transaction(later=True):
                 self._tell(live, record)
+            self.ending = live.number
         except optuna.exceptions.UpdateFinishedTrialError:
-            # another worker heard no heartbeat for the grace period and failed the trial
-            sys.stderr.write(
-                f"sweepspec: warning: trial {live.number} was marked failed by another worker "
-                f"(no heartbeat from this one for {self.grace:g}s, budget.grace_period); its "
-                "result is logged but not counted\n"
-            )
+            self._refused(live.number)
 
     def _tell(self, live: optuna.Trial, record: Any) -> None:
         live.set_user_attr(METRICS_ATTR, record.metrics)

@@ -34,6 +34,14 @@ most of a durable sweep's cost (issue 10 item 4).
   and its commit does not wait for the disk (the trial's end, which does, makes it durable
   too). A block that fails leaves its trials to be read again from the database, and drops
   the trials it made if its transaction was rolled back.
+* A tell's block (``one_transaction(later=True)``) that needs no transaction sends its
+  statement (the trial's attributes and end, committed for good) on a connection of its own
+  and returns without waiting for the server: the worker goes on to its next count while
+  the server commits. The next read of the study takes the result first (the count is
+  exact: an end refused because another worker failed the trial meanwhile is read as the
+  database has it), and :meth:`WorkerStorage.settle` raises what the write raised, once.
+  One end is in flight at a time. A worker killed before the statement left leaves its
+  trial RUNNING, as one killed before its tell: the heartbeat's rule fails it.
 
 The tables are Optuna's, written as Optuna writes them (naive UTC datetimes, its value
 types, JSON attributes), so Optuna, its dashboard and other workers read them as their own.
@@ -52,6 +60,7 @@ from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from select import select as wait_on  # (sqlalchemy has a select)
 from typing import Any
 
 import optuna
@@ -108,6 +117,10 @@ class WorkerStorage(_CachedStorage):
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
         self._ordered: dict[int, list[FrozenTrial]] = {}  # study id -> its trials by number
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
+        self._ender: Any = None  # the connection the trials' ends are sent on (psycopg's)
+        self._held: Any = None  # that connection as the engine's pool lent it
+        self._sending: tuple[list[tuple[int, int]], list[int]] | None = None  # what it counts
+        self._outcome: Exception | None = None  # what writing it raised, for settle()
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -353,12 +366,13 @@ class WorkerStorage(_CachedStorage):
         written = _writing_pending(pending, ends)
         if written is not None:
             with self._statement() as connection:
-                self._check(connection, _sql(connection, *written[:2]), written[2])
+                self._check(connection, _one(_sql(connection, *written[:2])), written[2])
 
-    def _check(self, connection: Connection, cursor: Any, expected: list[tuple[int, int]]) -> None:
-        """Refuse the write of :func:`_writing_pending` (its ``cursor``) if a trial it wrote
-        to was not running."""
-        written = _one(cursor)
+    def _check(
+        self, connection: Connection, written: Sequence[int], expected: list[tuple[int, int]]
+    ) -> None:
+        """Refuse the write of :func:`_writing_pending` (the counts it ``written``) if a
+        trial it wrote to was not running."""
         ends = [t for t, wanted in expected if wanted == 0]
         done = {t for t, n in zip(ends, written, strict=False) if n}  # (ends come first)
         for (trial_id, wanted), count in zip(expected, written, strict=True):
@@ -467,11 +481,13 @@ class WorkerStorage(_CachedStorage):
     # ---- several reads and writes as one
 
     @contextmanager
-    def one_transaction(self) -> Iterator[None]:
+    def one_transaction(self, later: bool = False) -> Iterator[None]:
         """This thread's reads and writes as one, all written at the end or none of them if
         the block fails; the trials read from the database at most once. Optuna's session
         commits inside it do nothing. On PostgreSQL a database transaction is begun only if
-        something needs one (see the module's docstring)."""
+        something needs one (see the module's docstring). With ``later``, a block that ends
+        a trial and needs no transaction sends its statement and returns: :meth:`settle`
+        waits for it."""
         if self._block() is not None:  # within another: part of it
             yield
             return
@@ -480,7 +496,11 @@ class WorkerStorage(_CachedStorage):
             if not self.direct:
                 self._begin(block)
             yield
-            if block.connection is None:
+            if block.connection is None and later and block.ends:
+                pending, block.pending = block.pending, {}
+                ends, block.ends = block.ends, {}
+                self._send(pending, ends)
+            elif block.connection is None:
                 self._flush()
             elif not self.direct:  # Optuna's writes only
                 block.connection.commit()
@@ -494,7 +514,7 @@ class WorkerStorage(_CachedStorage):
                     block.connection.commit()
                 block.committed = True
                 if written is not None:
-                    self._check(block.connection, cursor, written[2])
+                    self._check(block.connection, _one(cursor), written[2])
         except BaseException:  # none of it was written, or it is not known what was
             if block.connection is not None and not block.committed:  # rolled back: the
                 # trials it made are not there
@@ -510,6 +530,100 @@ class WorkerStorage(_CachedStorage):
                 registry().close()
                 registry.set(block.before)
                 block.connection.close()
+
+    def _send(
+        self,
+        pending: dict[_Group, list[dict[str, Any]]],
+        ends: dict[int, tuple[TrialState, datetime]],
+    ) -> None:
+        """:meth:`_write_pending`, sent on a connection of this storage's own and not waited
+        for: the server commits it (and waits for its disk) while the caller goes on;
+        :meth:`settle` reads its result. One at a time: the one before is settled first.
+        Without psycopg's libpq interface, written at once."""
+        self.settle()
+        written = _writing_pending(pending, ends)
+        if written is None:
+            return
+        statement, params, expected = written
+        try:
+            driver = self._ending_connection()
+            if driver is None:
+                self._write_pending(pending, ends)
+                return
+            # the parameters bound here (one simple query): sent as the driver would send it
+            text = psycopg.ClientCursor(driver).mogrify(statement, params)
+            connection = driver.pgconn
+            connection.send_query(text.encode(driver.info.encoding))
+            while connection.flush():  # (a non-blocking connection: wait until it is sent)
+                wait_on([], [connection.socket], [])
+        except self._errors as exc:
+            self._drop_ender()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        self._sending = (expected, list(ends))
+
+    def settle(self) -> None:
+        """Wait for the trials' end sent by :meth:`one_transaction` with ``later`` (if the
+        next read of the study has not), and raise what its write raised: Optuna's
+        ``UpdateFinishedTrialError`` if a trial had been ended by another worker,
+        ``StorageInternalError`` if the statement failed (its trials are then read as the
+        database has them)."""
+        self._collect()
+        outcome, self._outcome = self._outcome, None
+        if outcome is not None:
+            raise outcome
+
+    def _collect(self) -> None:
+        """The result of the end sent, read (waiting for it if need be) and checked; what it
+        raised kept for :meth:`settle`."""
+        sending, self._sending = self._sending, None
+        if sending is None:
+            return
+        expected, trial_ids = sending
+        try:
+            try:
+                connection = self._ender.pgconn
+                while connection.is_busy():
+                    wait_on([connection.socket], [], [])
+                    connection.consume_input()
+                results = []
+                while (result := connection.get_result()) is not None:
+                    results.append(result)
+            except self._errors as exc:
+                self._drop_ender()
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            counts = _counts(results)
+            if isinstance(counts, str):
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {counts}")
+            with self._statement() as checking:
+                self._check(checking, counts, expected)
+        except optuna.exceptions.UpdateFinishedTrialError as exc:  # (read again: _refused)
+            self._outcome = exc
+        except Exception as exc:
+            for trial_id in trial_ids:
+                self._forget(trial_id)
+            self._outcome = exc
+
+    def _ending_connection(self) -> Any:
+        """The psycopg connection :meth:`_send` sends on (each statement its own
+        transaction), held from the engine's pool for this storage; None with another
+        driver."""
+        if self._ender is None:
+            held = self._backend.engine.raw_connection()
+            driver = held.driver_connection
+            if not _PIPELINES or not isinstance(driver, psycopg.Connection):
+                held.close()
+                return None
+            driver.autocommit = True
+            self._ender = driver
+            self._held = held
+        return self._ender
+
+    def _drop_ender(self) -> None:
+        """The sending connection failed: a new one next time."""
+        held, self._held, self._ender = self._held, None, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held.invalidate()
 
     # ---- reading the others' trials
 
@@ -552,12 +666,17 @@ class WorkerStorage(_CachedStorage):
             own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
             seen = self._seen.get(study_id, -1)
             known = set(self._trial_id_to_study_id_and_number)
-        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
+        ending = set(self._sending[1]) if self._sending is not None else set()
+        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own | ending)}
         with self._statement() as connection:
             if self.direct:
                 rows = _sql(connection, _NEW_OR_UNFINISHED, asked).fetchall()
             else:
                 rows = connection.execute(_new_or_unfinished(asked)).all()
+        if ending:  # the end sent, done meanwhile: one refused is read whole now
+            self._collect()
+            with self._lock:
+                watched = set(study.unfinished_trial_ids)
         wanted = set()
         for trial_id, state in rows:
             if trial_id in own:
@@ -642,6 +761,18 @@ def _one(cursor: Any) -> tuple[Any, ...]:
     row = cursor.fetchone()
     assert row is not None
     return tuple(row)
+
+
+def _counts(results: list[Any]) -> list[int] | str:
+    """The one row of counts of :func:`_writing_pending`'s statement, from libpq's results
+    (:meth:`WorkerStorage._send`); the server's error if it failed."""
+    for result in results:
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            return " ".join(result.error_message.decode(errors="replace").split())
+    if len(results) != 1:
+        return "the server gave no result"
+    (result,) = results
+    return [int(result.get_value(0, column)) for column in range(result.nfields)]
 
 
 def _new_or_unfinished(asked: dict[str, Any]) -> Any:
