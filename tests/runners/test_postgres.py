@@ -326,6 +326,47 @@ def test_a_trial_end_another_worker_refused_is_said_and_its_place_runs_again(
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
 
 
+def test_a_current_schema_is_opened_without_alembic_and_an_old_one_is_refused(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Optuna's start-up checks (alembic, about 0.2 s) run only where they can find
+    something: a database at the head of Optuna's migrations opens without them; one at an
+    older revision is refused as Optuna refuses it, in one line."""
+    url = _database(postgres_url, "schema")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
+    args = ["run", "sweep.yaml", "--storage", url, "--tracker", "none", "--trials", "1"]
+    code, err = _one_line(tmp_path, *args)  # a new database: Optuna's own start-up
+    assert code == 0, err
+    imported = "import atexit; atexit.register(lambda: print('alembic' in sys.modules))"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; {imported}\nfrom sweepspec.main import main\nmain(sys.argv[1:])",
+            *args,
+            "--trials",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
+    assert [t.state.name for t in _trials(url, "shared")] == ["COMPLETE", "COMPLETE"]
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    shown = url.replace("postgres:@", "postgres:***@")
+    assert _one_line(tmp_path, *args) == (
+        1,
+        f"Error: cannot open the storage {shown}: The runtime optuna version "
+        f"{optuna.__version__} is no longer compatible with the table schema (set up by "
+        f"optuna {optuna.__version__}). Please execute `$ optuna storage upgrade --storage "
+        "$STORAGE_URL` for upgrading the storage.\n",
+    )
+
+
 TPE_SPEC = """
 name: {name}
 method: bayes

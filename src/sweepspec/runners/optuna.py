@@ -210,9 +210,9 @@ def _rdb(
     try:
         with sqlite_setup_lock(url), warnings.catch_warnings():  # one creates the tables
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            from .rdb import WorkerStorage  # (a journal's run does not import it)
+            from .rdb import WorkerStorage, open_rdb  # (a journal's run does not import it)
 
-            return WorkerStorage(optuna.storages.RDBStorage(url, **beat))
+            return WorkerStorage(open_rdb(url, **beat))
     except ImportError as exc:
         raise EngineError(_no_driver(parsed.drivername, label, exc)) from None
     except Exception as exc:
