@@ -26,6 +26,10 @@ most of a durable sweep's cost (issue 10 item 4).
   heartbeat in one statement, after the study's row is locked (as Optuna numbers trials);
   the heartbeat is an upsert. A write refused because the trial has ended raises Optuna's
   ``UpdateFinishedTrialError``, with Optuna's message. Other databases take Optuna's writes.
+  A statement outside a transaction (the count's read, a heartbeat, a write outside a block)
+  goes on a connection its thread holds, where each statement commits itself, with no
+  check-out from SQLAlchemy's pool; the study's lock and ``SET LOCAL`` of the ask's commit
+  are one statement.
 * :meth:`WorkerStorage.one_transaction` makes several reads and writes one: the trials are
   read at most once in it; on PostgreSQL the writes to a running trial wait until the block
   ends and go as one statement (with the trial's end, when the block ends it), and a
@@ -82,6 +86,7 @@ from sqlalchemy import event, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
+from sqlalchemy.pool import PoolProxiedConnection
 
 __all__ = ["WorkerStorage", "open_rdb"]
 
@@ -171,10 +176,10 @@ class WorkerStorage(_CachedStorage):
         with self._transaction() as connection:
             driver = _driver(connection)
             with _pipeline(driver):  # one round trip (BEGIN included)
-                # an ask's commit need not wait for the disk: the trial's end, which does,
-                # makes it durable too (PostgreSQL writes its log in order); a server that
-                # crashes in between loses a trial that had not ended
-                driver.execute("SET LOCAL synchronous_commit TO OFF")
+                # the study's row locked, and (SET LOCAL, in the same statement) an ask's
+                # commit need not wait for the disk: the trial's end, which does, makes it
+                # durable too (PostgreSQL writes its log in order); a server that crashes in
+                # between loses a trial that had not ended
                 driver.execute(_LOCK_STUDY, {"study": study_id})
                 making = driver.execute(made, params)
             found = making.fetchone()
@@ -305,8 +310,8 @@ class WorkerStorage(_CachedStorage):
         if not self.direct:
             super().record_heartbeat(trial_id)
             return
-        with self._statement() as connection:
-            _sql(connection, _BEAT, {"trial": trial_id})
+        with self._direct() as driver:
+            driver.execute(_BEAT, {"trial": trial_id})
 
     def delete_study(self, study_id: int) -> None:
         for trial_id in [t for t, (s, _) in self._trial_id_to_study_id_and_number.items()]:
@@ -373,28 +378,32 @@ class WorkerStorage(_CachedStorage):
         write to a trial that is not running is refused, as Optuna refuses it."""
         written = _writing_pending(pending, ends)
         if written is not None:
-            with self._statement() as connection:
-                self._check(connection, _one(_sql(connection, *written[:2])), written[2])
+            with self._direct() as driver:
+                self._check(_one(driver.execute(*written[:2])), written[2], driver)
 
     def _check(
-        self, connection: Connection, written: Sequence[int], expected: list[tuple[int, int]]
+        self, written: Sequence[int], expected: list[tuple[int, int]], driver: Any = None
     ) -> None:
         """Refuse the write of :func:`_writing_pending` (the counts it ``written``) if a
-        trial it wrote to was not running."""
+        trial it wrote to was not running (asked on ``driver``, else this thread's)."""
         ends = [t for t, wanted in expected if wanted == 0]
         done = {t for t, n in zip(ends, written, strict=False) if n}  # (ends come first)
         for (trial_id, wanted), count in zip(expected, written, strict=True):
             if count >= max(wanted, 1) or trial_id in done:  # (the trial's end was written)
                 continue
-            found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
+            if driver is None:
+                with self._direct() as driver:
+                    self._check(written, expected, driver)
+                return
+            found = driver.execute(_TRIAL_STATE, {"trial": trial_id}).fetchone()
             if found is None or found[1] != TrialState.RUNNING.name:
-                self._refused(connection, trial_id)
+                self._refused(driver, trial_id)
             # only rows of the same key were there, and kept (a parameter written twice)
 
-    def _refused(self, connection: Connection, trial_id: int) -> None:
+    def _refused(self, driver: Any, trial_id: int) -> None:
         """Optuna's error for a write to a trial that has ended (or its KeyError if none)."""
         self._forget(trial_id)
-        found = _sql(connection, _TRIAL_STATE, {"trial": trial_id}).fetchone()
+        found = driver.execute(_TRIAL_STATE, {"trial": trial_id}).fetchone()
         if found is None:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
         raise optuna.exceptions.UpdateFinishedTrialError(
@@ -418,6 +427,31 @@ class WorkerStorage(_CachedStorage):
             with self._single.connect() as connection:
                 yield connection
         except self._errors as exc:
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+
+    @contextmanager
+    def _direct(self) -> Iterator[Any]:
+        """On PostgreSQL, the driver's connection for this thread's statements: its block's
+        transaction's if it has begun one; else one this thread holds, on which each
+        statement commits itself (no BEGIN nor COMMIT to wait for), with no check-out from
+        SQLAlchemy's pool between (it cost as much CPU as the statement). A database error as
+        Optuna raises it (the connection held is let go: a new one next time)."""
+        block = self._block()
+        if block is not None and block.connection is not None:
+            yield _driver(block.connection)
+            return
+        held = getattr(self._thread, "held", None)
+        try:
+            if held is None:
+                held = self._backend.engine.raw_connection()
+                _driver(held).autocommit = True
+                self._thread.held = held
+            yield _driver(held)
+        except self._errors as exc:
+            self._thread.held = None
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    held.invalidate()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
 
     @contextmanager
@@ -522,7 +556,7 @@ class WorkerStorage(_CachedStorage):
                     block.connection.commit()
                 block.committed = True
                 if written is not None:
-                    self._check(block.connection, _one(cursor), written[2])
+                    self._check(_one(cursor), written[2], driver)
         except BaseException:  # none of it was written, or it is not known what was
             if block.connection is not None and not block.committed:  # rolled back: the
                 # trials it made are not there
@@ -602,8 +636,7 @@ class WorkerStorage(_CachedStorage):
             counts = _counts(results)
             if isinstance(counts, str):
                 raise optuna.exceptions.StorageInternalError(f"A statement failed: {counts}")
-            with self._statement() as checking:
-                self._check(checking, counts, expected)
+            self._check(counts, expected)
         except optuna.exceptions.UpdateFinishedTrialError as exc:  # (read again: _refused)
             self._outcome = exc
         except Exception as exc:
@@ -676,10 +709,11 @@ class WorkerStorage(_CachedStorage):
             known = set(self._trial_id_to_study_id_and_number)
         ending = set(self._sending[1]) if self._sending is not None else set()
         asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own | ending)}
-        with self._statement() as connection:
-            if self.direct:
-                rows = _sql(connection, _NEW_OR_UNFINISHED, asked).fetchall()
-            else:
+        if self.direct:
+            with self._direct() as driver:
+                rows = driver.execute(_NEW_OR_UNFINISHED, asked).fetchall()
+        else:
+            with self._statement() as connection:
                 rows = connection.execute(_new_or_unfinished(asked)).all()
         if ending:  # the end sent, done meanwhile: one refused is read whole now
             self._collect()
@@ -806,7 +840,10 @@ _SQL_TYPES = {
     table.name: {c.name: c.type.compile(dialect=_DIALECT) for c in table.c}
     for table in (_PARAMS, _VALUES, _INTERMEDIATE, _USER_ATTRS, _SYSTEM_ATTRS)
 }
-_LOCK_STUDY = "SELECT study_id FROM studies WHERE study_id = %(study)s FOR UPDATE"
+_LOCK_STUDY = (
+    "SELECT study_id, set_config('synchronous_commit', 'off', true) FROM studies "
+    "WHERE study_id = %(study)s FOR UPDATE"
+)
 try:
     import psycopg
 
@@ -824,18 +861,14 @@ _NEW_OR_UNFINISHED = (
 )
 
 
-def _driver(connection: Connection) -> Any:
+def _driver(connection: Connection | PoolProxiedConnection) -> Any:
     """``connection``'s own connection of the driver (psycopg), in its transaction if it has
     one: no SQLAlchemy between, whose work per statement costs more than the round trip to a
     server on this machine."""
-    driver = connection.connection.driver_connection
+    proxied = connection if isinstance(connection, PoolProxiedConnection) else connection.connection
+    driver = proxied.driver_connection
     assert driver is not None
     return driver
-
-
-def _sql(connection: Connection, statement: str, params: dict[str, Any] | None = None) -> Any:
-    """``statement`` run by the driver on ``connection``; its cursor, for the rows."""
-    return _driver(connection).execute(statement, params)
 
 
 def _pipeline(driver: Any) -> Any:
