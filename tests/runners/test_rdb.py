@@ -341,18 +341,21 @@ def test_a_block_that_fails_leaves_no_trial_it_made(url: str, worker: WorkerStor
 
 
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)
-def test_an_end_sent_later_is_written_and_its_refusal_counted_at_the_next_read(
+def test_an_end_sent_later_is_refused_at_once_and_committed_by_settle(
     url: str, worker: WorkerStorage
 ) -> None:
-    """A tell's block (``later``) sends the trial's end and returns; the next read of the
-    study takes its result first, so a refused end (another worker failed the trial
-    meanwhile) is counted as the database has it; :meth:`settle` raises Optuna's error."""
+    """A tell's block (``later``) writes the trial's end in a transaction of its own and
+    returns before its commit is done: a refused end (another worker failed the trial)
+    raises there, as Optuna refuses it; :meth:`settle` waits for the commit, after which
+    the database has what the worker keeps."""
     study_id = worker.get_study_id_from_name("s")
     told = worker.create_new_trial(study_id)
     with worker.one_transaction(later=True):
         worker.set_trial_user_attr(told, "m", {"loss": 1.0})
         worker.set_trial_state_values(told, TrialState.COMPLETE, [1.0])
+    assert worker.get_trial(told).state == TrialState.COMPLETE
     worker.settle()
+    worker.settle()  # (nothing left)
     (stored,) = optuna.load_study(study_name="s", storage=url).get_trials()
     assert (stored.state, stored.values, stored.user_attrs["m"]) == (
         TrialState.COMPLETE,
@@ -363,17 +366,17 @@ def test_an_end_sent_later_is_written_and_its_refusal_counted_at_the_next_read(
     number = worker.get_trial(refused).number
     other = optuna.storages.RDBStorage(url)
     other.set_trial_state_values(refused, TrialState.FAIL)
-    with worker.one_transaction(later=True):
-        worker.set_trial_state_values(refused, TrialState.COMPLETE, [2.0])
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError) as raised:
+        with worker.one_transaction(later=True):
+            worker.set_trial_user_attr(refused, "m", {"loss": 2.0})
+            worker.set_trial_state_values(refused, TrialState.COMPLETE, [2.0])
+    assert str(raised.value) == f"Trial#{number} has already finished and can not be updated."
+    worker.settle()
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in optuna.load_study(study_name="s", storage=url).get_trials()
+    ]
     assert [t.state for t in worker.get_all_trials(study_id)] == [
         TrialState.COMPLETE,
         TrialState.FAIL,
-    ]
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError) as raised:
-        worker.settle()
-    assert str(raised.value) == f"Trial#{number} has already finished and can not be updated."
-    worker.settle()  # said once
-    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
-        trial_fields(t) for t in optuna.load_study(study_name="s", storage=url).get_trials()
     ]
     other.engine.dispose()

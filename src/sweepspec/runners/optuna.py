@@ -527,7 +527,7 @@ class OptunaEngine:
                     self._mark(trial)
                 raise
             self._mark(trial)  # after the sampler's reads: a journal writes it with them
-            self._settle()  # the last trial's end (its refusal said) before this commit
+            self._settle()  # the last trial's end committed, before this commit
         self._beat(trial._trial_id)
         handle = _Pruning(trial, self.plan.prune_on)
         return Asked(trial.number, params, handle)
@@ -563,8 +563,8 @@ class OptunaEngine:
         one write for a trial's parameters and attributes; on a database server
         (:mod:`.rdb`), one transaction, the study's row locked from the making to the
         commit; not in an SQLite file, whose one writer would wait for the others' blocks.
-        With ``later`` (a tell), a database server writes the trial's end while the loop goes
-        on: :meth:`_settle` waits for it."""
+        With ``later`` (a tell), a database server commits the trial's end while the loop
+        goes on: :meth:`_settle` waits for it."""
         database = self.database
         if database is None:
             return cast(WorkerJournal, self.store).one_transaction()
@@ -573,9 +573,8 @@ class OptunaEngine:
         return contextlib.nullcontext()
 
     def _settle(self) -> None:
-        """On a database, wait for the end of the trial told last (written while the loop
-        went on: the next trial's count and ask, or the run's end); one refused because
-        another worker failed the trial meanwhile is said as the tell says it. A write that
+        """On a database, wait for the commit of the end of the trial told last (committed
+        while the loop went on: the next trial's count and ask, or the run's end). One that
         failed stops the run (the trial is left RUNNING: the heartbeat's rule fails it)."""
         database, number = self.database, self.ending
         if database is None or number is None:
@@ -583,8 +582,6 @@ class OptunaEngine:
         self.ending = None
         try:
             database.settle()
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self._refused(number)
         except optuna.exceptions.StorageInternalError as exc:
             raise EngineError(
                 f"the end of trial {number} could not be written to {self.label}: {exc}"
@@ -607,8 +604,8 @@ class OptunaEngine:
         live: optuna.Trial = trial.handle.trial
         self._settle()  # one end written at a time
         try:
-            # the trial's attributes with its end; on a database server written while the
-            # loop goes on: the next count's read takes its result (.rdb)
+            # the trial's attributes with its end; on a database server its commit goes on
+            # while the loop does (.rdb): a refusal is raised here
             with self._one_transaction(later=True):
                 self._tell(live, record)
             self.ending = live.number

@@ -38,14 +38,14 @@ most of a durable sweep's cost (issue 10 item 4).
   and its commit does not wait for the disk (the trial's end, which does, makes it durable
   too). A block that fails leaves its trials to be read again from the database, and drops
   the trials it made if its transaction was rolled back.
-* A tell's block (``one_transaction(later=True)``) that needs no transaction sends its
-  statement (the trial's attributes and end, committed for good) on a connection of its own
-  and returns without waiting for the server: the worker goes on to its next count while
-  the server commits. The next read of the study takes the result first (the count is
-  exact: an end refused because another worker failed the trial meanwhile is read as the
-  database has it), and :meth:`WorkerStorage.settle` raises what the write raised, once.
-  One end is in flight at a time. A worker killed before the statement left leaves its
-  trial RUNNING, as one killed before its tell: the heartbeat's rule fails it.
+* A tell's block (``one_transaction(later=True)``) that needs no transaction writes its
+  statement (the trial's attributes and end) in a transaction of its own, on a connection of
+  its own, and waits for the statement (a refusal is raised there, as at once), not for the
+  commit: the trial's rows are that transaction's until the server has committed it (and
+  waited for its disk), which goes on while the worker counts and asks for its next trial.
+  :meth:`WorkerStorage.settle` waits for the commit (the next ask does, before its own
+  commit, and the end of the run). A worker killed before the commit left leaves its trial
+  RUNNING, as one killed before its tell: the heartbeat's rule fails it.
 
 :func:`open_rdb` opens the storage without Optuna's start-up checks (alembic's import and
 scripts, about 0.2 s) when the database's schema is already the head of Optuna's migrations
@@ -132,8 +132,7 @@ class WorkerStorage(_CachedStorage):
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
         self._ender: Any = None  # the connection the trials' ends are sent on (psycopg's)
         self._held: Any = None  # that connection as the engine's pool lent it
-        self._sending: tuple[list[tuple[int, int]], list[int]] | None = None  # what it counts
-        self._outcome: Exception | None = None  # what writing it raised, for settle()
+        self._sending: list[int] | None = None  # the trials whose end is being committed
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -528,7 +527,7 @@ class WorkerStorage(_CachedStorage):
         the block fails; the trials read from the database at most once. Optuna's session
         commits inside it do nothing. On PostgreSQL a database transaction is begun only if
         something needs one (see the module's docstring). With ``later``, a block that ends
-        a trial and needs no transaction sends its statement and returns: :meth:`settle`
+        a trial and needs no transaction returns before its commit is done: :meth:`settle`
         waits for it."""
         if self._block() is not None:  # within another: part of it
             yield
@@ -578,8 +577,10 @@ class WorkerStorage(_CachedStorage):
         pending: dict[_Group, list[dict[str, Any]]],
         ends: dict[int, tuple[TrialState, datetime]],
     ) -> None:
-        """:meth:`_write_pending`, sent on a connection of this storage's own and not waited
-        for: the server commits it (and waits for its disk) while the caller goes on;
+        """:meth:`_write_pending` in a transaction on a connection of this storage's own,
+        committed without waiting: the statement's result is waited for (a refusal is raised
+        here, as at once), so the trials' rows are this transaction's until it commits;
+        the commit (and the server's wait for its disk) goes on while the caller does, and
         :meth:`settle` reads its result. One at a time: the one before is settled first.
         Without psycopg's libpq interface, written at once."""
         self.settle()
@@ -587,66 +588,76 @@ class WorkerStorage(_CachedStorage):
         if written is None:
             return
         statement, params, expected = written
+        driver = self._ending_connection()
+        if driver is None:
+            self._write_pending(pending, ends)
+            return
         try:
-            driver = self._ending_connection()
-            if driver is None:
-                self._write_pending(pending, ends)
-                return
-            # the parameters bound here (one simple query): sent as the driver would send it
-            text = psycopg.ClientCursor(driver).mogrify(statement, params)
-            connection = driver.pgconn
-            connection.send_query(text.encode(driver.info.encoding))
+            with _pipeline(driver):  # BEGIN and the statement: one round trip
+                cursor = driver.execute(statement, params)
+            counts = _one(cursor)
+        except self._errors as exc:
+            self._ender_rollback()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        try:
+            self._check(counts, expected)
+        except BaseException:
+            self._ender_rollback()
+            raise
+        self._ender_send(b"COMMIT")  # (psycopg reads the transaction's state from libpq)
+        self._sending = list(ends)
+
+    def _ender_rollback(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self._ender.rollback()
+
+    def settle(self) -> None:
+        """Wait for the commit of the trials' end sent by :meth:`one_transaction` with
+        ``later``; ``StorageInternalError`` if it failed (its trials are then read as the
+        database has them)."""
+        trial_ids, self._sending = self._sending, None
+        if trial_ids is None:
+            return
+        try:
+            self._ender_result()
+        except BaseException:
+            for trial_id in trial_ids:
+                self._forget(trial_id)
+            raise
+
+    def _ender_send(self, command: bytes) -> None:
+        """``command`` sent on the connection of the trials' ends, not waited for."""
+        try:
+            connection = self._ender.pgconn
+            connection.send_query(command)
             while connection.flush():  # (a non-blocking connection: wait until it is sent)
                 wait_on([], [connection.socket], [])
         except self._errors as exc:
             self._drop_ender()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
-        self._sending = (expected, list(ends))
 
-    def settle(self) -> None:
-        """Wait for the trials' end sent by :meth:`one_transaction` with ``later`` (if the
-        next read of the study has not), and raise what its write raised: Optuna's
-        ``UpdateFinishedTrialError`` if a trial had been ended by another worker,
-        ``StorageInternalError`` if the statement failed (its trials are then read as the
-        database has them)."""
-        self._collect()
-        outcome, self._outcome = self._outcome, None
-        if outcome is not None:
-            raise outcome
-
-    def _collect(self) -> None:
-        """The result of the end sent, read (waiting for it if need be) and checked; what it
-        raised kept for :meth:`settle`."""
-        sending, self._sending = self._sending, None
-        if sending is None:
-            return
-        expected, trial_ids = sending
+    def _ender_result(self) -> None:
+        """The result of the command sent by :meth:`_ender_send`, waited for; the server's
+        error as Optuna raises it."""
         try:
-            try:
-                connection = self._ender.pgconn
-                while connection.is_busy():
-                    wait_on([connection.socket], [], [])
-                    connection.consume_input()
-                results = []
-                while (result := connection.get_result()) is not None:
-                    results.append(result)
-            except self._errors as exc:
-                self._drop_ender()
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
-            counts = _counts(results)
-            if isinstance(counts, str):
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {counts}")
-            self._check(counts, expected)
-        except optuna.exceptions.UpdateFinishedTrialError as exc:  # (read again: _refused)
-            self._outcome = exc
-        except Exception as exc:
-            for trial_id in trial_ids:
-                self._forget(trial_id)
-            self._outcome = exc
+            connection = self._ender.pgconn
+            while connection.is_busy():
+                wait_on([connection.socket], [], [])
+                connection.consume_input()
+            results = []
+            while (result := connection.get_result()) is not None:
+                results.append(result)
+        except self._errors as exc:
+            self._drop_ender()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        for result in results:
+            if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                error = " ".join(result.error_message.decode(errors="replace").split())
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {error}")
 
     def _ending_connection(self) -> Any:
-        """The psycopg connection :meth:`_send` sends on (each statement its own
-        transaction), held from the engine's pool for this storage; None with another
+        """The psycopg connection :meth:`_send` writes the trials' ends on (in transactions
+        of their own), held from the engine's pool for this storage; None with another
         driver."""
         if self._ender is None:
             held = self._backend.engine.raw_connection()
@@ -654,7 +665,7 @@ class WorkerStorage(_CachedStorage):
             if not _PIPELINES or not isinstance(driver, psycopg.Connection):
                 held.close()
                 return None
-            driver.autocommit = True
+            driver.autocommit = False
             self._ender = driver
             self._held = held
         return self._ender
@@ -707,18 +718,13 @@ class WorkerStorage(_CachedStorage):
             own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
             seen = self._seen.get(study_id, -1)
             known = set(self._trial_id_to_study_id_and_number)
-        ending = set(self._sending[1]) if self._sending is not None else set()
-        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own | ending)}
+        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
         if self.direct:
             with self._direct() as driver:
                 rows = driver.execute(_NEW_OR_UNFINISHED, asked).fetchall()
         else:
             with self._statement() as connection:
                 rows = connection.execute(_new_or_unfinished(asked)).all()
-        if ending:  # the end sent, done meanwhile: one refused is read whole now
-            self._collect()
-            with self._lock:
-                watched = set(study.unfinished_trial_ids)
         wanted = set()
         for trial_id, state in rows:
             if trial_id in own:
@@ -881,18 +887,6 @@ def _one(cursor: Any) -> tuple[Any, ...]:
     row = cursor.fetchone()
     assert row is not None
     return tuple(row)
-
-
-def _counts(results: list[Any]) -> list[int] | str:
-    """The one row of counts of :func:`_writing_pending`'s statement, from libpq's results
-    (:meth:`WorkerStorage._send`); the server's error if it failed."""
-    for result in results:
-        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-            return " ".join(result.error_message.decode(errors="replace").split())
-    if len(results) != 1:
-        return "the server gave no result"
-    (result,) = results
-    return [int(result.get_value(0, column)) for column in range(result.nfields)]
 
 
 def _new_or_unfinished(asked: dict[str, Any]) -> Any:
