@@ -403,8 +403,8 @@ class WorkerJournal(JournalStorage):
             block.wrote = True  # Optuna's read after it is skipped
             return
         logs, block.waiting = block.waiting, []
+        block.read = False  # the next read reads, also after a refusal raised here
         self._append(logs)
-        block.read = False
 
     def _append(self, logs: list[dict[str, Any]]) -> None:
         """Write ``logs``; when no other process wrote since this one last read, they are
@@ -421,8 +421,8 @@ class WorkerJournal(JournalStorage):
                 return
             if block.waiting:  # a read sees what this process wrote
                 logs, block.waiting = block.waiting, []
-                self._append(logs)
                 block.read = False
+                self._append(logs)
             if block.read:
                 return
             block.read = True

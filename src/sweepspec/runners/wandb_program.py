@@ -148,6 +148,8 @@ def _write(path: Path, data: bytes) -> None:
     """``data`` as the whole file at ``path`` (one ``write``: a trial's file is small)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
