@@ -650,6 +650,9 @@ class WorkerStorage(_CachedStorage):
         except self._errors as exc:
             self._drop_ender()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        except BaseException:  # (Ctrl-C while waiting) its result is not read: a new one
+            self._drop_ender()
+            raise
         for result in results:
             if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
                 error = " ".join(result.error_message.decode(errors="replace").split())
