@@ -486,3 +486,68 @@ def test_records_another_process_wrote_first_are_read_in_the_files_order(
     assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
         trial_fields(t) for t in seen
     ]
+
+
+def _counting_writes(worker: WorkerJournal) -> list[int]:
+    """How many records each of the worker's writes holds (a spy around the real write)."""
+    sizes: list[int] = []
+    backend = worker._backend
+    assert isinstance(backend, SafeFileBackend)
+    real_append = SafeFileBackend.append
+
+    def append(backend: SafeFileBackend, logs: list[dict[str, object]]) -> tuple[int, list[bytes]]:
+        sizes.append(len(logs))
+        return real_append(backend, logs)
+
+    backend.append = append.__get__(backend)  # type: ignore[method-assign]
+    return sizes
+
+
+def test_a_tell_writes_the_trials_attributes_with_its_end_in_one_write(tmp_path: Path) -> None:
+    """Optuna's tell reads the trial before it ends it: the attributes set just before
+    wait and show in that read (as a reader of the file will see them), and go with the
+    end in one write."""
+    path = tmp_path / "s.journal"
+    worker, _ = _journals(path)
+    study = optuna.load_study(study_name="s", storage=worker)
+    trial = study.ask()
+    sizes = _counting_writes(worker)
+    with worker.one_transaction():
+        trial.set_user_attr("sweepspec.metrics", {"loss": 0.5})
+        trial.set_user_attr("sweepspec.times", (1, 2))
+        assert worker.get_trial(trial._trial_id).user_attrs == {
+            "sweepspec.metrics": {"loss": 0.5},
+            "sweepspec.times": [1, 2],
+        }
+        study.tell(trial, 0.5)
+    assert sizes == [3]
+    (seen,) = _plain(path).get_all_trials(0)
+    assert (seen.state, seen.values, seen.user_attrs) == (
+        TrialState.COMPLETE,
+        [0.5],
+        {"sweepspec.metrics": {"loss": 0.5}, "sweepspec.times": [1, 2]},
+    )
+    (kept,) = worker.get_all_trials(0)
+    assert trial_fields(kept) == trial_fields(seen)
+
+
+def test_a_tell_of_a_trial_another_worker_failed_is_refused_at_its_attributes(
+    tmp_path: Path,
+) -> None:
+    """The dead-worker rule through Optuna's tell: the read before the end finds the trial
+    failed by another worker; the attributes that waited are refused (Optuna's error, as
+    without the wait), and the trial stays as the other worker left it."""
+    path = tmp_path / "s.journal"
+    worker, _ = _journals(path)
+    study = optuna.load_study(study_name="s", storage=worker)
+    trial = study.ask()
+    other = _plain(path)
+    other.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(UpdateFinishedTrialError):
+        with worker.one_transaction():
+            trial.set_user_attr("sweepspec.metrics", {"loss": 0.5})
+            study.tell(trial, 0.5)
+    assert [(t.state, t.user_attrs) for t in _plain(path).get_all_trials(0)] == [
+        (TrialState.FAIL, {})
+    ]
+    assert [t.state for t in worker.get_all_trials(0)] == [TrialState.FAIL]

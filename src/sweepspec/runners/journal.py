@@ -68,7 +68,7 @@ __all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "WorkerJourna
 _CREATE_STUDY, _CREATE_TRIAL, _LAST_OP = 0, 4, 10
 _STUDY_OPS = (1, 2, 3)  # delete study, set study user/system attribute
 _TRIAL_OPS = (5, 6, 7, 8, 9)  # set trial param, state, intermediate value, user/system attribute
-_SET_TRIAL_STATE = 6
+_SET_TRIAL_STATE, _SET_TRIAL_USER_ATTR = 6, 8
 _WAITING_OPS = (5, 7, 8, 9)  # what waits in a block: a parameter, a value, an attribute
 
 
@@ -362,6 +362,27 @@ class WorkerJournal(JournalStorage):
             listed = trials if states is None else [t for t in trials if t.state in states]
             return copy.deepcopy(listed) if deepcopy else list(listed)
 
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """Optuna's; in a block where only user attributes of this running trial wait (a
+        tell: its metrics, then its end), the trial with them, and they keep waiting, to go
+        with its end in one write."""
+        block = self._block()
+        if block is None or not _only_user_attrs_of(block.waiting, trial_id):
+            return super().get_trial(trial_id)
+        with self._thread_lock:
+            if not block.read:  # what others wrote, as a read in a block sees it
+                block.read = True
+                self._read_back()
+            trial = self._replay_result.get_trial(trial_id)
+        if trial.state.is_finished():  # another worker ended it: Optuna's refusal
+            return super().get_trial(trial_id)
+        attrs = dict(trial.user_attrs)
+        for log in block.waiting:  # as a reader of the file will see them
+            attrs.update(json.loads(json.dumps(log["user_attr"])))
+        waited = copy.copy(trial)
+        waited.user_attrs = attrs
+        return waited
+
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         del state["_local"]
@@ -443,6 +464,12 @@ class WorkerJournal(JournalStorage):
                 refused = refused or exc
         if refused is not None:
             raise refused
+
+
+def _only_user_attrs_of(waiting: list[dict[str, Any]], trial_id: int) -> bool:
+    return bool(waiting) and all(
+        log["op_code"] == _SET_TRIAL_USER_ATTR and log["trial_id"] == trial_id for log in waiting
+    )
 
 
 def _unlock(fd: int) -> None:
