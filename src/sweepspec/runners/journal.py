@@ -62,7 +62,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .base import EngineError
 
-__all__ = ["JournalError", "JournalWriteError", "SafeFileBackend", "WorkerJournal", "repair"]
+__all__ = [
+    "JournalError",
+    "JournalWriteError",
+    "SafeFileBackend",
+    "WorkerJournal",
+    "listed",
+    "repair",
+]
 
 # Optuna's JournalOperation codes (optuna/storages/journal/_storage.py)
 _CREATE_STUDY, _CREATE_TRIAL, _LAST_OP = 0, 4, 10
@@ -358,9 +365,7 @@ class WorkerJournal(JournalStorage):
             key = (study_id, self._replay_result.log_number_read)
             if self._listed[0] != key:
                 self._listed = (key, self._replay_result.get_all_trials(study_id, None))
-            trials = self._listed[1]
-            listed = trials if states is None else [t for t in trials if t.state in states]
-            return copy.deepcopy(listed) if deepcopy else list(listed)
+            return listed(self._listed[1], states, deepcopy)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """Optuna's; in a block where only user attributes of this running trial wait (a
@@ -464,6 +469,15 @@ class WorkerJournal(JournalStorage):
                 refused = refused or exc
         if refused is not None:
             raise refused
+
+
+def listed(
+    trials: list[FrozenTrial], states: Container[TrialState] | None, deepcopy: bool
+) -> list[FrozenTrial]:
+    """``trials`` (a storage's own list) in ``states``, as Optuna's ``get_all_trials``
+    answers: a new list, the trials copied with ``deepcopy``."""
+    chosen = trials if states is None else [t for t in trials if t.state in states]
+    return copy.deepcopy(chosen) if deepcopy else list(chosen)
 
 
 def _only_user_attrs_of(waiting: list[dict[str, Any]], trial_id: int) -> bool:

@@ -88,6 +88,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlalchemy.pool import PoolProxiedConnection
 
+from .journal import listed
+
 __all__ = ["WorkerStorage", "open_rdb"]
 
 _TRIALS = models.TrialModel.__table__
@@ -696,8 +698,7 @@ class WorkerStorage(_CachedStorage):
             if ordered is None:
                 trials = self._studies[study_id].trials
                 ordered = self._ordered[study_id] = sorted(trials.values(), key=_number)
-            listed = ordered if states is None else [t for t in ordered if t.state in states]
-            return copy.deepcopy(listed) if deepcopy else list(listed)
+            return listed(ordered, states, deepcopy)
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         self._ordered.pop(study_id, None)
