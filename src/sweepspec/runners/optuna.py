@@ -363,7 +363,6 @@ class OptunaEngine:
             self.heartbeat_interval = math.ceil(self.heartbeat_interval)
             self.grace_period = math.ceil(self.grace_period)
         self.beating: Heartbeat | None = None
-        self.ending: int | None = None  # the trial whose end a database is writing meanwhile
         if "://" in self.url:  # a database: the tracker's files go under ./.sweepspec
             state = str(default_journal(self.sweep_name).with_suffix(""))
         else:
@@ -576,15 +575,15 @@ class OptunaEngine:
         """On a database, wait for the commit of the end of the trial told last (committed
         while the loop went on: the next trial's count and ask, or the run's end). One that
         failed stops the run (the trial is left RUNNING: the heartbeat's rule fails it)."""
-        database, number = self.database, self.ending
-        if database is None or number is None:
+        database = self.database
+        if database is None:
             return
-        self.ending = None
+        numbers = ", ".join(map(str, database.sending()))
         try:
             database.settle()
         except optuna.exceptions.StorageInternalError as exc:
             raise EngineError(
-                f"the end of trial {number} could not be written to {self.label}: {exc}"
+                f"the end of trial {numbers} could not be written to {self.label}: {exc}"
             ) from None
 
     def _refused(self, number: int) -> None:
@@ -608,7 +607,6 @@ class OptunaEngine:
             # while the loop does (.rdb): a refusal is raised here
             with self._one_transaction(later=True):
                 self._tell(live, record)
-            self.ending = live.number
         except optuna.exceptions.UpdateFinishedTrialError:
             self._refused(live.number)
 

@@ -613,6 +613,11 @@ class WorkerStorage(_CachedStorage):
         with contextlib.suppress(*self._errors):
             self._ender.rollback()
 
+    def sending(self) -> list[int]:
+        """The numbers of the trials whose end is being committed (:meth:`settle`)."""
+        ids = self._sending or []
+        return [self._trial_id_to_study_id_and_number[t][1] for t in ids]
+
     def settle(self) -> None:
         """Wait for the commit of the trials' end sent by :meth:`one_transaction` with
         ``later``; ``StorageInternalError`` if it failed (its trials are then read as the
