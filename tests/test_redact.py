@@ -36,3 +36,15 @@ def test_secret_environment_values_are_hidden_anywhere(monkeypatch: pytest.Monke
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-0123456789")
     monkeypatch.setenv("SHORT_TOKEN", "abc")  # too short to hide without hiding words
     assert redact("sent tok-0123456789 (abc)") == "sent *** (abc)"
+
+
+def test_a_secret_set_after_a_redaction_is_hidden_and_one_removed_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The secrets are found once per environment: a change to it is seen at the next line."""
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-0123456789")
+    assert redact("sent tok-0123456789 and tok-9876543210") == "sent *** and tok-9876543210"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-9876543210")
+    assert redact("sent tok-0123456789 and tok-9876543210") == "sent tok-0123456789 and ***"
+    monkeypatch.delenv("MY_SERVICE_TOKEN")
+    assert redact("sent tok-9876543210") == "sent tok-9876543210"

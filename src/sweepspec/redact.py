@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["MASK", "redact", "without_password"]
@@ -84,13 +85,26 @@ def _mask_value(match: re.Match[str]) -> str:
 
 
 def _environment_secrets() -> list[str]:
-    """Values of secret-named environment variables, longest first (one may hold another)."""
+    """Values of secret-named environment variables, longest first (one may hold another);
+    found again only when the environment changed (``os.environ``'s encoded copy, compared
+    in one step: every line of output is redacted)."""
+    raw = getattr(os.environ, "_data", None)
+    held, found = _FOUND
+    if isinstance(raw, dict) and raw == held:
+        return found
     values = {
         value
         for name, value in os.environ.items()
         if len(value) >= _MIN_ENV_SECRET and _secret_name(name)
     }
-    return sorted(values, key=len, reverse=True)
+    found = sorted(values, key=len, reverse=True)
+    if isinstance(raw, dict):
+        _FOUND[:] = [dict(raw), found]
+    return found
+
+
+_FOUND: list[Any] = [None, []]
+"""The environment the secrets were last found in, and them."""
 
 
 @functools.lru_cache(maxsize=1024)
