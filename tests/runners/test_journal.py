@@ -222,6 +222,9 @@ def test_a_full_disk_mid_sweep_is_one_line_and_loses_nothing(tmp_path: Path) -> 
     assert (out / "run2.code").read_text() == "0\n", (out / "run2.err").read_text()
     rows = json.loads((out / "results.json").read_text())
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"] + ["COMPLETE"] * 2
+    assert str(rows[2]["error"]).endswith(
+        ") ended while the trial ran: it was killed, or stopped by an error (a full disk)"
+    )
 
 
 def _spy_fsync(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[int]:

@@ -495,7 +495,10 @@ def test_a_run_left_running_by_a_dead_worker_is_failed(sweep_dir: Path, write_sp
     assert engine.fail_stale() == [0]
     assert [s.state for s in engine.summaries()] == ["FAIL"]
     (row,) = engine.records()
-    assert row["error"] == f"its worker (pid {child.pid} on {socket.gethostname()}) was killed"
+    assert row["error"] == (
+        f"its worker (pid {child.pid} on {socket.gethostname()}) ended while the trial ran: it "
+        "was killed, or stopped by an error (a full disk)"
+    )
     assert engine.fail_stale() == []
 
 

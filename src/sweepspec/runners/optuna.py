@@ -72,7 +72,7 @@ from .budget import Summaries, TrialSummary
 from .contract import STATE_DIR, default_journal  # shared with the generated script
 from .heartbeat import Heartbeat
 from .journal import WorkerJournal
-from .trials import describe, iso_ms, process_alive
+from .trials import describe, iso_ms, process_alive, worker_gone
 
 if TYPE_CHECKING:
     from .rdb import WorkerStorage
@@ -679,7 +679,7 @@ class OptunaEngine:
         return failed
 
     def _stale(self) -> Iterator[tuple[FrozenTrial, str]]:
-        host, now = socket.gethostname(), time.time()
+        now = time.time()
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         silent = set()
         if running and (database := self.database) is not None:
@@ -688,9 +688,8 @@ class OptunaEngine:
             silent = set(database._get_stale_trial_ids(self.study._study_id))
         for trial in running:
             worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
-            owner, _, pid = worker.rpartition(":")
-            if owner == host and pid.isdigit() and not process_alive(int(pid)):
-                yield trial, f"its worker (pid {pid} on {host}) was killed"
+            if (gone := worker_gone(worker)) is not None:
+                yield trial, gone
             elif trial._trial_id in silent or self._silent(trial, now):
                 yield (
                     trial,

@@ -892,7 +892,7 @@ def _run(
     _show(sweep, progress)
     for number in sweep.fail_stale():
         progress.write(
-            f"sweepspec: trial {number} was left RUNNING by a killed worker; marked FAIL"
+            f"sweepspec: trial {number} was left RUNNING by a worker that is gone; marked FAIL"
         )
     workers = bound_workers(workers, sweep, budget, progress.write, gpus)
     progress.write(_opening(sweep, tracker, workers))

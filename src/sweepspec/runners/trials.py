@@ -43,6 +43,7 @@ import pickle
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -703,6 +704,20 @@ def _raw_environ() -> dict[Any, Any]:
 def _environ_is(raw: dict[Any, Any]) -> bool:
     held = getattr(os.environ, "_data", None)
     return raw == (held if isinstance(held, dict) else os.environ)
+
+
+def worker_gone(worker: str) -> str | None:
+    """Why a trial's worker (``host:pid``, as the trial records it) no longer runs it: its
+    process on this host has ended (killed, or stopped by an error it could not write, such
+    as a full disk). None when it runs, or runs elsewhere."""
+    host = socket.gethostname()
+    owner, _, pid = worker.rpartition(":")
+    if owner == host and pid.isdigit() and not process_alive(int(pid)):
+        return (
+            f"its worker (pid {pid} on {host}) ended while the trial ran: it was killed, or "
+            "stopped by an error (a full disk)"
+        )
+    return None
 
 
 _SERVER: list[_Server] = []

@@ -67,7 +67,7 @@ from .base import Asked, Engine, EngineError, EngineOptions
 from .budget import TrialSummary
 from .contract import STATE_DIR, state_file, state_written
 from .heartbeat import Heartbeat
-from .trials import iso_ms, process_alive
+from .trials import iso_ms, worker_gone
 
 with warnings.catch_warnings():  # sweeps' pydantic v1-style model config
     warnings.simplefilter("ignore")
@@ -442,10 +442,9 @@ class WandbLocalEngine:
         return failed
 
     def _gone(self, run: _Run) -> str | None:
-        host = socket.gethostname()
-        owner, _, pid = run.worker.rpartition(":")
-        if owner == host and pid.isdigit() and not process_alive(int(pid)):
-            return f"its worker (pid {pid} on {host}) was killed"
+        gone = worker_gone(run.worker)
+        if gone is not None:
+            return gone
         last = run.beat if run.beat is not None else run.start
         if self.grace_period is not None and time.time() - last > self.grace_period:
             return (
