@@ -91,7 +91,7 @@ def _environment_secrets() -> list[str]:
     raw = getattr(os.environ, "_data", None)
     held, found = _FOUND
     if isinstance(raw, dict) and raw == held:
-        return found
+        return list(found)
     values = {
         value
         for name, value in os.environ.items()

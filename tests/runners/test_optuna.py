@@ -348,7 +348,10 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed(
         f"its worker (pid {gone} on {socket.gethostname()}) ended while the trial ran: it was "
         "killed, or stopped by an error (a full disk)",
     )
-    assert "sweepspec: trial 1 was left RUNNING by a worker that is gone; marked FAIL" in out.splitlines()
+    assert (
+        "sweepspec: trial 1 was left RUNNING by a worker that is gone; marked FAIL"
+        in out.splitlines()
+    )
     assert _states() == ["COMPLETE", "FAIL", "COMPLETE"]
 
 
