@@ -5,6 +5,7 @@ from the same file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -293,6 +294,31 @@ def test_trial_ends_within_the_window_are_forced_with_one_fsync(
     assert (syncer.asked, syncer.done, forced) == (4, 1, [4])
     syncer.flush()  # waiting for the disk cuts the window short: one fsync for the three
     assert (syncer.done, forced) == (4, [4, 8])
+
+
+def test_an_fsync_that_fails_in_the_thread_is_said_at_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refuses the thread's ``fsync`` (an I/O error): the run's end, which waits for
+    it, says so in one line; nothing is raised twice."""
+    path = tmp_path / "sweep.journal"
+    path.write_bytes(b"one\n")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    syncer = journal._Syncer(str(path), ".sweepspec/sweep.journal", window=3600.0)
+    syncer.request()
+    syncer.request()  # within the window: waits, and is cut short by the flush
+    with pytest.raises(journal.JournalWriteError) as raised:
+        syncer.flush()
+    assert str(raised.value) == (
+        "cannot write to .sweepspec/sweep.journal: Input/output error; run the same command "
+        "again to resume once it can be written"
+    )
+    assert syncer.done == syncer.asked == 2
+    syncer.flush()  # said once
 
 
 KILLING_TRIAL = """

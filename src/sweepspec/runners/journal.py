@@ -602,8 +602,12 @@ def _durable(log: dict[str, Any]) -> str | None:
 
 
 def _write_failed(label: str, exc: OSError) -> str:
-    reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"cannot write to {label}: the disk is full ({exc.strerror}); every finished trial "
+            "is kept there: make room, then run the same command again to resume"
+        )
     return (
-        f"cannot write to {label}: {reason} ({exc.strerror}); every finished trial is kept "
-        "there: make room, then run the same command again to resume"
+        f"cannot write to {label}: {exc.strerror}; run the same command again to resume once "
+        "it can be written"
     )
