@@ -84,26 +84,26 @@ def _mask_value(match: re.Match[str]) -> str:
     return match.group("head") + MASK
 
 
-def _environment_secrets() -> list[str]:
+def _environment_secrets() -> tuple[str, ...]:
     """Values of secret-named environment variables, longest first (one may hold another);
     found again only when the environment changed (``os.environ``'s encoded copy, compared
     in one step: every line of output is redacted)."""
+    global _found
     raw = getattr(os.environ, "_data", None)
-    held, found = _FOUND
-    if isinstance(raw, dict) and raw == held:
-        return list(found)
+    if isinstance(raw, dict) and raw == _found[0]:
+        return _found[1]
     values = {
         value
         for name, value in os.environ.items()
         if len(value) >= _MIN_ENV_SECRET and _secret_name(name)
     }
-    found = sorted(values, key=len, reverse=True)
+    secrets = tuple(sorted(values, key=len, reverse=True))
     if isinstance(raw, dict):
-        _FOUND[:] = [dict(raw), found]
-    return found
+        _found = (dict(raw), secrets)
+    return secrets
 
 
-_FOUND: list[Any] = [None, []]
+_found: tuple[dict[Any, Any] | None, tuple[str, ...]] = (None, ())
 """The environment the secrets were last found in, and them."""
 
 

@@ -511,7 +511,7 @@ class _Syncer:
     (:meth:`settle`, :meth:`flush`) cuts the window short. A failed ``fsync`` is raised at
     the next write or at :meth:`flush` as :class:`JournalWriteError`."""
 
-    def __init__(self, path: str, label: str, window: float = 0.0) -> None:
+    def __init__(self, path: str, label: str, window: float) -> None:
         self.path, self.label = path, label
         self.window = window
         self.cond = threading.Condition()
