@@ -251,6 +251,7 @@ def test_reparametrised_distributions_reach_the_trial_as_wandb_samples_them(
         function: run_trial:objective
         run_cap: 100
         tracking: {{tracker: mlflow, uri: '{uri}'}}
+        optuna: {{sampler: {{name: random, options: {{seed: 0}}}}}}  # the tests below: one draw
         parameters:
           init: {{distribution: normal, mu: 5.0, sigma: 2.0}}
           nested:
