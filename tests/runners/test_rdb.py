@@ -25,7 +25,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from sweepspec.runners.rdb import WorkerStorage
+from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, WorkerStorage
 
 LOGS: dict[str, Path] = {}  # a PostgreSQL database's URL -> its server's log
 
@@ -258,16 +258,23 @@ def test_workers_making_trials_at_once_get_every_number_once(url: str) -> None:
 
     def make(storage: WorkerStorage) -> None:
         start.wait()
-        for _ in range(15):
-            storage.create_new_trial(study_id)
+        for number in range(15):
+            if number % 2:  # an ask's block: the trial made, its parameter with its commit
+                with storage.one_transaction():
+                    made = storage.create_new_trial(study_id)
+                    storage.set_trial_param(made, "x", 0.5, FloatDistribution(0.0, 1.0))
+            else:
+                storage.create_new_trial(study_id)
+        storage.settle()
 
     threads = [threading.Thread(target=make, args=(w,)) for w in workers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    numbers = sorted(t.number for t in optuna.load_study(study_name="s", storage=url).get_trials())
-    assert numbers == list(range(60))
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert sorted(t.number for t in stored) == list(range(60))
+    assert sum(t.params == {"x": 0.5} for t in stored) == 4 * 7
     for storage in workers:
         storage._backend.engine.dispose()
 
@@ -379,4 +386,94 @@ def test_an_end_sent_later_is_refused_at_once_and_committed_by_settle(
         TrialState.COMPLETE,
         TrialState.FAIL,
     ]
+    other.engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_an_asks_commit_goes_with_its_writes_and_is_settled_before_the_tell(
+    url: str, worker: WorkerStorage
+) -> None:
+    """An ask's block (the trial made, its parameters written) ends by sending its writes
+    and its commit in one message, without waiting for them: the trial runs meanwhile.
+    :meth:`settle` (before the trial's end is written, or the next trial is made) reads the
+    result: then every process sees the trial as this one keeps it."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():  # the study's first use of "x": Optuna's write
+        first = worker.create_new_trial(study_id)
+        worker.set_trial_param(first, "x", 0.5, FloatDistribution(0.0, 1.0))
+    before = len(LOGS[url].read_text(errors="replace").splitlines())
+    with _sent(worker, url) as sent:
+        with worker.one_transaction():
+            second = worker.create_new_trial(study_id)
+            worker.set_trial_param(second, "x", 0.25, FloatDistribution(0.0, 1.0))
+        worker.settle()
+    lines = LOGS[url].read_text(errors="replace").splitlines()[before:]
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.state, t.params) for t in stored] == [
+        (0, TrialState.RUNNING, {"x": 0.5}),
+        (1, TrialState.RUNNING, {"x": 0.25}),
+    ]
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in stored
+    ]
+    (together,) = [x for x in lines if "INSERT INTO trial_params" in x and "COMMIT" in x]
+    assert together.endswith("; COMMIT")
+    # the making, its lock and BEGIN: one round trip; the writes and the commit: one message
+    assert sent["statements"] == 4
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_an_ask_whose_commit_failed_leaves_no_trial_and_is_said_at_settle(
+    url: str, worker: WorkerStorage
+) -> None:
+    """The server ends the connection the trial was made on before the ask's commit: the
+    trial is not in the database; :meth:`settle` says so (or the block, if the message
+    could not even be sent), this worker no longer lists it, and the next trial made takes
+    its number on a new connection."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        first = worker.create_new_trial(study_id)
+        worker.set_trial_param(first, "x", 0.5, FloatDistribution(0.0, 1.0))
+    with pytest.raises(optuna.exceptions.StorageInternalError, match="A statement failed"):
+        with worker.one_transaction():
+            lost = worker.create_new_trial(study_id)
+            worker.set_trial_param(lost, "x", 0.25, FloatDistribution(0.0, 1.0))
+            assert worker._asker is not None
+            pid = worker._asker.driver.info.backend_pid
+            with psycopg.connect(url) as other:
+                other.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        worker.settle()
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.params) for t in stored] == [(0, {"x": 0.5})]
+    assert [t.number for t in worker.get_all_trials(study_id)] == [0]
+    again = worker.create_new_trial(study_id)
+    assert worker.get_trial(again).number == 1
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_a_tell_brings_back_the_next_read_of_its_study(url: str, worker: WorkerStorage) -> None:
+    """The study's next read (which trials are new or unfinished) goes with a tell's
+    statement, in its round trip: the count after it asks the database nothing and has the
+    trials other workers had made by then; the read after that asks again."""
+    study_id = worker.get_study_id_from_name("s")
+    told = worker.create_new_trial(study_id)
+    other = optuna.storages.RDBStorage(url)
+    elsewhere = other.create_new_trial(study_id)
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(told, TrialState.COMPLETE, [1.0])
+    worker.settle()
+
+    def asked() -> int:  # the reads of which trials are new or unfinished, so far
+        return LOGS[url].read_text(errors="replace").count(_NEW_OR_UNFINISHED[:40])
+
+    before = asked()
+    listed = worker.get_all_trials(study_id)  # (the trial made elsewhere is read whole)
+    assert asked() == before
+    assert [(t._trial_id, t.state) for t in listed] == [
+        (told, TrialState.COMPLETE),
+        (elsewhere, TrialState.RUNNING),
+    ]
+    other.set_trial_state_values(elsewhere, TrialState.COMPLETE, [2.0])
+    assert [t.state for t in worker.get_all_trials(study_id)] == [TrialState.COMPLETE] * 2
+    assert asked() == before + 1
     other.engine.dispose()

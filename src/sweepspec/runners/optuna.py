@@ -572,19 +572,19 @@ class OptunaEngine:
         return contextlib.nullcontext()
 
     def _settle(self) -> None:
-        """On a database, wait for the commit of the end of the trial told last (committed
-        while the loop went on: the next trial's count and ask, or the run's end). One that
-        failed stops the run (the trial is left RUNNING: the heartbeat's rule fails it)."""
+        """On a database, wait for the commits not waited for: the last ask's (committed
+        while its trial ran) and the end of the trial told last (committed while the loop
+        went on: the next trial's count and ask, or the run's end). One that failed stops the
+        run (a trial whose end was not written is left RUNNING: the heartbeat's rule fails
+        it; one whose making was not written is not in the study)."""
         database = self.database
         if database is None:
             return
-        numbers = ", ".join(map(str, database.sending()))
+        what = database.unsettled()
         try:
             database.settle()
         except optuna.exceptions.StorageInternalError as exc:
-            raise EngineError(
-                f"the end of trial {numbers} could not be written to {self.label}: {exc}"
-            ) from None
+            raise EngineError(f"{what} could not be written to {self.label}: {exc}") from None
 
     def _refused(self, number: int) -> None:
         """Another worker heard no heartbeat for the grace period and failed the trial."""

@@ -45,7 +45,19 @@ most of a durable sweep's cost (issue 10 item 4).
   waited for its disk), which goes on while the worker counts and asks for its next trial.
   :meth:`WorkerStorage.settle` waits for the commit (the next ask does, before its own
   commit, and the end of the run). A worker killed before the commit left leaves its trial
-  RUNNING, as one killed before its tell: the heartbeat's rule fails it.
+  RUNNING, as one killed before its tell: the heartbeat's rule fails it. The study's next
+  read (which trials are new or unfinished) goes in the same round trip, after the
+  statement; the read that follows (the budget's count) uses it if what it would ask is
+  unchanged, so it sees the other workers' trials as they were at the tell.
+* An ask's block on PostgreSQL (the trial made, its parameters written) runs on a second
+  connection of the storage's own, with no check-out from SQLAlchemy's pool: BEGIN, the
+  study's lock and the making in one round trip; at the block's end its writes and its
+  commit go in one message (the values as SQL literals, quoted by psycopg) whose result is
+  not waited for: the trial runs meanwhile. :meth:`WorkerStorage.settle` (before the
+  trial's end is written, and before the next trial is made) reads it; a commit that
+  failed is raised there, and the trials it made are dropped from what this worker lists.
+  If the block needs Optuna's own write (a parameter's first use in the study), what it
+  made is committed first, waited for, and Optuna's write is a transaction of its own.
 
 :func:`open_rdb` opens the storage without Optuna's start-up checks (alembic's import and
 scripts, about 0.2 s) when the database's schema is already the head of Optuna's migrations
@@ -114,8 +126,71 @@ class _Block:
     pending: dict[_Group, list[dict[str, Any]]] = field(default_factory=dict)
     ends: dict[int, tuple[TrialState, datetime]] = field(default_factory=dict)  # waiting too
     connection: Connection | None = None  # its database transaction, once begun
+    raw: _Channel | None = None  # or its transaction on the storage's asking connection
     committed: bool = False  # that transaction
     before: Any = None  # this thread's ORM session before it
+
+
+class _Channel:
+    """A psycopg connection a :class:`WorkerStorage` holds from its engine's pool, for
+    transactions of its own, on which a command is sent now and its result read later."""
+
+    def __init__(self, held: Any, driver: Any, errors: tuple[type[Exception], ...]) -> None:
+        self.held = held  # as the pool lent it
+        self.driver = driver
+        self.errors = errors
+        self.dropped = False
+
+    def send(self, command: bytes) -> None:
+        """``command`` sent, not waited for."""
+        try:
+            connection = self.driver.pgconn
+            connection.send_query(command)
+            while connection.flush():  # (a non-blocking connection: wait until it is sent)
+                wait_on([], [connection.socket], [])
+        except self.errors as exc:
+            self.drop()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+
+    def results(self) -> list[Any]:
+        """The results of the command sent, waited for; the server's error as Optuna raises
+        it (its transaction rolled back)."""
+        try:
+            connection = self.driver.pgconn
+            while connection.is_busy():
+                wait_on([connection.socket], [], [])
+                connection.consume_input()
+            results = []
+            while (result := connection.get_result()) is not None:
+                results.append(result)
+        except self.errors as exc:
+            self.drop()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        except BaseException:  # (Ctrl-C while waiting) its result is not read: a new one
+            self.drop()
+            raise
+        good = (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK)
+        for result in results:
+            if result.status not in good:
+                error = " ".join(result.error_message.decode(errors="replace").split())
+                self.rollback()
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {error}")
+        return results
+
+    def rollback(self) -> None:
+        """Its transaction rolled back (a new connection next time if that fails)."""
+        if self.dropped:
+            return
+        try:
+            self.driver.rollback()
+        except self.errors:
+            self.drop()
+
+    def drop(self) -> None:
+        """It failed: let go of it (a new one next time)."""
+        self.dropped = True
+        with contextlib.suppress(Exception):
+            self.held.invalidate()
 
 
 class WorkerStorage(_CachedStorage):
@@ -132,9 +207,12 @@ class WorkerStorage(_CachedStorage):
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
         self._ordered: dict[int, list[FrozenTrial]] = {}  # study id -> its trials by number
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
-        self._ender: Any = None  # the connection the trials' ends are sent on (psycopg's)
-        self._held: Any = None  # that connection as the engine's pool lent it
+        self._ender: _Channel | None = None  # the connection the trials' ends are sent on
+        self._asker: _Channel | None = None  # the one the trials are made on
         self._sending: list[int] | None = None  # the trials whose end is being committed
+        # the trials whose making is being committed, and what the write sent with it must count
+        self._asking: tuple[list[int], list[tuple[int, int]]] | None = None
+        self._ahead: dict[int, tuple[dict[str, Any], list[Any]]] = {}  # a read sent early
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -174,19 +252,24 @@ class WorkerStorage(_CachedStorage):
         and its first heartbeat in the same statement."""
         now = datetime.now()
         made, params = _making(study_id, now, self.new_trial_attrs)
-        with self._transaction() as connection:
-            driver = _driver(connection)
-            with _pipeline(driver):  # one round trip (BEGIN included)
-                # the study's row locked, and (SET LOCAL, in the same statement) an ask's
-                # commit need not wait for the disk: the trial's end, which does, makes it
-                # durable too (PostgreSQL writes its log in order); a server that crashes in
-                # between loses a trial that had not ended
-                driver.execute(_LOCK_STUDY, {"study": study_id})
-                making = driver.execute(made, params)
-            found = making.fetchone()
-            if found is None:
-                raise KeyError(f"No study with study_id {study_id} exists.")
-            trial_id, number = found
+        block = self._block()
+        channel = None
+        if block is not None and block.connection is None:
+            channel = block.raw or self._channel("_asker")
+        if channel is not None:
+            assert block is not None
+            self._settle_asking()  # the making before (long committed, as a rule)
+            block.raw = channel  # the block's transaction, committed at its end
+            try:
+                found = self._make(channel.driver, study_id, made, params)
+            except self._errors as exc:
+                block.raw = None
+                channel.drop()
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        else:
+            with self._transaction() as connection:
+                found = self._make(_driver(connection), study_id, made, params)
+        trial_id, number = found
         trial = _running(number, trial_id, now, self.new_trial_attrs)
         with self._lock:
             if study_id not in self._studies:
@@ -195,6 +278,22 @@ class WorkerStorage(_CachedStorage):
             self._own[trial_id] = trial
         self._made(trial_id)
         return int(trial_id)
+
+    @staticmethod
+    def _make(driver: Any, study_id: int, made: str, params: dict[str, Any]) -> tuple[Any, ...]:
+        """:func:`_making`'s statement, after the study's row is locked: the trial's id and
+        number."""
+        with _pipeline(driver):  # one round trip (BEGIN included)
+            # the study's row locked, and (SET LOCAL, in the same statement) an ask's
+            # commit need not wait for the disk: the trial's end, which does, makes it
+            # durable too (PostgreSQL writes its log in order); a server that crashes in
+            # between loses a trial that had not ended
+            driver.execute(_LOCK_STUDY, {"study": study_id})
+            making = driver.execute(made, params)
+        found = making.fetchone()
+        if found is None:
+            raise KeyError(f"No study with study_id {study_id} exists.")
+        return tuple(found)
 
     def _made(self, trial_id: int) -> None:
         block = self._block()
@@ -320,6 +419,7 @@ class WorkerStorage(_CachedStorage):
                 self._own.pop(trial_id, None)
         self._seen.pop(study_id, None)
         self._ordered.pop(study_id, None)
+        self._ahead.pop(study_id, None)
         super().delete_study(study_id)
 
     # ---- the writes of this module (PostgreSQL)
@@ -441,6 +541,12 @@ class WorkerStorage(_CachedStorage):
         if block is not None and block.connection is not None:
             yield _driver(block.connection)
             return
+        if block is not None and block.raw is not None:
+            try:
+                yield block.raw.driver
+            except self._errors as exc:
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            return
         held = getattr(self._thread, "held", None)
         try:
             if held is None:
@@ -487,6 +593,8 @@ class WorkerStorage(_CachedStorage):
         the writes waiting there."""
         block = self._block()
         if block is not None:
+            if block.raw is not None:  # what it made committed first, with the writes waiting
+                self._commit_raw(block)
             self._begin(block)
             self._flush()
 
@@ -539,7 +647,9 @@ class WorkerStorage(_CachedStorage):
             if not self.direct:
                 self._begin(block)
             yield
-            if block.connection is None and later and block.ends:
+            if block.raw is not None:  # made on the asking connection: its commit not waited
+                self._send_raw(block)
+            elif block.connection is None and later and block.ends:
                 pending, block.pending = block.pending, {}
                 ends, block.ends = block.ends, {}
                 self._send(pending, ends)
@@ -559,8 +669,10 @@ class WorkerStorage(_CachedStorage):
                 if written is not None:
                     self._check(_one(cursor), written[2], driver)
         except BaseException:  # none of it was written, or it is not known what was
-            if block.connection is not None and not block.committed:  # rolled back: the
-                # trials it made are not there
+            if block.raw is not None and not block.committed:
+                block.raw.rollback()
+            if (block.connection or block.raw) is not None and not block.committed:
+                # rolled back: the trials it made are not there
                 for trial_id in block.made:
                     self._drop(trial_id)
             for trial_id in [*self._own, *block.ended]:  # read as the database has them
@@ -574,6 +686,70 @@ class WorkerStorage(_CachedStorage):
                 registry.set(block.before)
                 block.connection.close()
 
+    def _commit_raw(self, block: _Block) -> None:
+        """The block's transaction on the asking connection (the trials it made), with the
+        writes waiting in it, committed now; the block goes on as any other."""
+        channel = block.raw
+        assert channel is not None
+        written = _writing_pending(block.pending, block.ends)
+        block.pending, block.ends = {}, {}
+        driver = channel.driver
+        try:
+            with _pipeline(driver):
+                cursor = driver.execute(*written[:2]) if written is not None else None
+                driver.commit()
+        except self._errors as exc:
+            channel.drop()
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        block.raw = None
+        block.made.clear()  # committed: a later rollback of the block leaves them
+        if written is not None:
+            self._check(_one(cursor), written[2], driver)
+
+    def _send_raw(self, block: _Block) -> None:
+        """The block's transaction on the asking connection (the trials it made), with the
+        writes waiting in it, sent with its commit in one message and not waited for:
+        :meth:`settle` (or the next trial's making) reads the result, while the trial runs.
+        The statement's values go as SQL literals (psycopg's quoting): one message holds
+        the statement and the commit."""
+        channel = block.raw
+        assert channel is not None
+        written = _writing_pending(block.pending, block.ends)
+        block.pending, block.ends = {}, {}
+        command, expected = "COMMIT", list[tuple[int, int]]()
+        if written is not None:
+            statement, params, expected = written
+            quoted = psycopg.ClientCursor(channel.driver).mogrify(statement, params)
+            command = f"{quoted}; COMMIT"
+        channel.send(command.encode(channel.driver.info.encoding))
+        self._asking = (list(block.made), expected)
+        block.committed = True
+        block.raw = None
+
+    def _settle_asking(self) -> None:
+        """The result of :meth:`_send_raw`, waited for: the trials it made are in the
+        database, or (``StorageInternalError``) they are not, and are dropped here."""
+        asking, self._asking = self._asking, None
+        if asking is None:
+            return
+        made, expected = asking
+        channel = self._asker
+        try:
+            if channel is None or channel.dropped:
+                raise optuna.exceptions.StorageInternalError("the connection was lost")
+            results = channel.results()
+            if expected:
+                row = results[0]
+                counts = [int(row.get_value(0, i)) for i in range(row.nfields)]
+                try:
+                    self._check(counts, expected, channel.driver)
+                except optuna.exceptions.UpdateFinishedTrialError as exc:
+                    raise optuna.exceptions.StorageInternalError(str(exc)) from None
+        except BaseException:
+            for trial_id in made:
+                self._drop(trial_id)
+            raise
+
     def _send(
         self,
         pending: dict[_Group, list[dict[str, Any]]],
@@ -584,108 +760,86 @@ class WorkerStorage(_CachedStorage):
         here, as at once), so the trials' rows are this transaction's until it commits;
         the commit (and the server's wait for its disk) goes on while the caller does, and
         :meth:`settle` reads its result. One at a time: the one before is settled first.
-        Without psycopg's libpq interface, written at once."""
+        The study's next read (its new and unfinished trials) goes in the same round trip
+        and is kept for it. Without psycopg's libpq interface, written at once."""
         self.settle()
         written = _writing_pending(pending, ends)
         if written is None:
             return
         statement, params, expected = written
-        driver = self._ending_connection()
-        if driver is None:
+        channel = self._channel("_ender")
+        if channel is None:
             self._write_pending(pending, ends)
             return
+        driver = channel.driver
+        study_id = self._trial_id_to_study_id_and_number[next(iter(ends))][0]
+        asked = self._next_read(study_id)[0]
         try:
-            with _pipeline(driver):  # BEGIN and the statement: one round trip
+            with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
                 cursor = driver.execute(statement, params)
+                ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
             counts = _one(cursor)
+            rows = ahead.fetchall()
         except self._errors as exc:
-            self._ender_rollback()
+            channel.rollback()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
         try:
             self._check(counts, expected)
         except BaseException:
-            self._ender_rollback()
+            channel.rollback()
             raise
-        self._ender_send(b"COMMIT")  # (psycopg reads the transaction's state from libpq)
+        channel.send(b"COMMIT")  # (psycopg reads the transaction's state from libpq)
         self._sending = list(ends)
+        self._ahead[study_id] = (asked, rows)
 
-    def _ender_rollback(self) -> None:
-        with contextlib.suppress(*self._errors):
-            self._ender.rollback()
-
-    def sending(self) -> list[int]:
-        """The numbers of the trials whose end is being committed (:meth:`settle`)."""
-        ids = self._sending or []
-        return [self._trial_id_to_study_id_and_number[t][1] for t in ids]
+    def unsettled(self) -> str:
+        """What :meth:`settle` waits for, in words ("the start of trial 4", "the end of
+        trial 3"), for a message."""
+        parts = []
+        for what, ids in (
+            ("the start", (self._asking or ([], []))[0]),
+            ("the end", self._sending or []),
+        ):
+            numbers = [self._trial_id_to_study_id_and_number[t][1] for t in ids]
+            if numbers:
+                parts.append(f"{what} of trial {', '.join(map(str, numbers))}")
+        return " and ".join(parts) or "a trial"
 
     def settle(self) -> None:
-        """Wait for the commit of the trials' end sent by :meth:`one_transaction` with
-        ``later``; ``StorageInternalError`` if it failed (its trials are then read as the
-        database has them)."""
+        """Wait for the commits sent and not waited for: the making of the last trial
+        (:meth:`one_transaction`'s block that made it), then the end of the last trial
+        told (``later``); ``StorageInternalError`` if one failed (the trials made are then
+        dropped, the trials ended read as the database has them)."""
+        self._settle_asking()
         trial_ids, self._sending = self._sending, None
         if trial_ids is None:
             return
         try:
-            self._ender_result()
+            if self._ender is None or self._ender.dropped:
+                raise optuna.exceptions.StorageInternalError("the connection was lost")
+            self._ender.results()
         except BaseException:
             for trial_id in trial_ids:
                 self._forget(trial_id)
             raise
 
-    def _ender_send(self, command: bytes) -> None:
-        """``command`` sent on the connection of the trials' ends, not waited for."""
-        try:
-            connection = self._ender.pgconn
-            connection.send_query(command)
-            while connection.flush():  # (a non-blocking connection: wait until it is sent)
-                wait_on([], [connection.socket], [])
-        except self._errors as exc:
-            self._drop_ender()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
-
-    def _ender_result(self) -> None:
-        """The result of the command sent by :meth:`_ender_send`, waited for; the server's
-        error as Optuna raises it."""
-        try:
-            connection = self._ender.pgconn
-            while connection.is_busy():
-                wait_on([connection.socket], [], [])
-                connection.consume_input()
-            results = []
-            while (result := connection.get_result()) is not None:
-                results.append(result)
-        except self._errors as exc:
-            self._drop_ender()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
-        except BaseException:  # (Ctrl-C while waiting) its result is not read: a new one
-            self._drop_ender()
-            raise
-        for result in results:
-            if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
-                error = " ".join(result.error_message.decode(errors="replace").split())
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {error}")
-
-    def _ending_connection(self) -> Any:
-        """The psycopg connection :meth:`_send` writes the trials' ends on (in transactions
-        of their own), held from the engine's pool for this storage; None with another
-        driver."""
-        if self._ender is None:
+    def _channel(self, name: str) -> _Channel | None:
+        """The storage's connection ``name`` (``_ender``: the trials' ends are sent on it,
+        ``_asker``: the trials are made on it), held from the engine's pool, a new one if
+        it failed; None with a driver other than psycopg (with pipelines)."""
+        channel: _Channel | None = getattr(self, name)
+        if channel is None or channel.dropped:
+            if not _PIPELINES:
+                return None
             held = self._backend.engine.raw_connection()
             driver = held.driver_connection
-            if not _PIPELINES or not isinstance(driver, psycopg.Connection):
+            if not isinstance(driver, psycopg.Connection):
                 held.close()
                 return None
             driver.autocommit = False
-            self._ender = driver
-            self._held = held
-        return self._ender
-
-    def _drop_ender(self) -> None:
-        """The sending connection failed: a new one next time."""
-        held, self._held, self._ender = self._held, None, None
-        if held is not None:
-            with contextlib.suppress(Exception):
-                held.invalidate()
+            channel = _Channel(held, driver, self._errors)
+            setattr(self, name, channel)
+        return channel
 
     # ---- reading the others' trials
 
@@ -719,16 +873,14 @@ class WorkerStorage(_CachedStorage):
             if study_id in block.once:
                 return
             block.once.add(study_id)
-        with self._lock:
-            if study_id not in self._studies:
-                self._studies[study_id] = _StudyInfo()
-            study = self._studies[study_id]
-            watched = set(study.unfinished_trial_ids)
-            own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
-            seen = self._seen.get(study_id, -1)
-            known = set(self._trial_id_to_study_id_and_number)
-        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
-        if self.direct:
+        asked, watched, own, known = self._next_read(study_id)
+        seen = asked["seen"]
+        study = self._studies[study_id]
+        ahead = self._ahead.pop(study_id, None)
+        rows: Sequence[Any]
+        if ahead is not None and ahead[0] == asked:  # sent with the last end, as it is now
+            rows = ahead[1]
+        elif self.direct:
             with self._direct() as driver:
                 rows = driver.execute(_NEW_OR_UNFINISHED, asked).fetchall()
         else:
@@ -759,6 +911,21 @@ class WorkerStorage(_CachedStorage):
                     study.unfinished_trial_ids.discard(trial._trial_id)
                 else:
                     study.unfinished_trial_ids.add(trial._trial_id)
+
+    def _next_read(self, study_id: int) -> tuple[dict[str, Any], set[int], set[int], set[int]]:
+        """What the study's read asks the database (:data:`_NEW_OR_UNFINISHED`'s
+        parameters), the study's unfinished trials known, those running here, and every
+        trial known."""
+        with self._lock:
+            if study_id not in self._studies:
+                self._studies[study_id] = _StudyInfo()
+            study = self._studies[study_id]
+            watched = set(study.unfinished_trial_ids)
+            own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
+            seen = self._seen.get(study_id, -1)
+            known = set(self._trial_id_to_study_id_and_number)
+        asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
+        return asked, watched, own, known
 
     def _leave_out(self, state: ORMExecuteState) -> None:
         left_out: set[int] = getattr(self._thread, "left_out", set())
