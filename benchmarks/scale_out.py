@@ -23,7 +23,9 @@ sweepspec's own modules are compiled to bytecode first, as pip compiles an insta
 package's (Optuna's were): see :func:`compiled`.
 
 The machine's load average is printed before and after: a loaded machine slows every
-process, CPU-bound ones (the sampler) most. The last line:
+process, CPU-bound ones (the sampler) most. On a virtual machine the hypervisor may take CPU
+time while a run goes on (``steal`` in ``/proc/stat``): it is printed for each run, as
+that run's time is then not this code's. The last line:
 ``RESULT scale_journal=... scale_postgres=... target>=3.5 size_journal=... size_postgres=...
 target<=1.5``.
 
@@ -123,11 +125,29 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+STOLEN: list[float] = []
+"""Per run timed (:func:`timed`), the CPU time the hypervisor gave to others meanwhile."""
+
+
+def steal() -> float:
+    """Seconds of CPU time taken by the hypervisor so far, all CPUs (``/proc/stat``'s
+    ``steal``); 0 where there is no such count."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
-    """Wall time of one fresh process; its error output when it fails."""
+    """Wall time of one fresh process; its error output when it fails. The CPU time stolen
+    meanwhile goes to :data:`STOLEN`."""
+    stolen = steal()
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    STOLEN.append(steal() - stolen)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return seconds
@@ -220,6 +240,7 @@ def size(
     ratio = 0.0
     for n in sizes:
         runs: dict[str, list[float]] = {}
+        stolen: dict[str, list[float]] = {}
         kinds = ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory")
         for kind in [k for _ in range(repeat) for k in ((*kinds, "optuna") if plain else kinds)]:
             name = f"trivial-{uuid.uuid4().hex[:8]}"
@@ -240,11 +261,16 @@ def size(
                 args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
                 took = timed(sweepspec(*args, *storage_args(storage)), folder)
             runs.setdefault(kind, []).append(took)
+            stolen.setdefault(kind, []).append(STOLEN[-1])
         times = {kind: statistics.median(took) for kind, took in runs.items()}
         if repeat > 1:
             print(
                 "  each run: "
                 + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in runs.items())
+            )
+            print(
+                "  CPU time stolen by the hypervisor in each run: "
+                + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in stolen.items())
             )
         ratio = times["sweepspec"] / times["memory"]
         print(

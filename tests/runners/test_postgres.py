@@ -409,7 +409,7 @@ def test_a_sweep_on_postgres_asks_less_of_the_server_than_plain_optuna(
 ) -> None:
     """Issue 10 item 4: on a database server every statement is a round trip. `sweepspec
     run` (TPE, a trivial trial) sends the server under a third of the statements plain
-    Optuna's `study.optimize` sends with the same sampler, as the server counts them (9.4 per
+    Optuna's `study.optimize` sends with the same sampler, as the server counts them (10.5 per
     trial against 67 here, the second run's start-up included; sweepspec read the trial it
     was running back several times per trial, looked a trial up before each write, and
     committed each attribute on its own)."""

@@ -477,3 +477,29 @@ def test_a_tell_brings_back_the_next_read_of_its_study(url: str, worker: WorkerS
     assert [t.state for t in worker.get_all_trials(study_id)] == [TrialState.COMPLETE] * 2
     assert asked() == before + 1
     other.engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_connections_the_server_closed_between_trials_are_replaced(
+    url: str, worker: WorkerStorage
+) -> None:
+    """The server ends the connections a worker makes and ends its trials on (a restart, an
+    administrator) while no transaction is open on them: the next trial is made, and ended,
+    on new ones, as SQLAlchemy's pool (``pool_pre_ping``) replaces Optuna's own."""
+    study_id = worker.get_study_id_from_name("s")
+    for number in range(3):
+        with worker.one_transaction():
+            made = worker.create_new_trial(study_id)
+            worker.set_trial_param(made, "x", 0.5, FloatDistribution(0.0, 1.0))
+        with worker.one_transaction(later=True):
+            worker.set_trial_state_values(made, TrialState.COMPLETE, [float(number)])
+        worker.settle()
+        assert worker._asker is not None and worker._ender is not None
+        pids = [c.driver.info.backend_pid for c in (worker._asker, worker._ender)]
+        with psycopg.connect(url, autocommit=True) as other:
+            for pid in pids:
+                other.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.state, t.values, t.params) for t in stored] == [
+        (n, TrialState.COMPLETE, [float(n)], {"x": 0.5}) for n in range(3)
+    ]

@@ -259,13 +259,23 @@ class WorkerStorage(_CachedStorage):
         if channel is not None:
             assert block is not None
             self._settle_asking()  # the making before (long committed, as a rule)
-            block.raw = channel  # the block's transaction, committed at its end
-            try:
-                found = self._make(channel.driver, study_id, made, params)
-            except self._errors as exc:
-                block.raw = None
-                channel.drop()
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            fresh = block.raw is None  # a transaction of its own: it can begin again
+            for attempt in range(2):
+                block.raw = channel  # the block's transaction, committed at its end
+                try:
+                    found = self._make(channel.driver, study_id, made, params)
+                    break
+                except self._errors as exc:
+                    block.raw = None
+                    lost = channel.driver.broken
+                    channel.drop()
+                    if fresh and lost and attempt == 0:  # the server closed it meanwhile
+                        channel = self._channel("_asker")
+                        assert channel is not None
+                        continue
+                    raise optuna.exceptions.StorageInternalError(
+                        f"A statement failed: {exc}"
+                    ) from exc
         else:
             with self._transaction() as connection:
                 found = self._make(_driver(connection), study_id, made, params)
@@ -771,18 +781,25 @@ class WorkerStorage(_CachedStorage):
         if channel is None:
             self._write_pending(pending, ends)
             return
-        driver = channel.driver
         study_id = self._trial_id_to_study_id_and_number[next(iter(ends))][0]
         asked = self._next_read(study_id)[0]
-        try:
-            with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
-                cursor = driver.execute(statement, params)
-                ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
-            counts = _one(cursor)
-            rows = ahead.fetchall()
-        except self._errors as exc:
-            channel.rollback()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+        for attempt in range(2):
+            driver = channel.driver
+            try:
+                with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
+                    cursor = driver.execute(statement, params)
+                    ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
+                counts = _one(cursor)
+                rows = ahead.fetchall()
+                break
+            except self._errors as exc:
+                if driver.broken and attempt == 0:  # the server closed it meanwhile
+                    channel.drop()
+                    channel = self._channel("_ender")
+                    assert channel is not None
+                    continue
+                channel.rollback()
+                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
         try:
             self._check(counts, expected)
         except BaseException:
