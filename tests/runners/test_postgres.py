@@ -537,3 +537,45 @@ def test_a_compiled_script_has_no_password_and_takes_it_from_pgpassword(
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="shared", storage=url)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+
+
+REFUSE_TRIAL_2 = """
+CREATE FUNCTION refuse_trial_2() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT number FROM trials WHERE trial_id = NEW.trial_id) = 2 THEN
+        RAISE EXCEPTION 'no parameters for trial 2';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_trial_2 BEFORE INSERT ON trial_params
+    FOR EACH ROW EXECUTE FUNCTION refuse_trial_2();
+"""
+
+
+def test_an_ask_the_server_did_not_commit_stops_the_run_at_its_trials_end(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A worker does not wait for an ask's commit (its trial runs meanwhile). When the
+    server refuses it (here a trigger of the database's own refuses trial 2's parameters),
+    the run stops at that trial's end with one line naming it; the study holds the trials
+    before it, finished, and no trial 2."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE refused_ask")
+    url = postgres_url.replace("/postgres?", "/refused_ask?")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
+    assert _one_line(tmp_path, "run", "sweep.yaml", "--storage", url, "--trials", "1")[0] == 0
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(REFUSE_TRIAL_2)
+    code, stderr = _one_line(
+        tmp_path, "run", "sweep.yaml", "--storage", url, "--trials", "5", "--tracker", "none"
+    )
+    label = url.replace("postgres:@", "postgres:***@")
+    assert (code, stderr.splitlines()[-1]) == (
+        1,
+        f"Error: the start of trial 2 could not be written to {label}: A statement failed: "
+        "ERROR: no parameters for trial 2 CONTEXT: PL/pgSQL function refuse_trial_2() line "
+        "4 at RAISE",
+    )
+    stored = _trials(url, "shared")
+    assert [(t.number, t.state.name) for t in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]

@@ -602,6 +602,9 @@ class OptunaEngine:
         self._stop_beating()
         live: optuna.Trial = trial.handle.trial
         self._settle()  # one end written at a time
+        database = self.database
+        if database is not None and database.lost(live._trial_id):
+            return  # its making was not committed (_settle said so): it is not in the study
         try:
             # the trial's attributes with its end; on a database server its commit goes on
             # while the loop does (.rdb): a refusal is raised here

@@ -213,6 +213,7 @@ class WorkerStorage(_CachedStorage):
         # the trials whose making is being committed, and what the write sent with it must count
         self._asking: tuple[list[int], list[tuple[int, int]]] | None = None
         self._ahead: dict[int, tuple[dict[str, Any], list[Any]]] = {}  # a read sent early
+        self._lost: set[int] = set()  # trials made here whose making was not committed
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -758,7 +759,13 @@ class WorkerStorage(_CachedStorage):
         except BaseException:
             for trial_id in made:
                 self._drop(trial_id)
+            self._lost.update(made)
             raise
+
+    def lost(self, trial_id: int) -> bool:
+        """Whether ``trial_id`` was made here and its making was not committed (:meth:`settle`
+        said so): it is not in the study, and nothing can be written to it."""
+        return trial_id in self._lost
 
     def _send(
         self,
