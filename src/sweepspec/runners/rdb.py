@@ -84,7 +84,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from select import select as wait_on  # (sqlalchemy has a select)
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
@@ -111,6 +111,7 @@ _INTERMEDIATE = models.TrialIntermediateValueModel.__table__
 _USER_ATTRS = models.TrialUserAttributeModel.__table__
 _SYSTEM_ATTRS = models.TrialSystemAttributeModel.__table__
 
+_T = TypeVar("_T")
 _Group = tuple[sqlalchemy.Table, tuple[str, ...], bool, int]
 """Rows waiting to be written: their table, key, whether a row of the same key is replaced
 (else kept), and their trial's id."""
@@ -261,22 +262,10 @@ class WorkerStorage(_CachedStorage):
             assert block is not None
             self._settle_asking()  # the making before (long committed, as a rule)
             fresh = block.raw is None  # a transaction of its own: it can begin again
-            for attempt in range(2):
-                block.raw = channel  # the block's transaction, committed at its end
-                try:
-                    found = self._make(channel.driver, study_id, made, params)
-                    break
-                except self._errors as exc:
-                    block.raw = None
-                    lost = channel.driver.broken
-                    channel.drop()
-                    if fresh and lost and attempt == 0:  # the server closed it meanwhile
-                        channel = self._channel("_asker")
-                        assert channel is not None
-                        continue
-                    raise optuna.exceptions.StorageInternalError(
-                        f"A statement failed: {exc}"
-                    ) from exc
+            block.raw = channel  # the block's transaction, committed at its end
+            block.raw, found = self._retrying(
+                "_asker", channel, lambda driver: self._make(driver, study_id, made, params), fresh
+            )
         else:
             with self._transaction() as connection:
                 found = self._make(_driver(connection), study_id, made, params)
@@ -704,18 +693,18 @@ class WorkerStorage(_CachedStorage):
         assert channel is not None
         written = _writing_pending(block.pending, block.ends)
         block.pending, block.ends = {}, {}
-        driver = channel.driver
-        try:
+
+        def commit(driver: Any) -> Any:
             with _pipeline(driver):
                 cursor = driver.execute(*written[:2]) if written is not None else None
                 driver.commit()
-        except self._errors as exc:
-            channel.drop()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            return cursor
+
+        _, cursor = self._retrying("_asker", channel, commit, again=False)
         block.raw = None
         block.made.clear()  # committed: a later rollback of the block leaves them
         if written is not None:
-            self._check(_one(cursor), written[2], driver)
+            self._check(_one(cursor), written[2], channel.driver)
 
     def _send_raw(self, block: _Block) -> None:
         """The block's transaction on the asking connection (the trials it made), with the
@@ -744,16 +733,13 @@ class WorkerStorage(_CachedStorage):
         if asking is None:
             return
         made, expected = asking
-        channel = self._asker
         try:
-            if channel is None or channel.dropped:
-                raise optuna.exceptions.StorageInternalError("the connection was lost")
-            results = channel.results()
+            results = _results(self._asker)
             if expected:
                 row = results[0]
                 counts = [int(row.get_value(0, i)) for i in range(row.nfields)]
                 try:
-                    self._check(counts, expected, channel.driver)
+                    self._check(counts, expected)
                 except optuna.exceptions.UpdateFinishedTrialError as exc:
                     raise optuna.exceptions.StorageInternalError(str(exc)) from None
         except BaseException:
@@ -790,23 +776,14 @@ class WorkerStorage(_CachedStorage):
             return
         study_id = self._trial_id_to_study_id_and_number[next(iter(ends))][0]
         asked = self._next_read(study_id)[0]
-        for attempt in range(2):
-            driver = channel.driver
-            try:
-                with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
-                    cursor = driver.execute(statement, params)
-                    ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
-                counts = _one(cursor)
-                rows = ahead.fetchall()
-                break
-            except self._errors as exc:
-                if driver.broken and attempt == 0:  # the server closed it meanwhile
-                    channel.drop()
-                    channel = self._channel("_ender")
-                    assert channel is not None
-                    continue
-                channel.rollback()
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+
+        def write(driver: Any) -> tuple[tuple[Any, ...], list[Any]]:
+            with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
+                cursor = driver.execute(statement, params)
+                ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
+            return _one(cursor), ahead.fetchall()
+
+        channel, (counts, rows) = self._retrying("_ender", channel, write, again=True)
         try:
             self._check(counts, expected)
         except BaseException:
@@ -839,13 +816,37 @@ class WorkerStorage(_CachedStorage):
         if trial_ids is None:
             return
         try:
-            if self._ender is None or self._ender.dropped:
-                raise optuna.exceptions.StorageInternalError("the connection was lost")
-            self._ender.results()
+            _results(self._ender)
         except BaseException:
             for trial_id in trial_ids:
                 self._forget(trial_id)
             raise
+
+    def _retrying(
+        self, name: str, channel: _Channel, work: Callable[[Any], _T], again: bool
+    ) -> tuple[_Channel, _T]:
+        """``work(driver)`` on the storage's connection ``name`` (``channel``), and with
+        ``again``, once more on a new one if the server had closed it (nothing of its
+        transaction was committed); the connection it ran on, and its result. A database
+        error as Optuna raises it, the connection rolled back (let go, if it is broken)."""
+        while True:
+            driver = channel.driver
+            try:
+                return channel, work(driver)
+            except self._errors as exc:
+                broken = driver.broken
+                if broken:
+                    channel.drop()
+                else:
+                    channel.rollback()
+                if not (broken and again):
+                    raise optuna.exceptions.StorageInternalError(
+                        f"A statement failed: {exc}"
+                    ) from exc
+                again = False
+                fresh = self._channel(name)
+                assert fresh is not None
+                channel = fresh
 
     def _channel(self, name: str) -> _Channel | None:
         """The storage's connection ``name`` (``_ender``: the trials' ends are sent on it,
@@ -1065,6 +1066,13 @@ _NEW_OR_UNFINISHED = (
     "SELECT trial_id, state FROM trials WHERE study_id = %(study)s "
     "AND (trial_id > %(seen)s OR trial_id = ANY(%(ids)s))"
 )
+
+
+def _results(channel: _Channel | None) -> list[Any]:
+    """The results of the command sent on ``channel`` and not waited for, waited for."""
+    if channel is None or channel.dropped:
+        raise optuna.exceptions.StorageInternalError("the connection was lost")
+    return channel.results()
 
 
 def _driver(connection: Connection | PoolProxiedConnection) -> Any:
