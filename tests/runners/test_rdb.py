@@ -406,7 +406,9 @@ def test_an_asks_commit_goes_with_its_writes_and_is_settled_before_the_tell(
         with worker.one_transaction():
             second = worker.create_new_trial(study_id)
             worker.set_trial_param(second, "x", 0.25, FloatDistribution(0.0, 1.0))
+        assert worker.unsettled() == "the start of trial 1"  # sent, its result not read
         worker.settle()
+    assert worker.unsettled() == "a trial"
     lines = LOGS[url].read_text(errors="replace").splitlines()[before:]
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t.number, t.state, t.params) for t in stored] == [
@@ -416,10 +418,17 @@ def test_an_asks_commit_goes_with_its_writes_and_is_settled_before_the_tell(
     assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
         trial_fields(t) for t in stored
     ]
-    (together,) = [x for x in lines if "INSERT INTO trial_params" in x and "COMMIT" in x]
-    assert together.endswith("; COMMIT")
-    # the making, its lock and BEGIN: one round trip; the writes and the commit: one message
-    assert sent["statements"] == 4
+    # BEGIN, the study's lock and the making: one round trip; the writes and the commit:
+    # one message, each statement prepared on the connection
+    executed = [x.split("LOG:  execute ")[1].split(": ", 1)[1] for x in lines if "execute" in x]
+    assert [x.split(" ")[:2] for x in executed] == [
+        ["BEGIN"],
+        ["SELECT", "study_id,"],
+        ["WITH", "made"],
+        ["WITH", "written0"],
+        ["COMMIT"],
+    ]
+    assert sent["statements"] == 5
 
 
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)

@@ -34,7 +34,7 @@ most of a durable sweep's cost (issue 10 item 4).
   read at most once in it; on PostgreSQL the writes to a running trial wait until the block
   ends and go as one statement (with the trial's end, when the block ends it), and a
   database transaction is begun only for what needs one (making a trial, Optuna's own
-  writes); its statements and its commit go in psycopg's pipeline mode, one round trip each,
+  writes); its statements and its commit go in libpq's pipeline mode, one round trip each,
   and its commit does not wait for the disk (the trial's end, which does, makes it durable
   too). A block that fails leaves its trials to be read again from the database, and drops
   the trials it made if its transaction was rolled back.
@@ -52,12 +52,16 @@ most of a durable sweep's cost (issue 10 item 4).
 * An ask's block on PostgreSQL (the trial made, its parameters written) runs on a second
   connection of the storage's own, with no check-out from SQLAlchemy's pool: BEGIN, the
   study's lock and the making in one round trip; at the block's end its writes and its
-  commit go in one message (the values as SQL literals, quoted by psycopg) whose result is
-  not waited for: the trial runs meanwhile. :meth:`WorkerStorage.settle` (before the
-  trial's end is written, and before the next trial is made) reads it; a commit that
-  failed is raised there, and the trials it made are dropped from what this worker lists.
+  commit go in one message whose result is not waited for: the trial runs meanwhile.
+  :meth:`WorkerStorage.settle` (before the trial's end is written, and before the next
+  trial is made) reads it; a commit that failed is raised there, and the trials it made are
+  dropped from what this worker lists.
   If the block needs Optuna's own write (a parameter's first use in the study), what it
   made is committed first, waited for, and Optuna's write is a transaction of its own.
+* On those two connections of the storage's own (:class:`_Channel`) the statements go at
+  libpq's level, not through psycopg's cursors: each prepared once per connection, its
+  values sent as text. psycopg's layer (converting each query and its values, its pipeline
+  object) took more of a worker's CPU per trial than the server's work.
 
 :func:`open_rdb` opens the storage without Optuna's start-up checks (alembic's import and
 scripts, about 0.2 s) when the database's schema is already the head of Optuna's migrations
@@ -75,7 +79,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
+import functools
+import itertools
 import json
+import math
 import os
 import re
 import threading
@@ -134,49 +141,104 @@ class _Block:
 
 class _Channel:
     """A psycopg connection a :class:`WorkerStorage` holds from its engine's pool, for
-    transactions of its own, on which a command is sent now and its result read later."""
+    transactions of its own. Commands go at libpq's level, in its pipeline mode, several in
+    one message: each statement prepared once per connection, its values sent as text;
+    their results are read then (:meth:`run`) or later (:meth:`send`, :meth:`results`).
+    psycopg's own layer (its queries' conversion, cursors and pipelines) cost a sweep more
+    CPU per trial than the server's work; what goes through it (a rollback, a rare check)
+    goes with no pipeline open."""
 
     def __init__(self, held: Any, driver: Any, errors: tuple[type[Exception], ...]) -> None:
         self.held = held  # as the pool lent it
         self.driver = driver
         self.errors = errors
         self.dropped = False
+        self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}  # statement -> its name
+        self.names = itertools.count()
+        self.sent: list[bytes | None] = []  # per result to come: the statement it prepares
 
-    def send(self, command: bytes) -> None:
-        """``command`` sent, not waited for."""
+    def send(self, *commands: tuple[str, dict[str, Any] | None]) -> None:
+        """``commands`` (statements with ``%(name)s`` parameters, and their values) sent,
+        not waited for: :meth:`results` reads them. A failure to send lets the connection
+        go (``StorageInternalError``)."""
         try:
-            connection = self.driver.pgconn
-            connection.send_query(command)
-            while connection.flush():  # (a non-blocking connection: wait until it is sent)
-                wait_on([], [connection.socket], [])
+            self._send(commands)
         except self.errors as exc:
             self.drop()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+
+    def run(self, *commands: tuple[str, dict[str, Any] | None]) -> list[Any]:
+        """``commands`` sent and their results waited for; a database error as psycopg
+        raises it (a connection the server closed is then ``driver.broken``)."""
+        self._send(commands)
+        return self._read(raised=True)
 
     def results(self) -> list[Any]:
-        """The results of the command sent, waited for; the server's error as Optuna raises
-        it (its transaction rolled back)."""
+        """The results of the commands sent (:meth:`send`), waited for: one per command (a
+        statement's rows, or none); a command the server refused raises
+        ``StorageInternalError`` with the server's message, its transaction rolled back."""
         try:
-            connection = self.driver.pgconn
-            while connection.is_busy():
-                wait_on([connection.socket], [], [])
-                connection.consume_input()
-            results = []
-            while (result := connection.get_result()) is not None:
-                results.append(result)
+            return self._read(raised=False)
         except self.errors as exc:
             self.drop()
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
-        except BaseException:  # (Ctrl-C while waiting) its result is not read: a new one
+
+    def _send(self, commands: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
+        connection = self.driver.pgconn
+        encoding = self.driver.info.encoding
+        self.sent = []
+        connection.enter_pipeline_mode()
+        for statement, params in commands:
+            query, names = _numbered(statement)
+            values, types = _as_text([(params or {})[name] for name in names], encoding)
+            name = self.prepared.get((query, types))
+            if name is None and len(self.prepared) < _PREPARED:
+                name = self.prepared[query, types] = f"sweepspec_{next(self.names)}".encode()
+                connection.send_prepare(name, query.encode(encoding), types)
+                self.sent.append(name)
+            if name is None:  # (too many kinds of statement: the rest are not kept)
+                connection.send_query_params(query.encode(encoding), values, types)
+            else:
+                connection.send_query_prepared(name, values)
+            self.sent.append(None)
+        connection.pipeline_sync()
+        while connection.flush():  # (a non-blocking connection: wait until it is sent)
+            wait_on([], [connection.socket], [])
+
+    def _read(self, raised: bool) -> list[Any]:
+        sent, self.sent = self.sent, []
+        connection = self.driver.pgconn
+        found = []
+        try:
+            while True:
+                while connection.is_busy():
+                    wait_on([connection.socket], [], [])
+                    connection.consume_input()
+                result = connection.get_result()
+                if result is None:  # (between one command's results and the next's)
+                    continue
+                if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+                    break
+                found.append(result)
+            connection.exit_pipeline_mode()
+        except self.errors:
+            raise  # (the caller lets the connection go, or rolls it back)
+        except BaseException:  # (Ctrl-C while waiting) its results are not read: a new one
             self.drop()
             raise
         good = (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK)
-        for result in results:
-            if result.status not in good:
-                error = " ".join(result.error_message.decode(errors="replace").split())
-                self.rollback()
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {error}")
-        return results
+        for result in found:
+            if result.status in good or result.status == psycopg.pq.ExecStatus.PIPELINE_ABORTED:
+                continue
+            # a statement prepared in this message may not be there: prepared again
+            self.prepared = {k: v for k, v in self.prepared.items() if v not in sent}
+            error = psycopg.errors.error_from_result(result, self.driver.info.encoding)
+            self.rollback()
+            if raised:
+                raise error
+            message = " ".join(result.error_message.decode(errors="replace").split())
+            raise optuna.exceptions.StorageInternalError(f"A statement failed: {message}")
+        return [result for result, prepares in zip(found, sent, strict=True) if prepares is None]
 
     def rollback(self) -> None:
         """Its transaction rolled back (a new connection next time if that fails)."""
@@ -264,7 +326,7 @@ class WorkerStorage(_CachedStorage):
             fresh = block.raw is None  # a transaction of its own: it can begin again
             block.raw = channel  # the block's transaction, committed at its end
             block.raw, found = self._retrying(
-                "_asker", channel, lambda driver: self._make(driver, study_id, made, params), fresh
+                "_asker", channel, lambda on: _make_on(on, study_id, made, params), fresh
             )
         else:
             with self._transaction() as connection:
@@ -694,34 +756,27 @@ class WorkerStorage(_CachedStorage):
         written = _writing_pending(block.pending, block.ends)
         block.pending, block.ends = {}, {}
 
-        def commit(driver: Any) -> Any:
-            with _pipeline(driver):
-                cursor = driver.execute(*written[:2]) if written is not None else None
-                driver.commit()
-            return cursor
-
-        _, cursor = self._retrying("_asker", channel, commit, again=False)
+        writes = [] if written is None else [written[:2]]
+        _, results = self._retrying(
+            "_asker", channel, lambda on: on.run(*writes, ("COMMIT", None)), again=False
+        )
         block.raw = None
         block.made.clear()  # committed: a later rollback of the block leaves them
         if written is not None:
-            self._check(_one(cursor), written[2], channel.driver)
+            self._check(_counts(results[0]), written[2], channel.driver)
 
     def _send_raw(self, block: _Block) -> None:
         """The block's transaction on the asking connection (the trials it made), with the
         writes waiting in it, sent with its commit in one message and not waited for:
-        :meth:`settle` (or the next trial's making) reads the result, while the trial runs.
-        The statement's values go as SQL literals (psycopg's quoting): one message holds
-        the statement and the commit."""
+        :meth:`settle` (or the next trial's making) reads the result, while the trial runs."""
         channel = block.raw
         assert channel is not None
         written = _writing_pending(block.pending, block.ends)
         block.pending, block.ends = {}, {}
-        command, expected = "COMMIT", list[tuple[int, int]]()
+        writes, expected = [], list[tuple[int, int]]()
         if written is not None:
-            statement, params, expected = written
-            quoted = psycopg.ClientCursor(channel.driver).mogrify(statement, params)
-            command = f"{quoted}; COMMIT"
-        channel.send(command.encode(channel.driver.info.encoding))
+            writes, expected = [written[:2]], written[2]
+        channel.send(*writes, ("COMMIT", None))
         self._asking = (list(block.made), expected)
         block.committed = True
         block.raw = None
@@ -736,10 +791,8 @@ class WorkerStorage(_CachedStorage):
         try:
             results = _results(self._asker)
             if expected:
-                row = results[0]
-                counts = [int(row.get_value(0, i)) for i in range(row.nfields)]
                 try:
-                    self._check(counts, expected)
+                    self._check(_counts(results[0]), expected)
                 except optuna.exceptions.UpdateFinishedTrialError as exc:
                     raise optuna.exceptions.StorageInternalError(str(exc)) from None
         except BaseException:
@@ -777,11 +830,12 @@ class WorkerStorage(_CachedStorage):
         study_id = self._trial_id_to_study_id_and_number[next(iter(ends))][0]
         asked = self._next_read(study_id)[0]
 
-        def write(driver: Any) -> tuple[tuple[Any, ...], list[Any]]:
-            with _pipeline(driver):  # BEGIN, the statement, the read: one round trip
-                cursor = driver.execute(statement, params)
-                ahead = driver.execute(_NEW_OR_UNFINISHED, asked)
-            return _one(cursor), ahead.fetchall()
+        def write(on: _Channel) -> tuple[list[int], list[tuple[int, str]]]:
+            # BEGIN, the statement, the read: one round trip
+            *_, done, ahead = on.run(*_begin(on), (statement, params), (_NEW_OR_UNFINISHED, asked))
+            found = range(ahead.ntuples)
+            rows = [(int(ahead.get_value(r, 0)), ahead.get_value(r, 1).decode()) for r in found]
+            return _counts(done), rows
 
         channel, (counts, rows) = self._retrying("_ender", channel, write, again=True)
         try:
@@ -789,7 +843,7 @@ class WorkerStorage(_CachedStorage):
         except BaseException:
             channel.rollback()
             raise
-        channel.send(b"COMMIT")  # (psycopg reads the transaction's state from libpq)
+        channel.send(("COMMIT", None))  # (psycopg reads the transaction's state from libpq)
         self._sending = list(ends)
         self._ahead[study_id] = (asked, rows)
 
@@ -823,16 +877,16 @@ class WorkerStorage(_CachedStorage):
             raise
 
     def _retrying(
-        self, name: str, channel: _Channel, work: Callable[[Any], _T], again: bool
+        self, name: str, channel: _Channel, work: Callable[[_Channel], _T], again: bool
     ) -> tuple[_Channel, _T]:
-        """``work(driver)`` on the storage's connection ``name`` (``channel``), and with
+        """``work(channel)`` on the storage's connection ``name`` (``channel``), and with
         ``again``, once more on a new one if the server had closed it (nothing of its
         transaction was committed); the connection it ran on, and its result. A database
         error as Optuna raises it, the connection rolled back (let go, if it is broken)."""
         while True:
             driver = channel.driver
             try:
-                return channel, work(driver)
+                return channel, work(channel)
             except self._errors as exc:
                 broken = driver.broken
                 if broken:
@@ -1068,11 +1122,86 @@ _NEW_OR_UNFINISHED = (
 )
 
 
+def _make_on(
+    channel: _Channel, study_id: int, made: str, params: dict[str, Any]
+) -> tuple[int, int]:
+    """:meth:`WorkerStorage._make` on ``channel``: BEGIN (unless its transaction has begun),
+    the study's lock and the making in one round trip."""
+    *_, making = channel.run(*_begin(channel), (_LOCK_STUDY, {"study": study_id}), (made, params))
+    if making.ntuples == 0:
+        raise KeyError(f"No study with study_id {study_id} exists.")
+    return int(making.get_value(0, 0)), int(making.get_value(0, 1))
+
+
+def _begin(channel: _Channel) -> list[tuple[str, None]]:
+    """BEGIN, if ``channel`` has no transaction open."""
+    idle = channel.driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    return [("BEGIN", None)] if idle else []
+
+
+def _counts(result: Any) -> list[int]:
+    """The one row of integers of a statement's ``result``."""
+    return [int(result.get_value(0, i)) for i in range(result.nfields)]
+
+
 def _results(channel: _Channel | None) -> list[Any]:
     """The results of the command sent on ``channel`` and not waited for, waited for."""
     if channel is None or channel.dropped:
         raise optuna.exceptions.StorageInternalError("the connection was lost")
     return channel.results()
+
+
+_PREPARED = 64
+"""Statements a :class:`_Channel` prepares (a sweep's are a handful); any others go
+unnamed."""
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_OIDS = {bool: 16, int: 20, float: 701}  # PostgreSQL's types: bool, int8, float8
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(statement: str) -> tuple[str, tuple[str, ...]]:
+    """``statement`` with its ``%(name)s`` parameters as PostgreSQL numbers them (``$1``),
+    and their names in that order."""
+    names: list[str] = []
+
+    def number(found: re.Match[str]) -> str:
+        if found[1] not in names:
+            names.append(found[1])
+        return f"${names.index(found[1]) + 1}"
+
+    return _PLACEHOLDER.sub(number, statement), tuple(names)
+
+
+def _as_text(values: list[Any], encoding: str) -> tuple[list[bytes | None], tuple[int, ...]]:
+    """``values`` as PostgreSQL reads them in text, and their types as psycopg gives them
+    (a string's left to the server, as psycopg leaves it; an enum as its name; a list as
+    an array of integers)."""
+    texts: list[bytes | None] = []
+    types: list[int] = []
+    for value in values:
+        if isinstance(value, enum.Enum):
+            value = value.name
+        oid = _OIDS.get(type(value), 0)
+        if value is None:
+            text = None
+        elif isinstance(value, bool):
+            text = b"t" if value else b"f"
+        elif isinstance(value, int):
+            text, oid = str(value).encode(), 20 if -(2**63) <= value < 2**63 else 1700
+        elif isinstance(value, float):
+            text = repr(value).encode() if math.isfinite(value) else _FLOATS[str(value)]
+        elif isinstance(value, datetime):  # (timestamptz with a zone, else timestamp)
+            text, oid = value.isoformat(sep=" ").encode(), 1184 if value.tzinfo else 1114
+        elif isinstance(value, list):
+            text, oid = ("{" + ",".join(str(int(v)) for v in value) + "}").encode(), 1016
+        else:
+            text = str(value).encode(encoding)
+        texts.append(text)
+        types.append(oid)
+    return texts, tuple(types)
+
+
+_FLOATS = {"inf": b"Infinity", "-inf": b"-Infinity", "nan": b"NaN"}
 
 
 def _driver(connection: Connection | PoolProxiedConnection) -> Any:
