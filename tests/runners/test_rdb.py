@@ -249,6 +249,28 @@ def test_other_workers_trials_are_read_as_optuna_reads_them(
     assert sent["statements"] == 1  # both ended: nothing to read whole
 
 
+def test_a_worker_lists_the_trials_by_number_whatever_order_they_reach_it_in(
+    url: str, worker: WorkerStorage
+) -> None:
+    """A trial made here after another worker's trial not yet read here, then that one:
+    the list is by number (sorted again); later trials after them are added in order."""
+    study_id = worker.get_study_id_from_name("s")
+    assert worker.get_all_trials(study_id) == []
+    other = optuna.load_study(study_name="s", storage=url)
+    other.tell(other.ask(), 1.0)  # number 0, not read here yet
+    made = worker.create_new_trial(study_id)
+    assert worker.get_trial(made).number == 1
+    assert [t.number for t in worker.get_all_trials(study_id)] == [0, 1]
+    other.tell(other.ask(), 2.0)
+    listed = worker.get_all_trials(study_id)
+    assert [(t.number, t.state) for t in listed] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.RUNNING),
+        (2, TrialState.COMPLETE),
+    ]
+    assert [trial_fields(t) for t in listed] == [trial_fields(t) for t in other.get_trials()]
+
+
 def test_workers_making_trials_at_once_get_every_number_once(url: str) -> None:
     """Four workers, each its own connection, make trials at the same time: the numbers are
     0..n-1, each once (the study's row is locked while the trials are counted)."""

@@ -939,8 +939,15 @@ class WorkerStorage(_CachedStorage):
             return listed(ordered, states, deepcopy)
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
-        self._ordered.pop(study_id, None)
+        """Optuna's; the study's trials by number kept if the trials come after them, in
+        order (a trial made, or the others' new trials), else sorted again when asked for
+        (a study's cost must not grow with its trials at every trial)."""
+        ordered = self._ordered.pop(study_id, None)
         super()._add_trials_to_cache(study_id, trials)
+        numbers = [ordered[-1].number if ordered else -1, *(t.number for t in trials)]
+        if ordered is not None and all(a < b for a, b in itertools.pairwise(numbers)):
+            ordered.extend(trials)
+            self._ordered[study_id] = ordered
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         """The study's new and unfinished trials, asked for by id and state in one query;
@@ -952,7 +959,8 @@ class WorkerStorage(_CachedStorage):
             if study_id in block.once:
                 return
             block.once.add(study_id)
-        asked, watched, own, known = self._next_read(study_id)
+        asked, watched, own = self._next_read(study_id)
+        known = self._trial_id_to_study_id_and_number  # (this thread alone adds to it)
         seen = asked["seen"]
         study = self._studies[study_id]
         ahead = self._ahead.pop(study_id, None)
@@ -991,10 +999,9 @@ class WorkerStorage(_CachedStorage):
                 else:
                     study.unfinished_trial_ids.add(trial._trial_id)
 
-    def _next_read(self, study_id: int) -> tuple[dict[str, Any], set[int], set[int], set[int]]:
+    def _next_read(self, study_id: int) -> tuple[dict[str, Any], set[int], set[int]]:
         """What the study's read asks the database (:data:`_NEW_OR_UNFINISHED`'s
-        parameters), the study's unfinished trials known, those running here, and every
-        trial known."""
+        parameters), the study's unfinished trials known, and those running here."""
         with self._lock:
             if study_id not in self._studies:
                 self._studies[study_id] = _StudyInfo()
@@ -1002,9 +1009,8 @@ class WorkerStorage(_CachedStorage):
             watched = set(study.unfinished_trial_ids)
             own = {t for t in self._own if self._trial_id_to_study_id_and_number[t][0] == study_id}
             seen = self._seen.get(study_id, -1)
-            known = set(self._trial_id_to_study_id_and_number)
         asked = {"study": study_id, "seen": seen, "ids": sorted(watched | own)}
-        return asked, watched, own, known
+        return asked, watched, own
 
     def _leave_out(self, state: ORMExecuteState) -> None:
         left_out: set[int] = getattr(self._thread, "left_out", set())
