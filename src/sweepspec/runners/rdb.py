@@ -184,26 +184,34 @@ class _Channel:
             raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
 
     def _send(self, commands: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
-        connection = self.driver.pgconn
         encoding = self.driver.info.encoding
-        self.sent = []
-        connection.enter_pipeline_mode()
+        given = []  # (every value converted before anything is sent)
         for statement, params in commands:
             query, names = _numbered(statement)
-            values, types = _as_text([(params or {})[name] for name in names], encoding)
-            name = self.prepared.get((query, types))
-            if name is None and len(self.prepared) < _PREPARED:
-                name = self.prepared[query, types] = f"sweepspec_{next(self.names)}".encode()
-                connection.send_prepare(name, query.encode(encoding), types)
-                self.sent.append(name)
-            if name is None:  # (too many kinds of statement: the rest are not kept)
-                connection.send_query_params(query.encode(encoding), values, types)
-            else:
-                connection.send_query_prepared(name, values)
-            self.sent.append(None)
-        connection.pipeline_sync()
-        while connection.flush():  # (a non-blocking connection: wait until it is sent)
-            wait_on([], [connection.socket], [])
+            given.append((query, *_as_text([(params or {})[name] for name in names], encoding)))
+        connection = self.driver.pgconn
+        self.sent = []
+        try:
+            connection.enter_pipeline_mode()
+            for query, values, types in given:
+                name = self.prepared.get((query, types))
+                if name is None and len(self.prepared) < _PREPARED:
+                    name = self.prepared[query, types] = f"sweepspec_{next(self.names)}".encode()
+                    connection.send_prepare(name, query.encode(encoding), types)
+                    self.sent.append(name)
+                if name is None:  # (too many kinds of statement: the rest are not kept)
+                    connection.send_query_params(query.encode(encoding), values, types)
+                else:
+                    connection.send_query_prepared(name, values)
+                self.sent.append(None)
+            connection.pipeline_sync()
+            while connection.flush():  # (a non-blocking connection: wait until it is sent)
+                wait_on([], [connection.socket], [])
+        except self.errors:
+            raise  # (the caller lets the connection go, or rolls it back)
+        except BaseException:  # (Ctrl-C while sending) what was sent is not known: a new one
+            self.drop()
+            raise
 
     def _read(self, raised: bool) -> list[Any]:
         sent, self.sent = self.sent, []
@@ -1161,7 +1169,6 @@ _PREPARED = 64
 """Statements a :class:`_Channel` prepares (a sweep's are a handful); any others go
 unnamed."""
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-_OIDS = {bool: 16, int: 20, float: 701}  # PostgreSQL's types: bool, int8, float8
 
 
 @functools.lru_cache(maxsize=256)
@@ -1180,22 +1187,25 @@ def _numbered(statement: str) -> tuple[str, tuple[str, ...]]:
 
 def _as_text(values: list[Any], encoding: str) -> tuple[list[bytes | None], tuple[int, ...]]:
     """``values`` as PostgreSQL reads them in text, and their types as psycopg gives them
-    (a string's left to the server, as psycopg leaves it; an enum as its name; a list as
-    an array of integers)."""
+    (bool, int8, float8, timestamp; a string's left to the server, as psycopg leaves it; an
+    enum as its name; a list as an array of integers)."""
     texts: list[bytes | None] = []
     types: list[int] = []
     for value in values:
         if isinstance(value, enum.Enum):
             value = value.name
-        oid = _OIDS.get(type(value), 0)
+        elif type(value).__module__ == "numpy":  # a NumPy number: the Python one it holds
+            value = value.item()
+        oid = 0
         if value is None:
             text = None
         elif isinstance(value, bool):
-            text = b"t" if value else b"f"
+            text, oid = (b"t" if value else b"f"), 16
         elif isinstance(value, int):
-            text, oid = str(value).encode(), 20 if -(2**63) <= value < 2**63 else 1700
+            text, oid = str(int(value)).encode(), 20 if -(2**63) <= value < 2**63 else 1700
         elif isinstance(value, float):
-            text = repr(value).encode() if math.isfinite(value) else _FLOATS[str(value)]
+            shown = float.__repr__(value)
+            text, oid = (shown.encode() if math.isfinite(value) else _FLOATS[shown]), 701
         elif isinstance(value, datetime):  # (timestamptz with a zone, else timestamp)
             text, oid = value.isoformat(sep=" ").encode(), 1184 if value.tzinfo else 1114
         elif isinstance(value, list):
