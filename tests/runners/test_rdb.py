@@ -27,7 +27,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, WorkerStorage, _as_text
+from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, _TRIAL_STATE, WorkerStorage, _as_text
 
 LOGS: dict[str, Path] = {}  # a PostgreSQL database's URL -> its server's log
 
@@ -603,3 +603,27 @@ def test_values_go_to_the_server_as_text_it_reads_back_as_given(url: str) -> Non
         b"{1,2}",
         b"1180591620717411303424",
     ]
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_a_rollback_leaves_the_statements_a_connection_prepared(
+    url: str, worker: WorkerStorage
+) -> None:
+    """psycopg's own queries on a connection the storage holds (a refused write's check)
+    are never prepared by psycopg, whose rollback would then deallocate every prepared
+    statement on it, this module's too: the next trial is made with them."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        first = worker.create_new_trial(study_id)
+    worker.settle()
+    channel = worker._asker
+    assert channel is not None
+    for _ in range(6):  # (psycopg prepares a query from its fifth run, unless told not to)
+        channel.driver.execute(_TRIAL_STATE, {"trial": first})
+    channel.rollback()
+    with worker.one_transaction():
+        second = worker.create_new_trial(study_id)
+    worker.settle()
+    assert worker._asker is channel  # the same connection, its statements still there
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t._trial_id, t.number) for t in stored] == [(first, 0), (second, 1)]

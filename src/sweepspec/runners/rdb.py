@@ -924,6 +924,9 @@ class WorkerStorage(_CachedStorage):
                 held.close()
                 return None
             driver.autocommit = False
+            # psycopg prepares none of its own here: its rollback would then deallocate
+            # every prepared statement, this module's too (DEALLOCATE ALL)
+            driver.prepare_threshold = None
             channel = _Channel(held, driver, self._errors)
             setattr(self, name, channel)
         return channel
