@@ -627,3 +627,45 @@ def test_a_rollback_leaves_the_statements_a_connection_prepared(
     assert worker._asker is channel  # the same connection, its statements still there
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t._trial_id, t.number) for t in stored] == [(first, 0), (second, 1)]
+
+
+REFUSE_MAKING = """
+CREATE FUNCTION refuse_making() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'no trial %', NEW.number;
+END $$;
+CREATE TRIGGER refuse_making BEFORE INSERT ON trials
+    FOR EACH ROW EXECUTE FUNCTION refuse_making();
+"""
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_a_making_the_server_refused_is_raised_and_its_connection_goes_on(
+    url: str, worker: WorkerStorage
+) -> None:
+    """The server refuses a making (a trigger of its own): the block raises Optuna's error
+    with the server's words, nothing of it is in the study or listed here, and the next
+    making goes on the same connection, with the statements it prepared."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        first = worker.create_new_trial(study_id)
+    worker.settle()
+    channel = worker._asker
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(REFUSE_MAKING)
+    with pytest.raises(optuna.exceptions.StorageInternalError) as refused:
+        with worker.one_transaction():
+            worker.create_new_trial(study_id)
+    assert str(refused.value) == (
+        "A statement failed: no trial 1 CONTEXT: PL/pgSQL function refuse_making() line 3 at RAISE"
+    )
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TRIGGER refuse_making ON trials")
+    with worker.one_transaction():
+        second = worker.create_new_trial(study_id)
+    worker.settle()
+    assert worker._asker is channel and not channel.dropped
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t._trial_id, t.number) for t in stored] == [(first, 0), (second, 1)]
+    listed = worker.get_all_trials(study_id)
+    assert [(t._trial_id, t.number) for t in listed] == [(first, 0), (second, 1)]

@@ -165,7 +165,7 @@ class _Channel:
             self._send(commands)
         except self.errors as exc:
             self.drop()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            raise _failed(exc) from exc
 
     def run(self, *commands: tuple[str, dict[str, Any] | None]) -> list[Any]:
         """``commands`` sent and their results waited for; a database error as psycopg
@@ -181,7 +181,7 @@ class _Channel:
             return self._read(raised=False)
         except self.errors as exc:
             self.drop()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            raise _failed(exc) from exc
 
     def _send(self, commands: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         encoding = self.driver.info.encoding
@@ -244,8 +244,7 @@ class _Channel:
             self.rollback()
             if raised:
                 raise error
-            message = " ".join(result.error_message.decode(errors="replace").split())
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {message}")
+            raise _failed(result.error_message.decode(errors="replace"))
         return [result for result, prepares in zip(found, sent, strict=True) if prepares is None]
 
     def rollback(self) -> None:
@@ -598,7 +597,7 @@ class WorkerStorage(_CachedStorage):
             with self._single.connect() as connection:
                 yield connection
         except self._errors as exc:
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            raise _failed(exc) from exc
 
     @contextmanager
     def _direct(self) -> Iterator[Any]:
@@ -615,7 +614,7 @@ class WorkerStorage(_CachedStorage):
             try:
                 yield block.raw.driver
             except self._errors as exc:
-                raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+                raise _failed(exc) from exc
             return
         held = getattr(self._thread, "held", None)
         try:
@@ -629,7 +628,7 @@ class WorkerStorage(_CachedStorage):
             if held is not None:
                 with contextlib.suppress(Exception):
                     held.invalidate()
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            raise _failed(exc) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -643,7 +642,7 @@ class WorkerStorage(_CachedStorage):
             with self._backend.engine.begin() as connection:
                 yield connection
         except self._errors as exc:
-            raise optuna.exceptions.StorageInternalError(f"A statement failed: {exc}") from exc
+            raise _failed(exc) from exc
 
     def _begin(self, block: _Block) -> Connection:
         """The block's database transaction, begun now if it has none; Optuna's own reads
@@ -902,9 +901,7 @@ class WorkerStorage(_CachedStorage):
                 else:
                     channel.rollback()
                 if not (broken and again):
-                    raise optuna.exceptions.StorageInternalError(
-                        f"A statement failed: {exc}"
-                    ) from exc
+                    raise _failed(exc) from exc
                 again = False
                 fresh = self._channel(name)
                 assert fresh is not None
@@ -1159,6 +1156,15 @@ def _begin(channel: _Channel) -> list[tuple[str, None]]:
 def _counts(result: Any) -> list[int]:
     """The one row of integers of a statement's ``result``."""
     return [int(result.get_value(0, i)) for i in range(result.nfields)]
+
+
+def _failed(error: object) -> optuna.exceptions.StorageInternalError:
+    """Optuna's error for a statement that failed, with the database's words on one line
+    (the server's CONTEXT, the driver's hints and SQLAlchemy's statement are on lines of
+    their own)."""
+    return optuna.exceptions.StorageInternalError(
+        f"A statement failed: {' '.join(str(error).split())}"
+    )
 
 
 def _results(channel: _Channel | None) -> list[Any]:
