@@ -125,10 +125,6 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-STOLEN: list[float] = []
-"""Per run timed (:func:`timed`), the CPU time the hypervisor gave to others meanwhile."""
-
-
 def steal() -> float:
     """Seconds of CPU time taken by the hypervisor so far, all CPUs (``/proc/stat``'s
     ``steal``); 0 where there is no such count."""
@@ -140,17 +136,17 @@ def steal() -> float:
         return 0.0
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    """Wall time of one fresh process; its error output when it fails. The CPU time stolen
-    meanwhile goes to :data:`STOLEN`."""
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time of one fresh process, and the CPU time the hypervisor took meanwhile; its
+    error output when it fails."""
     stolen = steal()
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    STOLEN.append(steal() - stolen)
+    stolen = steal() - stolen
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return seconds
+    return seconds, stolen
 
 
 def sweepspec(*args: str) -> list[str]:
@@ -210,7 +206,7 @@ def scale(work: Path, storage: str | None, trials: int, sleep: float) -> float:
             {"sleepy.py": SLEEPY.format(sleep=sleep), "sweep.yaml": SLEEPY_SPEC.format(name=name)},
         )
         args = ["run", "sweep.yaml", "--trials", str(trials), "--tracker", "none"]
-        wall = timed(sweepspec(*args, "--workers", str(workers), *storage_args(storage)), folder)
+        wall, _ = timed(sweepspec(*args, "--workers", str(workers), *storage_args(storage)), folder)
         seconds, done = span(folder, storage)
         if done != trials:
             raise SystemExit(f"{done} trials finished, not {trials}")
@@ -253,15 +249,15 @@ def size(
                 },
             )
             if kind == "memory":
-                took = timed([sys.executable, "memory.py", str(n)], folder)
+                took, lost = timed([sys.executable, "memory.py", str(n)], folder)
             elif kind == "optuna":
                 where = storage or str(folder / "plain.journal")
-                took = timed([sys.executable, "memory.py", str(n), where], folder)
+                took, lost = timed([sys.executable, "memory.py", str(n), where], folder)
             else:
                 args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
-                took = timed(sweepspec(*args, *storage_args(storage)), folder)
+                took, lost = timed(sweepspec(*args, *storage_args(storage)), folder)
             runs.setdefault(kind, []).append(took)
-            stolen.setdefault(kind, []).append(STOLEN[-1])
+            stolen.setdefault(kind, []).append(lost)
         times = {kind: statistics.median(took) for kind, took in runs.items()}
         if repeat > 1:
             print(

@@ -333,7 +333,7 @@ class WorkerStorage(_CachedStorage):
             fresh = block.raw is None  # a transaction of its own: it can begin again
             block.raw = channel  # the block's transaction, committed at its end
             block.raw, found = self._retrying(
-                "_asker", channel, lambda on: _make_on(on, study_id, made, params), fresh
+                "_asker", channel, lambda on: self._make_on(on, study_id, made, params), fresh
             )
         else:
             with self._transaction() as connection:
@@ -350,19 +350,27 @@ class WorkerStorage(_CachedStorage):
 
     @staticmethod
     def _make(driver: Any, study_id: int, made: str, params: dict[str, Any]) -> tuple[Any, ...]:
-        """:func:`_making`'s statement, after the study's row is locked: the trial's id and
-        number."""
+        """:func:`_making`'s statement, after the study's row is locked (:data:`_LOCK_STUDY`),
+        in the block's transaction through SQLAlchemy: the trial's id and number."""
         with _pipeline(driver):  # one round trip (BEGIN included)
-            # the study's row locked, and (SET LOCAL, in the same statement) an ask's
-            # commit need not wait for the disk: the trial's end, which does, makes it
-            # durable too (PostgreSQL writes its log in order); a server that crashes in
-            # between loses a trial that had not ended
             driver.execute(_LOCK_STUDY, {"study": study_id})
             making = driver.execute(made, params)
         found = making.fetchone()
         if found is None:
             raise KeyError(f"No study with study_id {study_id} exists.")
         return tuple(found)
+
+    @staticmethod
+    def _make_on(
+        channel: _Channel, study_id: int, made: str, params: dict[str, Any]
+    ) -> tuple[int, int]:
+        """:meth:`_make` on the storage's asking connection: BEGIN (unless its transaction
+        has begun), the study's lock and the making in one round trip."""
+        lock = (_LOCK_STUDY, {"study": study_id})
+        *_, making = channel.run(*_begin(channel), lock, (made, params))
+        if making.ntuples == 0:
+            raise KeyError(f"No study with study_id {study_id} exists.")
+        return int(making.get_value(0, 0)), int(making.get_value(0, 1))
 
     def _made(self, trial_id: int) -> None:
         block = self._block()
@@ -1115,6 +1123,9 @@ _SQL_TYPES = {
     table.name: {c.name: c.type.compile(dialect=_DIALECT) for c in table.c}
     for table in (_PARAMS, _VALUES, _INTERMEDIATE, _USER_ATTRS, _SYSTEM_ATTRS)
 }
+# the study's row locked, and (SET LOCAL, in the same statement) an ask's commit need not
+# wait for the disk: the trial's end, which does, makes it durable too (PostgreSQL writes its
+# log in order); a server that crashes in between loses a trial that had not ended
 _LOCK_STUDY = (
     "SELECT study_id, set_config('synchronous_commit', 'off', true) FROM studies "
     "WHERE study_id = %(study)s FOR UPDATE"
@@ -1134,17 +1145,6 @@ _NEW_OR_UNFINISHED = (
     "SELECT trial_id, state FROM trials WHERE study_id = %(study)s "
     "AND (trial_id > %(seen)s OR trial_id = ANY(%(ids)s))"
 )
-
-
-def _make_on(
-    channel: _Channel, study_id: int, made: str, params: dict[str, Any]
-) -> tuple[int, int]:
-    """:meth:`WorkerStorage._make` on ``channel``: BEGIN (unless its transaction has begun),
-    the study's lock and the making in one round trip."""
-    *_, making = channel.run(*_begin(channel), (_LOCK_STUDY, {"study": study_id}), (made, params))
-    if making.ntuples == 0:
-        raise KeyError(f"No study with study_id {study_id} exists.")
-    return int(making.get_value(0, 0)), int(making.get_value(0, 1))
 
 
 def _begin(channel: _Channel) -> list[tuple[str, None]]:
