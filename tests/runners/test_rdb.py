@@ -122,6 +122,36 @@ def test_a_running_trial_is_written_at_once_and_not_read_back(
     assert worker.direct == url.startswith("postgresql")
 
 
+def test_a_running_trial_given_is_a_copy_neither_side_writes_to(
+    url: str, worker: WorkerStorage
+) -> None:
+    study_id = worker.get_study_id_from_name("s")
+    trial_id = worker.create_new_trial(study_id)
+    worker.set_trial_param(trial_id, "x", 0.25, FloatDistribution(0.0, 1.0))
+    given = worker.get_trial(trial_id)
+    # what Optuna's Trial writes to the trial it was given stays there
+    given.params["y"] = 1
+    given.distributions["y"] = IntDistribution(0, 2)
+    given.user_attrs["a"] = 1
+    given.system_attrs["b"] = 2
+    given.intermediate_values[0] = 0.5
+    again = worker.get_trial(trial_id)
+    assert (again.params, again.user_attrs, again.system_attrs, again.intermediate_values) == (
+        {"x": 0.25},
+        {"sweepspec.worker": "host:1"},
+        {},
+        {},
+    )
+    assert again.distributions == {"x": FloatDistribution(0.0, 1.0)}
+    # and what the storage writes later is not in the copy given before
+    worker.set_trial_user_attr(trial_id, "c", 3)
+    worker.set_trial_intermediate_value(trial_id, 1, 0.75)
+    worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [1.0])
+    assert (again.state, again.values, again.intermediate_values) == (TrialState.RUNNING, None, {})
+    assert "c" not in again.user_attrs
+    assert worker.get_trial(trial_id).values == [1.0]
+
+
 def test_an_ended_trial_is_read_back_as_the_database_has_it(
     url: str, worker: WorkerStorage
 ) -> None:

@@ -380,7 +380,7 @@ class WorkerStorage(_CachedStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         own = self._own.get(trial_id)
         if own is not None:
-            return copy.deepcopy(own)
+            return _copied(own)
         return super().get_trial(trial_id)
 
     def set_trial_param(
@@ -1343,6 +1343,23 @@ def _running(number: int, trial_id: int, start: datetime, attrs: dict[str, Any])
         intermediate_values={},
         trial_id=trial_id,
     )
+
+
+def _copied(trial: FrozenTrial) -> FrozenTrial:
+    """A trial this process runs, as ``get_trial`` gives it: a copy that this storage's
+    later writes leave as it is, and that Optuna's ``Trial`` writes to (its parameters,
+    attributes and intermediate values, each its own dict; the values themselves are
+    shared, as Optuna's own storages share whole trials). A deep copy cost a sampled trial
+    about 0.13 ms (two per trial: Optuna's ``Trial`` and its tell)."""
+    copied = copy.copy(trial)
+    copied._params = dict(trial._params)
+    copied._distributions = dict(trial._distributions)
+    copied._user_attrs = dict(trial._user_attrs)
+    copied._system_attrs = dict(trial._system_attrs)
+    copied.intermediate_values = dict(trial.intermediate_values)
+    if trial._values is not None:
+        copied._values = list(trial._values)
+    return copied
 
 
 def _number(trial: FrozenTrial) -> int:
