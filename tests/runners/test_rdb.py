@@ -27,7 +27,13 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from sweepspec.runners.rdb import _NEW_OR_UNFINISHED, _TRIAL_STATE, WorkerStorage, _as_text
+from sweepspec.runners.rdb import (
+    _NEW_OR_UNFINISHED,
+    _TRIAL_STATE,
+    WorkerStorage,
+    _as_text,
+    _numbered,
+)
 
 LOGS: dict[str, Path] = {}  # a PostgreSQL database's URL -> its server's log
 
@@ -527,7 +533,7 @@ def test_a_tell_brings_back_the_next_read_of_its_study(url: str, worker: WorkerS
     worker.settle()
 
     def asked() -> int:  # the reads of which trials are new or unfinished, so far
-        return LOGS[url].read_text(errors="replace").count(_NEW_OR_UNFINISHED[:40])
+        return LOGS[url].read_text(errors="replace").count(_NEW_OR_UNFINISHED.split("%")[0])
 
     before = asked()
     listed = worker.get_all_trials(study_id)  # (the trial made elsewhere is read whole)
@@ -540,6 +546,64 @@ def test_a_tell_brings_back_the_next_read_of_its_study(url: str, worker: WorkerS
     assert [t.state for t in worker.get_all_trials(study_id)] == [TrialState.COMPLETE] * 2
     assert asked() == before + 1
     other.engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_the_read_gives_each_new_or_unfinished_trial_of_its_study_once(url: str) -> None:
+    """:data:`_NEW_OR_UNFINISHED`: the study's trials after the last seen (this worker's own
+    among them) and its unfinished trials known, each once; not another study's."""
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name("s")
+    other_study = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "other")
+    ids = [storage.create_new_trial(study_id) for _ in range(5)]
+    storage.create_new_trial(other_study)
+    storage.set_trial_state_values(ids[0], TrialState.COMPLETE, [1.0])
+    storage.set_trial_state_values(ids[3], TrialState.FAIL)
+    storage.engine.dispose()
+    # seen up to the fourth; the first, second and third known unfinished, the fifth its own
+    asked = {"study": study_id, "seen": ids[3], "ids": [ids[0], ids[1], ids[2], ids[4]]}
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(_NEW_OR_UNFINISHED, asked).fetchall()
+        none_seen = connection.execute(_NEW_OR_UNFINISHED, {**asked, "seen": -1}).fetchall()
+    assert sorted(rows) == [
+        (ids[0], "COMPLETE"),
+        (ids[1], "RUNNING"),
+        (ids[2], "RUNNING"),
+        (ids[4], "RUNNING"),
+    ]
+    assert sorted(none_seen) == [
+        (ids[0], "COMPLETE"),
+        (ids[1], "RUNNING"),
+        (ids[2], "RUNNING"),
+        (ids[3], "FAIL"),
+        (ids[4], "RUNNING"),
+    ]
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_the_storages_connections_plan_each_statement_once_and_read_by_the_key(
+    url: str, worker: WorkerStorage
+) -> None:
+    """On its own connections a worker's statements keep one plan each (none is planned
+    again at each run); the read's plan goes by the trials' primary key, not through every
+    trial of the study (its index)."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        made = worker.create_new_trial(study_id)
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(made, TrialState.COMPLETE, [1.0])
+    worker.settle()
+    channels = [worker._asker, worker._ender]
+    assert all(c is not None for c in channels)
+    modes = [c.driver.execute("SHOW plan_cache_mode").fetchone() for c in channels if c]
+    assert modes == [("force_generic_plan",)] * 2
+    read, _ = _numbered(_NEW_OR_UNFINISHED)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        connection.execute(f"PREPARE read (smallint, smallint, integer[]) AS {read}")
+        plan = " ".join(r[0] for r in connection.execute("EXPLAIN EXECUTE read(1, 0, '{1}')"))
+    assert "trials_pkey" in plan
+    assert "ix_trials_study_id" not in plan
 
 
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)
