@@ -580,6 +580,25 @@ def test_the_read_gives_each_new_or_unfinished_trial_of_its_study_once(url: str)
     ]
 
 
+def test_trials_are_numbered_as_optuna_numbers_them_whoever_makes_them(
+    url: str, worker: WorkerStorage
+) -> None:
+    """A study's trials are numbered by the count of its trials before them, as Optuna's
+    own storage numbers them, between trials that Optuna makes, in other studies too."""
+    plain = optuna.storages.RDBStorage(url)
+    directions = [optuna.study.StudyDirection.MINIMIZE]
+    study, other = plain.get_study_id_from_name("s"), plain.create_new_study(directions, "o")
+    made = [plain.create_new_trial(study), plain.create_new_trial(study)]
+    made += [plain.create_new_trial(other) for _ in range(3)]
+    made.append(worker.create_new_trial(study))
+    made.append(plain.create_new_trial(study))
+    made.append(worker.create_new_trial(other))
+    made.append(worker.create_new_trial(plain.create_new_study(directions, "new")))
+    made.append(plain.create_new_trial(other))
+    assert [plain.get_trial(t).number for t in made] == [0, 1, 0, 1, 2, 2, 3, 3, 0, 4]
+    plain.engine.dispose()
+
+
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)
 def test_the_storages_connections_plan_each_statement_once_and_read_by_the_key(
     url: str, worker: WorkerStorage

@@ -318,9 +318,9 @@ class WorkerStorage(_CachedStorage):
         return trial_id
 
     def _create_running(self, study_id: int) -> int:
-        """A running trial, in a transaction: the study's row locked while its trials are
-        counted for the number, as Optuna does; the trial made with the worker's attributes
-        and its first heartbeat in the same statement."""
+        """A running trial, in a transaction: the study's row locked while it is numbered,
+        as Optuna does (:func:`_making`); the trial made with the worker's attributes and its
+        first heartbeat in the same statement."""
         now = datetime.now()
         made, params = _making(study_id, now, self.new_trial_attrs)
         block = self._block()
@@ -1387,13 +1387,21 @@ def _state(state: Any) -> TrialState:
 
 
 def _making(study_id: int, now: datetime, attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """One statement: a running trial numbered by the count of the study's trials, with
-    the user attributes ``attrs`` and its first heartbeat; it gives the trial's id and
-    number."""
+    """One statement: a running trial numbered as Optuna numbers it (the count of the
+    study's trials before it), with the user attributes ``attrs`` and its first heartbeat;
+    it gives the trial's id and number.
+
+    Each trial is made with the study's row locked (:data:`_LOCK_STUDY`, as Optuna makes
+    them), so a study's trials are numbered 0, 1, 2... in the order of their ids: the count
+    is the number of the study's last trial (by id) plus one, found at the end of the
+    trials' primary key (``study_id + 0``: not through the study's index), where counting
+    went through every trial of the study (0.28 ms at 1,000 trials, against 0.07 ms)."""
     params: dict[str, Any] = {"study": study_id, "start": _utc(now)}
     parts = [
         "made AS (INSERT INTO trials (number, study_id, state, datetime_start) "
-        "SELECT (SELECT count(*) FROM trials WHERE study_id = %(study)s), study_id, 'RUNNING', "
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM trials WHERE study_id = %(study)s) THEN "
+        "(SELECT number + 1 FROM trials WHERE study_id + 0 = %(study)s "
+        "ORDER BY trial_id DESC LIMIT 1) ELSE 0 END, study_id, 'RUNNING', "
         "%(start)s FROM studies WHERE study_id = %(study)s RETURNING trial_id, number)",
         "beat AS (INSERT INTO trial_heartbeats (trial_id, heartbeat) SELECT trial_id, now() "
         "FROM made)",
