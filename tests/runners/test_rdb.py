@@ -309,6 +309,42 @@ def test_a_worker_lists_the_trials_by_number_whatever_order_they_reach_it_in(
     assert [trial_fields(t) for t in listed] == [trial_fields(t) for t in other.get_trials()]
 
 
+def test_queued_trials_are_listed_and_asked_in_order_from_either_side(
+    url: str, worker: WorkerStorage
+) -> None:
+    """Trials queued (WAITING) by another worker and by this one are listed as the whole
+    list has them and asked here in their order, each once, between the other worker's
+    asks (a queued trial taken here is read back as the database has it)."""
+    study_id = worker.get_study_id_from_name("s")
+    here = optuna.load_study(study_name="s", storage=worker)
+    other = optuna.load_study(study_name="s", storage=url)
+    other.tell(other.ask(), 1.0)  # 0: not queued
+
+    def waiting() -> list[int]:
+        fast = [t.number for t in worker.get_all_trials(study_id, states=(TrialState.WAITING,))]
+        whole = [t.number for t in worker.get_all_trials(study_id) if t.state == TrialState.WAITING]
+        assert fast == whole
+        return fast
+
+    assert waiting() == []
+    other.enqueue_trial({"x": 0.1})  # 1
+    here.enqueue_trial({"x": 0.2})  # 2, made here
+    other.enqueue_trial({"x": 0.3})  # 3
+    assert waiting() == [1, 2, 3]
+    taken = other.ask()  # 1
+    assert (taken.number, taken.suggest_float("x", 0, 1)) == (1, 0.1)
+    assert waiting() == [2, 3]
+    asked = here.ask()
+    assert (asked.number, asked.suggest_float("x", 0, 1)) == (2, 0.2)
+    asked = here.ask()
+    assert (asked.number, asked.suggest_float("x", 0, 1)) == (3, 0.3)
+    assert waiting() == []
+    asked = here.ask()  # none queued: a new trial
+    assert asked.number == 4
+    stored = {t.number: t.state for t in optuna.load_study(study_name="s", storage=url).trials}
+    assert stored == {0: TrialState.COMPLETE, **{n: TrialState.RUNNING for n in range(1, 5)}}
+
+
 def test_workers_making_trials_at_once_get_every_number_once(url: str) -> None:
     """Four workers, each its own connection, make trials at the same time: the numbers are
     0..n-1, each once (the study's row is locked while the trials are counted)."""

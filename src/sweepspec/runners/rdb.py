@@ -276,6 +276,7 @@ class WorkerStorage(_CachedStorage):
         self._own: dict[int, FrozenTrial] = {}  # trial id -> this process's running trial
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
         self._ordered: dict[int, list[FrozenTrial]] = {}  # study id -> its trials by number
+        self._waiting: dict[int, set[int]] = {}  # study id -> numbers of its WAITING trials
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
         self._ender: _Channel | None = None  # the connection the trials' ends are sent on
         self._asker: _Channel | None = None  # the one the trials are made on
@@ -471,6 +472,8 @@ class WorkerStorage(_CachedStorage):
                 self._before_optuna()
                 done = super().set_trial_state_values(trial_id, state, values)
                 ended = datetime.now()
+        if own is None:  # (a queued trial taken, another's failed) read back as written
+            self._forget(trial_id)
         if own is not None and done and state.is_finished():
             own.state, own.values = state, None if values is None else list(values)
             own.datetime_complete = ended
@@ -496,6 +499,7 @@ class WorkerStorage(_CachedStorage):
                 self._own.pop(trial_id, None)
         self._seen.pop(study_id, None)
         self._ordered.pop(study_id, None)
+        self._waiting.pop(study_id, None)
         self._ahead.pop(study_id, None)
         super().delete_study(study_id)
 
@@ -952,21 +956,43 @@ class WorkerStorage(_CachedStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         """Optuna's, with the trials sorted by number once after each change, not at every
-        call (a sweep's loop lists them several times per trial)."""
+        call (a sweep's loop lists them several times per trial). The WAITING trials alone
+        (Optuna's ask looks for them first, at every trial) are found among the trials that
+        were WAITING when they were read, not among all of them, as Optuna's in-memory
+        storage does."""
         self._read_trials_from_remote_storage(study_id)
         with self._lock:
+            if states == (TrialState.WAITING,):
+                return listed(self._still_waiting(study_id), None, deepcopy)
             ordered = self._ordered.get(study_id)
             if ordered is None:
                 trials = self._studies[study_id].trials
                 ordered = self._ordered[study_id] = sorted(trials.values(), key=_number)
             return listed(ordered, states, deepcopy)
 
+    def _still_waiting(self, study_id: int) -> list[FrozenTrial]:
+        """The study's WAITING trials, by number: of those that were WAITING when they were
+        cached, the ones still cached so (a trial is WAITING only from its making: it never
+        becomes so again)."""
+        numbers = self._waiting.get(study_id)
+        if not numbers:
+            return []
+        cached = self._studies[study_id].trials
+        found = [cached[n] for n in sorted(numbers) if n in cached]
+        waiting = [t for t in found if t.state == TrialState.WAITING]
+        self._waiting[study_id] = {t.number for t in waiting}
+        return waiting
+
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         """Optuna's; the study's trials by number kept if the trials come after them, in
         order (a trial made, or the others' new trials), else sorted again when asked for
-        (a study's cost must not grow with its trials at every trial)."""
+        (a study's cost must not grow with its trials at every trial); the WAITING ones
+        noted (:meth:`_still_waiting`)."""
         ordered = self._ordered.pop(study_id, None)
         super()._add_trials_to_cache(study_id, trials)
+        waiting = [t.number for t in trials if t.state == TrialState.WAITING]
+        if waiting:
+            self._waiting.setdefault(study_id, set()).update(waiting)
         numbers = [ordered[-1].number if ordered else -1, *(t.number for t in trials)]
         if ordered is not None and all(a < b for a, b in itertools.pairwise(numbers)):
             ordered.extend(trials)
