@@ -17,7 +17,8 @@ socket, given as the URL it prints):
   (``study.optimize``), both whole processes timed in the same run, alternating, each
   ``--repeat`` times (3), their medians compared: one process's time varies by a third from
   run to run here. The ratio durable/in-memory at the largest size is the cost of the study
-  growing (target <= 1.5).
+  growing (target <= 1.5). With ``--repeat``, each pair of runs side by side (which share
+  the machine's state of the moment) is compared too, and the median of those ratios shown.
 
 sweepspec's own modules are compiled to bytecode first, as pip compiles an installed
 package's (Optuna's were): see :func:`compiled`.
@@ -267,6 +268,13 @@ def size(
             print(
                 "  CPU time stolen by the hypervisor in each run: "
                 + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in stolen.items())
+            )
+            # runs side by side share the machine's state of the moment: their ratios too
+            pairs = [s / m for s, m in zip(runs["sweepspec"], runs["memory"], strict=True)]
+            print(
+                "  each pair of runs, sweepspec / in memory: "
+                + " ".join(f"{r:.2f}x" for r in pairs)
+                + f" (median {statistics.median(pairs):.2f}x)"
             )
         ratio = times["sweepspec"] / times["memory"]
         print(
