@@ -276,7 +276,6 @@ class WorkerStorage(_CachedStorage):
         self._own: dict[int, FrozenTrial] = {}  # trial id -> this process's running trial
         self._seen: dict[int, int] = {}  # study id -> the largest trial id read
         self._ordered: dict[int, list[FrozenTrial]] = {}  # study id -> its trials by number
-        self._waiting: dict[int, set[int]] = {}  # study id -> numbers of its WAITING trials
         self._thread = threading.local()  # this thread's block, and the trials a read leaves out
         self._ender: _Channel | None = None  # the connection the trials' ends are sent on
         self._asker: _Channel | None = None  # the one the trials are made on
@@ -310,12 +309,13 @@ class WorkerStorage(_CachedStorage):
         self._before_optuna()
         trial_id = super().create_new_trial(study_id, template_trial)
         self._made(trial_id)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            with self._lock:
-                study = self._studies[study_id]
-                self._own[trial_id] = study.trials[
-                    self._trial_id_to_study_id_and_number[trial_id][1]
-                ]
+        with self._lock:
+            study = self._studies[study_id]
+            trial = study.trials[self._trial_id_to_study_id_and_number[trial_id][1]]
+            if template_trial is None or template_trial.state == TrialState.RUNNING:
+                self._own[trial_id] = trial
+            elif not trial.state.is_finished():  # queued here: read back as the others' are
+                study.unfinished_trial_ids.add(trial_id)
         return trial_id
 
     def _create_running(self, study_id: int) -> int:
@@ -472,8 +472,6 @@ class WorkerStorage(_CachedStorage):
                 self._before_optuna()
                 done = super().set_trial_state_values(trial_id, state, values)
                 ended = datetime.now()
-        if own is None:  # (a queued trial taken, another's failed) read back as written
-            self._forget(trial_id)
         if own is not None and done and state.is_finished():
             own.state, own.values = state, None if values is None else list(values)
             own.datetime_complete = ended
@@ -499,7 +497,6 @@ class WorkerStorage(_CachedStorage):
                 self._own.pop(trial_id, None)
         self._seen.pop(study_id, None)
         self._ordered.pop(study_id, None)
-        self._waiting.pop(study_id, None)
         self._ahead.pop(study_id, None)
         super().delete_study(study_id)
 
@@ -957,9 +954,8 @@ class WorkerStorage(_CachedStorage):
     ) -> list[FrozenTrial]:
         """Optuna's, with the trials sorted by number once after each change, not at every
         call (a sweep's loop lists them several times per trial). The WAITING trials alone
-        (Optuna's ask looks for them first, at every trial) are found among the trials that
-        were WAITING when they were read, not among all of them, as Optuna's in-memory
-        storage does."""
+        (Optuna's ask looks for them first, at every trial) are found among the study's
+        unfinished trials, not among all of them, as Optuna's in-memory storage does."""
         self._read_trials_from_remote_storage(study_id)
         with self._lock:
             if states == (TrialState.WAITING,):
@@ -971,28 +967,20 @@ class WorkerStorage(_CachedStorage):
             return listed(ordered, states, deepcopy)
 
     def _still_waiting(self, study_id: int) -> list[FrozenTrial]:
-        """The study's WAITING trials, by number: of those that were WAITING when they were
-        cached, the ones still cached so (a trial is WAITING only from its making: it never
-        becomes so again)."""
-        numbers = self._waiting.get(study_id)
-        if not numbers:
-            return []
-        cached = self._studies[study_id].trials
-        found = [cached[n] for n in sorted(numbers) if n in cached]
-        waiting = [t for t in found if t.state == TrialState.WAITING]
-        self._waiting[study_id] = {t.number for t in waiting}
-        return waiting
+        """The study's WAITING trials, by number, among its unfinished ones (Optuna's cache
+        keeps those and reads them again; a trial is WAITING only from its making)."""
+        study = self._studies[study_id]
+        numbers = sorted(
+            self._trial_id_to_study_id_and_number[t][1] for t in study.unfinished_trial_ids
+        )
+        return [t for t in map(study.trials.__getitem__, numbers) if t.state == TrialState.WAITING]
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         """Optuna's; the study's trials by number kept if the trials come after them, in
         order (a trial made, or the others' new trials), else sorted again when asked for
-        (a study's cost must not grow with its trials at every trial); the WAITING ones
-        noted (:meth:`_still_waiting`)."""
+        (a study's cost must not grow with its trials at every trial)."""
         ordered = self._ordered.pop(study_id, None)
         super()._add_trials_to_cache(study_id, trials)
-        waiting = [t.number for t in trials if t.state == TrialState.WAITING]
-        if waiting:
-            self._waiting.setdefault(study_id, set()).update(waiting)
         numbers = [ordered[-1].number if ordered else -1, *(t.number for t in trials)]
         if ordered is not None and all(a < b for a, b in itertools.pairwise(numbers)):
             ordered.extend(trials)
