@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,3 +30,91 @@ def test_the_crash_log_and_its_line_show_no_password(capsys: pytest.CaptureFixtu
     log.unlink()
     assert "hunter2" not in text
     assert text.endswith("RuntimeError: cannot reach postgresql://bob:***@db/x\n")
+
+
+def _leaving(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """A Python process that ends with ``body`` (``leave`` imported, ``here`` the folder)."""
+    script = tmp_path / "leaving.py"
+    script.write_text(
+        "import atexit, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from sweepspec.main import leave\n"
+        f"here = Path({str(tmp_path)!r})\n" + textwrap.dedent(body),
+        encoding="utf-8",
+    )
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_leaving_runs_the_atexit_functions_flushes_and_keeps_the_code(tmp_path: Path) -> None:
+    """What the interpreter's exit does that a run relies on (the trackers' and the trial
+    process's ``atexit`` functions, the streams' last buffered text) is done, and the exit
+    code is the one given."""
+    proc = _leaving(
+        tmp_path,
+        """
+        atexit.register(lambda: (here / "first").write_text("ran"))
+        atexit.register(lambda: print("last words", end=""))
+        sys.stdout.write("buffered, no newline")
+        sys.stderr.write("to stderr")
+        leave(3)
+        """,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        3,
+        "buffered, no newlinelast words",
+        "to stderr",
+    )
+    assert (tmp_path / "first").read_text() == "ran"
+
+
+def test_leaving_waits_for_a_thread_that_is_not_a_daemon(tmp_path: Path) -> None:
+    """A thread still working that is not a daemon is waited for, as the interpreter waits."""
+    proc = _leaving(
+        tmp_path,
+        """
+        def work():
+            time.sleep(0.5)
+            (here / "thread").write_text("done")
+
+        threading.Thread(target=work).start()
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        leave(4)
+        """,
+    )
+    assert (proc.returncode, proc.stderr) == (4, "")
+    assert (tmp_path / "thread").read_text() == "done"
+
+
+def test_leaving_with_stdout_closed_exits_as_the_interpreter_does(tmp_path: Path) -> None:
+    """A standard stream that cannot be flushed gets the interpreter's own exit."""
+    proc = _leaving(
+        tmp_path,
+        """
+        atexit.register(lambda: (here / "atexit").write_text("ran"))
+        sys.stdout.close()
+        leave(5)
+        """,
+    )
+    assert (proc.returncode, proc.stderr) == (5, "")
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_python_m_sweepspec_exits_with_mains_code(tmp_path: Path) -> None:
+    """``python -m sweepspec`` (and the console script, the same :func:`entry`) exits with
+    the code :func:`main` gives, its last line written."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("method: random\nparameters:\n  x: {min: 1, max: 0}\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweepspec", "validate", str(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1,
+        "",
+        f"{spec}:3:6: error: parameters.x: 'min < max' must hold, but got min=1, max=0\n",
+    )
