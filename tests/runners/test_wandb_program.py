@@ -4,6 +4,7 @@ is read back while it runs (a real program, the real wandb SDK, offline)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sweepspec.runners.wandb_program import WandbRun
+from sweepspec.runners.wandb_program import WandbRun, config_text
 
 PROGRAM = textwrap.dedent(
     """
@@ -82,6 +83,39 @@ def test_the_parameter_file_is_the_one_wandbs_agent_writes(tmp_path: Path):
     from wandb.sdk.lib import config_util
 
     assert config_util.dict_from_config_file(str(path)) == {"lr": 0.1, "opt": {"m": 0.9}}
+
+
+def test_the_parameter_file_is_written_as_yaml_dump_writes_it(tmp_path: Path) -> None:
+    """The file's text is ``yaml.dump``'s (what sweepspec wrote before, and W&B's agent
+    writes), value by value, name by name, whatever the type; W&B reads it back as given."""
+    import numpy as np
+    import yaml
+    from wandb.sdk.lib import config_util
+
+    floats = [0.1, 1e-07, 1e17, 1e16, 5e-324, -0.0, 0.0, -2.5e-300, 1.7976931348623157e308]
+    floats += [float("inf"), float("-inf"), 123456789.123, 2.0**60, 1 / 3]
+    values: list[Any] = [*floats, 0, -7, 10**30, True, False, None, "a", "", "yes", "null"]
+    values += ["1.5", "a: b", "# not a comment", "two\nlines", "ünïcode", [1, "b", 0.5]]
+    values += [{"m": 0.9}, np.float64(1e-07), (1, 2)]
+    names = ["x", "on", "1", "model.lr", "a b", "é", "n" * 200, "null", "-"]
+    for name in names:
+        for value in values:
+            params = {name: value, "after": 1e-07}
+            if isinstance(value, np.floating):  # PyYAML's safe dumper refuses it, as before
+                with pytest.raises(yaml.representer.RepresenterError):
+                    config_text(params)
+                continue
+            config = {k: {"value": v} for k, v in params.items()}
+            dumped = yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False)
+            expected = "wandb_version: 1\n\n" + dumped
+            for _ in range(2):  # (kept per name and value: the same text the second time)
+                assert config_text(params) == expected, (name, value)
+    path = tmp_path / "config.yaml"
+    nan = {"x": float("nan"), "y": 1e17, "z": "yes"}
+    path.write_text(config_text(nan), encoding="utf-8")
+    read = config_util.dict_from_config_file(str(path))
+    assert config_text(nan).splitlines()[2:4] == ["x:", "  value: .nan"]
+    assert math.isnan(read.pop("x")) and read == {"y": 1e17, "z": "yes"}
 
 
 # --------------------------------------------------------------------------- through `run`
