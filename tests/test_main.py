@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pstats
 import re
 import subprocess
 import sys
@@ -118,3 +119,49 @@ def test_python_m_sweepspec_exits_with_mains_code(tmp_path: Path) -> None:
         "",
         f"{spec}:3:6: error: parameters.x: 'min < max' must hold, but got min=1, max=0\n",
     )
+
+
+def test_a_profiler_running_sweepspec_still_writes_its_output(tmp_path: Path) -> None:
+    """``python -m cProfile -m sweepspec``: the profiler, which waits for sweepspec to
+    return, writes its statistics (sweepspec does not leave the process under it)."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("method: random\nparameters:\n  x: {min: 0.0, max: 1.0}\n", encoding="utf-8")
+    stats = tmp_path / "run.prof"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            str(stats),
+            "-m",
+            "sweepspec",
+            "validate",
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert pstats.Stats(str(stats)).total_calls > 0
+
+
+def test_a_program_running_sweepspec_gets_its_exit_code_back(tmp_path: Path) -> None:
+    """Code that runs sweepspec's module and goes on after it (runpy, as coverage and
+    debuggers do) gets ``SystemExit`` with the exit code, and runs on."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("method: random\nparameters:\n  x: {min: 1, max: 0}\n", encoding="utf-8")
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['sweepspec', 'validate', {str(spec)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('sweepspec', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    print('went on after sweepspec, which exited with', exc.code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (0, "went on after sweepspec, which exited with 1\n")

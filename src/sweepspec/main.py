@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 
@@ -61,8 +62,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The console script, and ``python -m sweepspec``: :func:`main`, then :func:`leave`."""
-    leave(main())
+    """The console script, and ``python -m sweepspec``: :func:`main`, then :func:`leave`
+    when sweepspec is the program; when something else runs it and waits for it to return
+    (a profiler, coverage, a debugger: ``python -m cProfile -m sweepspec``), the usual
+    ``SystemExit``, after which that writes what it gathered."""
+    code = main()
+    if _the_program(sys._getframe(1)):
+        leave(code)
+    sys.exit(code)
+
+
+def _the_program(caller: FrameType) -> bool:
+    """Whether the interpreter itself runs ``caller`` (the console script, or ``python -m``
+    through ``runpy``), with no tracer or profiler set."""
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return False
+    frame = caller.f_back
+    while frame is not None:
+        if frame.f_globals.get("__name__") != "runpy":
+            return False
+        frame = frame.f_back
+    return True
 
 
 def leave(code: int) -> NoReturn:
