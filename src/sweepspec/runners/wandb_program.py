@@ -173,7 +173,7 @@ def _dumped(name: str, value: Any) -> str:
         return _yaml({name: {"value": value}})
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024, typed=True)  # (1, 1.0 and True are equal keys)
 def _dumped_once(name: str, value: Any) -> str:
     return _yaml({name: {"value": value}})
 
