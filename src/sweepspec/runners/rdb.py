@@ -81,7 +81,6 @@ table models; tests/runners/test_rdb.py checks every rule against a real databas
 from __future__ import annotations
 
 import contextlib
-import copy
 import enum
 import functools
 import itertools
@@ -1477,16 +1476,24 @@ def _copied(trial: FrozenTrial) -> FrozenTrial:
     later writes leave as it is, and that Optuna's ``Trial`` writes to (its parameters,
     attributes and intermediate values, each its own dict; the values themselves are
     shared, as Optuna's own storages share whole trials). A deep copy cost a sampled trial
-    about 0.13 ms (two per trial: Optuna's ``Trial`` and its tell)."""
-    copied = copy.copy(trial)
-    copied._params = dict(trial._params)
-    copied._distributions = dict(trial._distributions)
-    copied._user_attrs = dict(trial._user_attrs)
-    copied._system_attrs = dict(trial._system_attrs)
-    copied.intermediate_values = dict(trial.intermediate_values)
-    if trial._values is not None:
-        copied._values = list(trial._values)
-    return copied
+    about 0.13 ms (two per trial: Optuna's ``Trial`` and its tell). Made by FrozenTrial's
+    constructor, not ``copy.copy``, which reads the trial's ``__dict__``: CPython then keeps
+    that trial's attributes in a dict of its own, not in the object, and every later read of
+    them (the sampler's, through every trial of the study at each ask) costs a quarter more."""
+    return FrozenTrial(
+        number=trial.number,
+        state=trial.state,
+        value=None,
+        values=trial._values,
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+        params=dict(trial._params),
+        distributions=dict(trial._distributions),
+        user_attrs=dict(trial._user_attrs),
+        system_attrs=dict(trial._system_attrs),
+        intermediate_values=dict(trial.intermediate_values),
+        trial_id=trial._trial_id,
+    )
 
 
 def _number(trial: FrozenTrial) -> int:
