@@ -175,7 +175,8 @@ def test_the_wandb_engine_logs_to_mlflow_as_optuna_does(
 
 
 def test_wandb_engine_two_workers_share_run_cap(tmp_path: Path) -> None:
-    _write(tmp_path, RANDOM)
+    # each trial takes 1.5 s: the first worker cannot run all six before the second starts
+    _write(tmp_path, RANDOM + "  pause: {value: 0.5}\n")
     done = _run(tmp_path, "--engine", "wandb", "--tracker", "none", "--workers", "2")
     assert done.returncode == 0, done.stderr
     assert (
