@@ -33,6 +33,20 @@ def test_the_crash_log_and_its_line_show_no_password(capsys: pytest.CaptureFixtu
     assert text.endswith("RuntimeError: cannot reach postgresql://bob:***@db/x\n")
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """A Python process run with ``args``; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def _spec(tmp_path: Path, bounds: str) -> Path:
+    """A spec with one parameter ``x: {bounds}``."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"method: random\nparameters:\n  x: {{{bounds}}}\n", encoding="utf-8")
+    return spec
+
+
 def _leaving(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     """A Python process that ends with ``body`` (``leave`` imported, ``here`` the folder)."""
     script = tmp_path / "leaving.py"
@@ -43,9 +57,7 @@ def _leaving(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
         f"here = Path({str(tmp_path)!r})\n" + textwrap.dedent(body),
         encoding="utf-8",
     )
-    return subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=60
-    )
+    return _python(str(script))
 
 
 def test_leaving_runs_the_atexit_functions_flushes_and_keeps_the_code(tmp_path: Path) -> None:
@@ -105,15 +117,8 @@ def test_leaving_with_stdout_closed_exits_as_the_interpreter_does(tmp_path: Path
 def test_python_m_sweepspec_exits_with_mains_code(tmp_path: Path) -> None:
     """``python -m sweepspec`` (and the console script, the same :func:`entry`) exits with
     the code :func:`main` gives, its last line written."""
-    spec = tmp_path / "sweep.yaml"
-    spec.write_text("method: random\nparameters:\n  x: {min: 1, max: 0}\n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweepspec", "validate", str(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    spec = _spec(tmp_path, "min: 1, max: 0")
+    proc = _python("-m", "sweepspec", "validate", str(spec))
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         1,
         "",
@@ -124,26 +129,9 @@ def test_python_m_sweepspec_exits_with_mains_code(tmp_path: Path) -> None:
 def test_a_profiler_running_sweepspec_still_writes_its_output(tmp_path: Path) -> None:
     """``python -m cProfile -m sweepspec``: the profiler, which waits for sweepspec to
     return, writes its statistics (sweepspec does not leave the process under it)."""
-    spec = tmp_path / "sweep.yaml"
-    spec.write_text("method: random\nparameters:\n  x: {min: 0.0, max: 1.0}\n", encoding="utf-8")
+    spec = _spec(tmp_path, "min: 0.0, max: 1.0")
     stats = tmp_path / "run.prof"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cProfile",
-            "-o",
-            str(stats),
-            "-m",
-            "sweepspec",
-            "validate",
-            str(spec),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = _python("-m", "cProfile", "-o", str(stats), "-m", "sweepspec", "validate", str(spec))
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     assert pstats.Stats(str(stats)).total_calls > 0
 
@@ -151,8 +139,7 @@ def test_a_profiler_running_sweepspec_still_writes_its_output(tmp_path: Path) ->
 def test_a_program_running_sweepspec_gets_its_exit_code_back(tmp_path: Path) -> None:
     """Code that runs sweepspec's module and goes on after it (runpy, as coverage and
     debuggers do) gets ``SystemExit`` with the exit code, and runs on."""
-    spec = tmp_path / "sweep.yaml"
-    spec.write_text("method: random\nparameters:\n  x: {min: 1, max: 0}\n", encoding="utf-8")
+    spec = _spec(tmp_path, "min: 1, max: 0")
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['sweepspec', 'validate', {str(spec)!r}]\n"
@@ -161,7 +148,5 @@ def test_a_program_running_sweepspec_gets_its_exit_code_back(tmp_path: Path) -> 
         "except SystemExit as exc:\n"
         "    print('went on after sweepspec, which exited with', exc.code)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
+    proc = _python("-c", code)
     assert (proc.returncode, proc.stdout) == (0, "went on after sweepspec, which exited with 1\n")

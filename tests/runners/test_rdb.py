@@ -26,6 +26,7 @@ from frozen_trials import trial_fields
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState
 
 from sweepspec.runners.rdb import (
     _NEW_OR_UNFINISHED,
@@ -891,7 +892,10 @@ def test_a_fresh_sweep_run_by_one_worker_goes_through_no_orm(
     run's start 0.1 to 0.25 s (SQLAlchemy's mappers configured, each statement compiled)."""
     queries: list[str] = []
     session_factory = worker._backend.scoped_session.session_factory
-    record = lambda state: queries.append(str(state.statement))  # noqa: E731
+
+    def record(state: ORMExecuteState) -> None:
+        queries.append(str(state.statement))
+
     event.listen(session_factory, "do_orm_execute", record)
     try:
         study = optuna.create_study(storage=worker, study_name="fresh", sampler=None)

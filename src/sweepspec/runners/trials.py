@@ -921,7 +921,7 @@ def _serve(
                 sys.argv = [argv0]
             remote = _Remote(conn, deadline, prunable)
             _one_trial(conn, function, Trial(params, seed, number, remote), bare)
-            _tidy(folder, (environ, raw, given), extra)
+            _tidy(folder, extra, environ, raw, given)
     except BaseException:
         code = 1
     finally:
@@ -967,16 +967,18 @@ def _one_trial(
 
 def _tidy(
     folder: str,
-    environs: tuple[dict[str, str], dict[Any, Any], dict[Any, Any]],
     extra: dict[str, str],
+    environ: dict[str, str],
+    raw: dict[Any, Any],
+    given: dict[Any, Any],
 ) -> None:  # pragma: no cover - in the child
     """After a trial, in the trial process: the working folder and environment it started
     with (``extra``, the trial's own variables, removed; all of it set again only if the
     trial changed it), and no W&B run left open (W&B's agent tears W&B down after each
-    function run). ``environs``: the environment the process started with, and as it held
-    it then and when the trial was given (:func:`_raw_environ`, compared at a fraction of
-    the cost of ``os.environ``'s comparison, which decodes every name and value)."""
-    environ, raw, given = environs
+    function run). ``environ``: the environment the process started with; ``raw`` and
+    ``given``: as the process held it then, and when the trial was given
+    (:func:`_raw_environ`, compared at a fraction of the cost of ``os.environ``'s
+    comparison, which decodes every name and value)."""
     os.chdir(folder)
     now = _raw_environ()
     if extra and now == given:

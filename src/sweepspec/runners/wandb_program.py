@@ -15,7 +15,6 @@ reports, which drive early stopping as W&B's controller does with the run's hist
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 import uuid
@@ -137,23 +136,32 @@ class Follower:
 
 
 def config_text(params: dict[str, Any]) -> str:
-    """The parameter file W&B's agent writes: ``wandb_version: 1``, then ``{name: {value:
-    v}}`` for each parameter, in order, as PyYAML's ``yaml.dump`` writes it. A number, a
-    boolean or None is written as PyYAML's representer writes it (:func:`_scalar`) after its
-    name's line (:func:`_entry`, one ``yaml.dump`` per name); a string or anything else is
-    ``yaml.dump``'s own, kept per name and value (a sampled string is one of a few). The
-    file costed a trial 0.11 ms in ``yaml.dump``'s representer (issue 10 item 4)."""
+    """The parameter file: ``wandb_version: 1``, then ``{name: {value: v}}`` for each
+    parameter, in order, as ``yaml.dump`` writes it (and W&B's ``config_util`` reads it). A
+    number, a boolean or None is its name's lines (:func:`_entry`, one ``yaml.dump`` per
+    name) and the text PyYAML's own representer gives it; a string is ``yaml.dump``'s text,
+    kept per name and value (a sampled string is one of a few); anything else is dumped.
+    The whole file through ``yaml.dump`` cost a trial 0.11 ms (issue 10 item 4)."""
     parts = ["wandb_version: 1\n\n"]
     for name, value in params.items():
-        scalar = _scalar(value)
-        head = _entry(name) if scalar is not None else None
-        if head is None or scalar is None:
-            parts.append(_dumped(name, value))
+        kind = type(value)
+        head = _entry(name) if kind in _SCALARS else None
+        if head is not None:
+            parts.append(f"{head}{_SCALARS[kind](_REPRESENTER, value).value}\n")
+        elif kind is str:
+            parts.append(_dumped_string(name, value))
         else:
-            parts.append(f"{head}{scalar}\n")
+            parts.append(_yaml({name: {"value": value}}))
     return "".join(parts)
 
 
+_REPRESENTER = yaml.representer.SafeRepresenter()
+_SCALARS = {  # exact types (a subclass, such as NumPy's float, is dumped: PyYAML refuses it)
+    int: yaml.representer.SafeRepresenter.represent_int,
+    float: yaml.representer.SafeRepresenter.represent_float,
+    bool: yaml.representer.SafeRepresenter.represent_bool,
+    type(None): yaml.representer.SafeRepresenter.represent_none,
+}
 _PLACEHOLDER = 8086042315271905  # (an int: written plain, after the name's lines)
 
 
@@ -166,15 +174,8 @@ def _entry(name: str) -> str | None:
     return text[: -len(end) + 1] if text.endswith(end) else None
 
 
-def _dumped(name: str, value: Any) -> str:
-    try:
-        return _dumped_once(name, value)
-    except TypeError:  # unhashable (a list, a dict): dumped each time
-        return _yaml({name: {"value": value}})
-
-
-@functools.lru_cache(maxsize=1024, typed=True)  # (1, 1.0 and True are equal keys)
-def _dumped_once(name: str, value: Any) -> str:
+@functools.lru_cache(maxsize=1024)
+def _dumped_string(name: str, value: str) -> str:
     return _yaml({name: {"value": value}})
 
 
@@ -182,27 +183,6 @@ def _yaml(data: Any) -> str:
     # libyaml's emitter when PyYAML has it: the same text, a fraction of the time
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(data, Dumper=dumper, sort_keys=False)
-
-
-def _scalar(value: Any) -> str | None:
-    """``value`` as PyYAML's ``SafeRepresenter`` writes an int, a float, a boolean or None
-    (``represent_int``, ``represent_float``...); None for any other type (a subclass too)."""
-    kind = type(value)
-    if kind is float:
-        if value != value:
-            return ".nan"
-        if value in (math.inf, -math.inf):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value).lower()
-        # repr(1e17) is "1e17", not a float to YAML: PyYAML writes "1.0e+17"
-        return text.replace("e", ".0e", 1) if "." not in text and "e" in text else text
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if value is None:
-        return "null"
-    return None
 
 
 def _metric(key: str, value: Any) -> bool:
