@@ -30,6 +30,12 @@ that run's time is then not this code's. The last line:
 ``RESULT scale_journal=... scale_postgres=... target>=3.5 size_journal=... size_postgres=...
 target<=1.5``.
 
+Before the runs, a round trip to another process (over a pipe, as a trial's hand-over to
+its process) and, on PostgreSQL, to the server (``SELECT 1``) is timed back to back and
+after a 2 ms pause: where an idle CPU halts (a virtual machine without idle polling), the
+other side has to be woken and the second is several times the first. A durable trial
+waits three times (its making, its process, its end); the in-memory run never waits.
+
 With ``--plain``, plain Optuna (``study.optimize``, the same sampler) on the same storage is
 timed beside them: what the storage itself costs Optuna.
 
@@ -40,7 +46,9 @@ Run:  .venv/bin/python benchmarks/scale_out.py [--sleep 0.5 --sleep-trials 48]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -50,11 +58,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 SCALE_TARGET = 3.5
 SIZE_TARGET = 1.5
@@ -323,11 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         f"(usable: {len(os.sched_getaffinity(0))}); {load()}"
     )
     compiled()
+    print(f"a round trip to another process (a pipe): {wakeups(_piped)}")
     work = Path(tempfile.mkdtemp(prefix="sweepspec-scale-"))
     found: dict[str, float] = {}
     try:
         for where in storages:
             with postgres(work) if where == "postgres" else _journal() as url:
+                if url is not None:
+                    trips = wakeups(functools.partial(_selected, url))
+                    print(f"a round trip to the server (SELECT 1): {trips}")
                 if args.skip != "workers":
                     print(f"{where}: {args.sleep_trials} trials sleeping {args.sleep} s")
                     found[f"scale_{where}"] = scale(work, url, args.sleep_trials, args.sleep)
@@ -347,6 +360,67 @@ def main(argv: list[str] | None = None) -> int:
         f"{'MET' if met else 'NOT MET'}"
     )
     return 0
+
+
+PAUSE = 0.002
+"""Seconds between the round trips of :func:`wakeups` timed after a pause: about a trial's
+ask, during which the other side waits."""
+
+
+def wakeups(make: Callable[[], AbstractContextManager[Callable[[], None]]]) -> str:
+    """Median times of a round trip (``make()`` gives one to run) back to back, and after a
+    pause of :data:`PAUSE` as between a durable trial's waits. Where an idle CPU halts (a
+    virtual machine without idle polling), the other side must be woken and the second is
+    several times the first; each durable trial waits three times (its making, its process,
+    its end), the in-memory run never."""
+    with make() as trip:
+        timed = {}
+        for pause in (0.0, PAUSE):
+            times = []
+            for _ in range(300):
+                start = time.perf_counter()
+                trip()
+                times.append(time.perf_counter() - start)
+                if pause:
+                    time.sleep(pause)
+            timed[pause] = statistics.median(times[50:]) * 1e6
+    back, after = timed[0.0], timed[PAUSE]
+    return f"{back:.0f} us back to back, {after:.0f} us after a {PAUSE * 1e3:g} ms pause"
+
+
+@contextmanager
+def _piped() -> Iterator[Callable[[], None]]:
+    """A round trip to a child process over a pipe, as a trial's hand-over to its process."""
+    here, there = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(target=_echo, args=(there,))
+    child.start()
+
+    def trip() -> None:
+        here.send(1)
+        here.recv()
+
+    try:
+        yield trip
+    finally:
+        here.send(None)
+        child.join()
+
+
+def _echo(conn: Any) -> None:
+    while conn.recv() is not None:
+        conn.send(1)
+
+
+@contextmanager
+def _selected(url: str) -> Iterator[Callable[[], None]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+
+        def trip() -> None:
+            connection.execute("SELECT 1").fetchone()
+
+        yield trip
 
 
 def compiled() -> None:
