@@ -33,8 +33,9 @@ target<=1.5``.
 Before the runs, a round trip to another process (over a pipe, as a trial's hand-over to
 its process) and, on PostgreSQL, to the server (``SELECT 1``) is timed back to back and
 after a 2 ms pause: where an idle CPU halts (a virtual machine without idle polling), the
-other side has to be woken and the second is several times the first. A durable trial
-waits three times (its making, its process, its end); the in-memory run never waits.
+other side has to be woken and the second is several times the first. A trial on
+PostgreSQL waits three times (its making, its process, its end), one on the journal once
+(its process); the in-memory run never waits.
 
 With ``--plain``, plain Optuna (``study.optimize``, the same sampler) on the same storage is
 timed beside them: what the storage itself costs Optuna.
@@ -373,8 +374,8 @@ def wakeups(make: Callable[[], AbstractContextManager[Callable[[], None]]]) -> s
     pause of :data:`PAUSE` as between a durable trial's waits (300 of each, the first 50
     left out). Where an idle CPU halts (a
     virtual machine without idle polling), the other side must be woken and the second is
-    several times the first; each durable trial waits three times (its making, its process,
-    its end), the in-memory run never."""
+    several times the first, at each wait of a durable trial (on PostgreSQL three: its
+    making, its process, its end), which the in-memory run never has."""
     with make() as trip:
         timed = {}
         for pause in (0.0, PAUSE):
