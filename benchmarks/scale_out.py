@@ -63,8 +63,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from importlib.metadata import version
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 SCALE_TARGET = 3.5
 SIZE_TARGET = 1.5
@@ -371,24 +371,26 @@ server wait, and long enough for an idle CPU to halt."""
 
 def wakeups(make: Callable[[], AbstractContextManager[Callable[[], None]]]) -> str:
     """Median times of a round trip (``make()`` gives one to run) back to back, and after a
-    pause of :data:`PAUSE` as between a durable trial's waits (300 of each, the first 50
-    left out). Where an idle CPU halts (a
+    pause of :data:`PAUSE` as between a durable trial's waits. Where an idle CPU halts (a
     virtual machine without idle polling), the other side must be woken and the second is
     several times the first, at each wait of a durable trial (on PostgreSQL three: its
     making, its process, its end), which the in-memory run never has."""
     with make() as trip:
-        timed = {}
-        for pause in (0.0, PAUSE):
-            times = []
-            for _ in range(300):
-                start = time.perf_counter()
-                trip()
-                times.append(time.perf_counter() - start)
-                if pause:
-                    time.sleep(pause)
-            timed[pause] = statistics.median(times[50:]) * 1e6
-    back, after = timed[0.0], timed[PAUSE]
+        back, after = _median_trip(trip, 0.0), _median_trip(trip, PAUSE)
     return f"{back:.0f} us back to back, {after:.0f} us after a {PAUSE * 1e3:g} ms pause"
+
+
+def _median_trip(trip: Callable[[], None], pause: float, runs: int = 300, warm: int = 50) -> float:
+    """Microseconds: the median of ``runs`` round trips, ``pause`` seconds apart, the first
+    ``warm`` left out."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        trip()
+        times.append(time.perf_counter() - start)
+        if pause:
+            time.sleep(pause)
+    return statistics.median(times[warm:]) * 1e6
 
 
 @contextmanager
@@ -409,7 +411,7 @@ def _piped() -> Iterator[Callable[[], None]]:
         child.join()
 
 
-def _echo(conn: Any) -> None:
+def _echo(conn: Connection) -> None:
     while conn.recv() is not None:
         conn.send(1)
 
