@@ -34,8 +34,8 @@ Before the runs, a round trip to another process (over a pipe, as a trial's hand
 its process) and, on PostgreSQL, to the server (``SELECT 1``) is timed back to back and
 after a 2 ms pause: where an idle CPU halts (a virtual machine without idle polling), the
 other side has to be woken and the second is several times the first. A trial on
-PostgreSQL waits three times (its making, its process, its end), one on the journal once
-(its process); the in-memory run never waits.
+PostgreSQL waits twice (its process, and its making, whose round trip goes on with the last
+trial's end's), one on the journal once (its process); the in-memory run never waits.
 
 With ``--plain``, plain Optuna (``study.optimize``, the same sampler) on the same storage is
 timed beside them: what the storage itself costs Optuna.

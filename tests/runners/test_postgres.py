@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,10 @@ import psycopg
 import pytest
 
 from sweepspec.main import main
+from sweepspec.runners.sweep import run_sweep
+from sweepspec.spec import load
+from sweepspec.trackers import TrialRecord
+from sweepspec.trackers.none import NoneTracker
 
 SPEC = """
 name: shared
@@ -326,6 +331,54 @@ def test_a_trial_end_another_worker_refused_is_said_and_its_place_runs_again(
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
 
 
+def _refusing_trial_2(name: str, table: str, words: str) -> str:
+    """SQL for a trigger ``name`` of the database's own that refuses the rows of trial 2
+    inserted into ``table``, with an error saying ``words``."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT number FROM trials WHERE trial_id = NEW.trial_id) = 2 THEN
+        RAISE EXCEPTION '{words}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER {name} BEFORE INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {name}();
+"""
+
+
+REFUSE_END_2 = _refusing_trial_2("refuse_end_2", "trial_values", "no value for trial 2")
+
+
+def test_an_end_the_server_refused_stops_the_run_at_the_next_ask(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A trial's end is read with the next trial's making. When the server refuses it (a
+    trigger of the database's own refuses trial 2's value), the run stops there with one
+    line naming it: the study holds the trials before it, finished, trial 2 as the database
+    has it (running: the heartbeat's rule fails it), and no trial after it."""
+    url = _database(postgres_url, "refused_end")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(TRIVIAL_SHARED)
+    args = ["run", "sweep.yaml", "--storage", url, "--tracker", "none", "--trials"]
+    assert _one_line(tmp_path, *args, "1")[0] == 0  # (the study's tables, for the trigger)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(REFUSE_END_2)
+    code, stderr = _one_line(tmp_path, *args, "5")
+    label = url.replace("postgres:@", "postgres:***@")
+    assert (code, stderr.splitlines()[-1]) == (
+        1,
+        f"Error: the end of trial 2 could not be written to {label}: A statement failed: "
+        "no value for trial 2 CONTEXT: PL/pgSQL function refuse_end_2() line 4 at RAISE",
+    )
+    stored = _trials(url, "shared")
+    assert [(t.number, t.state.name) for t in stored] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "RUNNING"),
+    ]
+
+
 def test_a_current_schema_is_opened_without_alembic_and_an_old_one_is_refused(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -376,6 +429,10 @@ parameters:
   x: {{min: -5.0, max: 5.0}}
   n: {{min: 1, max: 10}}
   kind: {{values: [a, b, c]}}
+"""
+TRIVIAL_SHARED = """
+def objective(trial):
+    return {"loss": trial.params["x"]}
 """
 TRIVIAL = """
 def objective(trial):
@@ -539,17 +596,7 @@ def test_a_compiled_script_has_no_password_and_takes_it_from_pgpassword(
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
 
 
-REFUSE_TRIAL_2 = """
-CREATE FUNCTION refuse_trial_2() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF (SELECT number FROM trials WHERE trial_id = NEW.trial_id) = 2 THEN
-        RAISE EXCEPTION 'no parameters for trial 2';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_trial_2 BEFORE INSERT ON trial_params
-    FOR EACH ROW EXECUTE FUNCTION refuse_trial_2();
-"""
+REFUSE_TRIAL_2 = _refusing_trial_2("refuse_trial_2", "trial_params", "no parameters for trial 2")
 
 
 def test_an_ask_the_server_did_not_commit_stops_the_run_at_its_trials_end(
@@ -579,3 +626,35 @@ def test_an_ask_the_server_did_not_commit_stops_the_run_at_its_trials_end(
     )
     stored = _trials(url, "shared")
     assert [(t.number, t.state.name) for t in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]
+
+
+def test_the_tracker_logs_a_trial_once_the_study_has_its_end(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's end is written while the loop goes on: its result is read with the next
+    trial's making, and its commit waited for before that ask's own. The tracker logs the
+    trial after that, so when it does, any process reads the trial ended (here a reader of
+    the study's own, from the tracker's ``log_trial``), the last trial's too."""
+    url = _database(postgres_url, "logged")
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
+    (tmp_path / "shared_trial.py").write_text(TRIVIAL_SHARED)
+    seen: list[tuple[int, str | None]] = []
+
+    def log_trial(tracker: NoneTracker, record: TrialRecord) -> None:
+        stored = _trials(url, "shared")
+        seen.append((record.number, {t.number: t.state.name for t in stored}.get(record.number)))
+
+    monkeypatch.setattr(NoneTracker, "log_trial", log_trial)
+    monkeypatch.chdir(tmp_path)
+    finished = run_sweep(
+        load("sweep.yaml"),
+        "sweep.yaml",
+        engine="optuna",
+        tracker="none",
+        storage=url,
+        trials=6,
+        stream=io.StringIO(),
+        tty=False,
+    )
+    assert finished.tally is not None and finished.tally.complete == 6
+    assert seen == [(n, "COMPLETE") for n in range(6)]

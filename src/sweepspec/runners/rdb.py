@@ -42,20 +42,24 @@ most of a durable sweep's cost (issue 10 item 4).
   and its commit does not wait for the disk (the trial's end, which does, makes it durable
   too). A block that fails leaves its trials to be read again from the database, and drops
   the trials it made if its transaction was rolled back.
-* A tell's block (``one_transaction(later=True)``) that needs no transaction writes its
+* A tell's block (``one_transaction(later=True)``) that needs no transaction sends its
   statement (the trial's attributes and end) in a transaction of its own, on a connection of
-  its own, and waits for the statement (a refusal is raised there, as at once), not for the
-  commit: the trial's rows are that transaction's until the server has committed it (and
-  waited for its disk), which goes on while the worker counts and asks for its next trial.
-  :meth:`WorkerStorage.settle` waits for the commit (the next ask does, before its own
-  commit, and the end of the run). A worker killed before the commit left leaves its trial
-  RUNNING, as one killed before its tell: the heartbeat's rule fails it. The study's next
-  read (which trials are new or unfinished) goes in the same round trip, after the
-  statement; the read that follows (the budget's count) uses it if what it would ask is
-  unchanged, so it sees the other workers' trials as they were at the tell.
+  its own, and returns: :meth:`WorkerStorage.told` reads its result (a refusal is kept in
+  :attr:`WorkerStorage.refused`) and sends the commit, whose result is not waited for
+  either: the trial's rows are that transaction's until the server has committed it (and
+  waited for its disk), which goes on while the worker asks for its next trial. The next
+  ask's block reads that result just after it has sent its making (below), so the two round
+  trips are waited for once; :meth:`WorkerStorage.settle` waits for the commit (the ask
+  does, before its own commit, and the end of the run). A worker killed before the commit
+  left leaves its trial RUNNING, as one killed before its tell: the heartbeat's rule fails
+  it. The study's next read (which trials are new or unfinished) goes in the same message,
+  after the statement; the read that follows (the budget's count) uses it if what it would
+  ask is unchanged, so it sees the other workers' trials as they were at the tell.
 * An ask's block on PostgreSQL (the trial made, its parameters written) runs on a second
   connection of the storage's own, with no check-out from SQLAlchemy's pool: BEGIN, the
-  study's lock and the making in one round trip; at the block's end its writes and its
+  study's lock and the making in one message, sent when the block begins
+  (:meth:`WorkerStorage.premake`) and read when Optuna makes the trial (a block that makes
+  none rolls it back); at the block's end its writes and its
   commit go in one message whose result is not waited for: the trial runs meanwhile.
   :meth:`WorkerStorage.settle` (before the trial's end is written, and before the next
   trial is made) reads it; a commit that failed is raised there, and the trials it made are
@@ -141,6 +145,33 @@ class _Block:
     raw: _Channel | None = None  # or its transaction on the storage's asking connection
     committed: bool = False  # that transaction
     before: Any = None  # this thread's ORM session before it
+    premade: _Premade | None = None  # a making sent on ``raw``, its result not read yet
+
+
+@dataclass
+class _Premade:
+    """A trial's making sent when its block began (:meth:`WorkerStorage.premake`)."""
+
+    study_id: int
+    now: datetime  # the trial's start
+    made: str  # the statement (:func:`_making`) and its values
+    params: dict[str, Any]
+
+
+_Written = tuple[list[int], list[tuple[int, str]]]
+"""A tell's statement's counts (:func:`_writing_pending`) and the study's next read."""
+
+
+@dataclass
+class _Told:
+    """A trial's end sent (:meth:`WorkerStorage._send`), its result not read yet."""
+
+    channel: _Channel | None  # None: it could not be sent
+    write: Callable[[_Channel], _Written]  # the same, sent and read at once
+    expected: list[tuple[int, int]]
+    ends: list[int]  # the trials it ends
+    study_id: int
+    asked: dict[str, Any]  # the study's read sent with it
 
 
 class _Channel:
@@ -175,6 +206,11 @@ class _Channel:
         """``commands`` sent and their results waited for; a database error as psycopg
         raises it (a connection the server closed is then ``driver.broken``)."""
         self._send(commands)
+        return self._read(raised=True)
+
+    def collect(self) -> list[Any]:
+        """The results of the commands sent (:meth:`send`), waited for, as :meth:`run` gives
+        them."""
         return self._read(raised=True)
 
     def results(self) -> list[Any]:
@@ -288,6 +324,8 @@ class WorkerStorage(_CachedStorage):
         self._asking: tuple[list[int], list[tuple[int, int]]] | None = None
         self._ahead: dict[int, tuple[dict[str, Any], list[Any]]] = {}  # a read sent early
         self._lost: set[int] = set()  # trials made here whose making was not committed
+        self._told: _Told | None = None  # the last trial's end sent, its result not read
+        self.refused: list[int] = []  # trials whose end was refused there (their numbers)
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -326,9 +364,15 @@ class WorkerStorage(_CachedStorage):
         """A running trial, in a transaction: the study's row locked while it is numbered,
         as Optuna does (:func:`_making`); the trial made with the worker's attributes and its
         first heartbeat in the same statement."""
+        block = self._block()
+        premade = block.premade if block is not None else None
+        if premade is not None and premade.study_id == study_id:
+            assert block is not None and block.raw is not None
+            return self._made_running(study_id, premade.now, self._premade(block, premade))
+        if block is not None and premade is not None:
+            self._unmake(block)
         now = datetime.now()
         made, params = _making(study_id, now, self.new_trial_attrs)
-        block = self._block()
         channel = None
         if block is not None and block.connection is None:
             channel = block.raw or self._channel("_asker")
@@ -343,6 +387,62 @@ class WorkerStorage(_CachedStorage):
         else:
             with self._transaction() as connection:
                 found = self._make(_driver(connection), study_id, made, params)
+        return self._made_running(study_id, now, found)
+
+    def premake(self, study_id: int) -> None:
+        """The study's next trial's making (:meth:`_create_running`) sent now, at the start
+        of the block that will ask for it, not waited for: its round trip goes on while the
+        block does the rest (the last trial's end read, :meth:`told`), and its result is read
+        when Optuna makes the trial. Only in a block with no transaction yet, on PostgreSQL
+        with psycopg; a block that makes no trial rolls it back (:meth:`_unmake`)."""
+        block = self._block()
+        if block is None or block.connection is not None or block.raw is not None:
+            return
+        channel = self._channel("_asker")
+        if channel is None:
+            return
+        self._settle_asking()  # the making before (long committed, as a rule)
+        now = datetime.now()
+        made, params = _making(study_id, now, self.new_trial_attrs)
+        try:
+            channel.send(*_begin(channel), (_LOCK_STUDY, {"study": study_id}), (made, params))
+        except optuna.exceptions.StorageInternalError:
+            return  # (the connection is let go: the trial is made when asked, on a new one)
+        block.raw = channel
+        block.premade = _Premade(study_id, now, made, params)
+
+    def _premade(self, block: _Block, premade: _Premade) -> tuple[int, int]:
+        """The trial's id and number, from the making sent at the block's start; made
+        again on a new connection if the server had closed that one (nothing of it was
+        committed); Optuna's error (the transaction rolled back) if the server refused it."""
+        block.premade = None
+        sent = block.raw
+
+        def make(on: _Channel) -> tuple[int, int]:
+            if on is sent:
+                return _trial_made(on.collect(), premade.study_id)
+            return self._make_on(on, premade.study_id, premade.made, premade.params)
+
+        assert sent is not None
+        block.raw, found = self._retrying("_asker", sent, make, again=True)
+        return found
+
+    def _unmake(self, block: _Block) -> None:
+        """A making sent at the block's start that the block did not use: its result read
+        and its transaction rolled back (a connection that failed is let go)."""
+        block.premade = None
+        channel, block.raw = block.raw, None
+        assert channel is not None
+        try:
+            channel.collect()
+        except self._errors:  # (rolled back by then, unless the connection is broken)
+            if channel.driver.broken:
+                channel.drop()
+            return
+        channel.rollback()
+
+    def _made_running(self, study_id: int, now: datetime, found: tuple[Any, ...]) -> int:
+        """The trial made (its id and number ``found``) kept as this process runs it."""
         trial_id, number = found
         trial = _running(number, trial_id, now, self.new_trial_attrs)
         with self._lock:
@@ -372,10 +472,7 @@ class WorkerStorage(_CachedStorage):
         """:meth:`_make` on the storage's asking connection: BEGIN (unless its transaction
         has begun), the study's lock and the making in one round trip."""
         lock = (_LOCK_STUDY, {"study": study_id})
-        *_, making = channel.run(*_begin(channel), lock, (made, params))
-        if making.ntuples == 0:
-            raise KeyError(f"No study with study_id {study_id} exists.")
-        return int(making.get_value(0, 0)), int(making.get_value(0, 1))
+        return _trial_made(channel.run(*_begin(channel), lock, (made, params)), study_id)
 
     def _made(self, trial_id: int) -> None:
         block = self._block()
@@ -692,7 +789,7 @@ class WorkerStorage(_CachedStorage):
         if block is not None and block.connection is not None:
             yield _driver(block.connection)
             return
-        if block is not None and block.raw is not None:
+        if block is not None and block.raw is not None and block.premade is None:
             try:
                 yield block.raw.driver
             except self._errors as exc:
@@ -744,6 +841,8 @@ class WorkerStorage(_CachedStorage):
         the writes waiting there."""
         block = self._block()
         if block is not None:
+            if block.premade is not None:  # (a making sent for nothing: Optuna makes its own)
+                self._unmake(block)
             if block.raw is not None:  # what it made committed first, with the writes waiting
                 self._commit_raw(block)
             self._begin(block)
@@ -798,6 +897,8 @@ class WorkerStorage(_CachedStorage):
             if not self.direct:
                 self._begin(block)
             yield
+            if block.premade is not None:  # no trial made: the making sent is rolled back
+                self._unmake(block)
             if block.raw is not None:  # made on the asking connection: its commit not waited
                 self._send_raw(block)
             elif block.connection is None and later and block.ends:
@@ -820,6 +921,8 @@ class WorkerStorage(_CachedStorage):
                 if written is not None:
                     self._check(_one(cursor), written[2], driver)
         except BaseException:  # none of it was written, or it is not known what was
+            if block.premade is not None and block.raw is not None:  # its result unread: let go
+                block.raw.drop()
             if block.raw is not None and not block.committed:
                 block.raw.rollback()
             if (block.connection or block.raw) is not None and not block.committed:
@@ -901,12 +1004,12 @@ class WorkerStorage(_CachedStorage):
         ends: dict[int, tuple[TrialState, datetime]],
     ) -> None:
         """:meth:`_write_pending` in a transaction on a connection of this storage's own,
-        committed without waiting: the statement's result is waited for (a refusal is raised
-        here, as at once), so the trials' rows are this transaction's until it commits;
-        the commit (and the server's wait for its disk) goes on while the caller does, and
-        :meth:`settle` reads its result. One at a time: the one before is settled first.
-        The study's next read (its new and unfinished trials) goes in the same round trip
-        and is kept for it. Without psycopg's libpq interface, written at once."""
+        sent and not waited for: :meth:`told` reads the statement's result (the next ask's
+        block does, once it has sent its making) and sends the commit, whose result
+        :meth:`settle` reads; the trials' rows are this transaction's until it commits. One
+        at a time: the one before is settled first. The study's next read (its new and
+        unfinished trials) goes in the same message and is kept for it. Without psycopg's
+        libpq interface, written at once."""
         self.settle()
         written = _writing_pending(pending, ends)
         if written is None:
@@ -918,33 +1021,66 @@ class WorkerStorage(_CachedStorage):
             return
         study_id = self._trial_id_to_study_id_and_number[next(iter(ends))][0]
         asked = self._next_read(study_id)[0]
+        commands = (statement, params), (_NEW_OR_UNFINISHED, asked)
 
-        def write(on: _Channel) -> tuple[list[int], list[tuple[int, str]]]:
-            # BEGIN, the statement, the read: one round trip
-            *_, done, ahead = on.run(*_begin(on), (statement, params), (_NEW_OR_UNFINISHED, asked))
-            found = range(ahead.ntuples)
-            rows = [(int(ahead.get_value(r, 0)), ahead.get_value(r, 1).decode()) for r in found]
-            return _counts(done), rows
+        def write(on: _Channel) -> _Written:  # BEGIN, the statement, the read: one round trip
+            return _ended(on.run(*_begin(on), *commands))
 
-        channel, (counts, rows) = self._retrying("_ender", channel, write, again=True)
+        told = _Told(channel, write, expected, list(ends), study_id, asked)
         try:
-            self._check(counts, expected)
+            channel.send(*_begin(channel), *commands)
+        except optuna.exceptions.StorageInternalError:  # (let go: sent again by told())
+            told.channel = None
+        self._told = told
+        self._ahead.pop(study_id, None)
+
+    def told(self) -> None:
+        """The result of the trial's end sent last (:meth:`_send`), read, and its commit
+        sent (:meth:`settle` reads that): the study's next read, sent with it, kept. A
+        connection the server had closed (nothing of it was committed): written again on a
+        new one. Refused because the trial had ended (another worker failed it): its number
+        kept in :attr:`refused`, and the trial read as the database has it from then on.
+        ``StorageInternalError`` if the server failed it (the trial read again too)."""
+        told, self._told = self._told, None
+        if told is None:
+            return
+        sent = told.channel
+
+        def read(on: _Channel) -> _Written:
+            return _ended(on.collect()) if on is sent else told.write(on)
+
+        try:
+            channel = sent or self._channel("_ender")
+            assert channel is not None
+            channel, (counts, rows) = self._retrying("_ender", channel, read, again=True)
+            try:
+                self._check(counts, told.expected)
+            except BaseException:
+                channel.rollback()
+                raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            numbers = self._trial_id_to_study_id_and_number
+            self.refused.extend(numbers[t][1] for t in told.ends)
+            for trial_id in told.ends:
+                self._forget(trial_id)
+            return
         except BaseException:
-            channel.rollback()
+            for trial_id in told.ends:
+                self._forget(trial_id)
             raise
         channel.send(("COMMIT", None))  # (psycopg reads the transaction's state from libpq)
-        self._sending = list(ends)
-        self._ahead[study_id] = (asked, rows)
+        self._sending = told.ends
+        self._ahead[told.study_id] = (told.asked, rows)
 
-    def unsettled(self) -> str:
-        """What :meth:`settle` waits for, in words ("the start of trial 4", "the end of
-        trial 3"), for a message."""
+    def unsettled(self, ends_only: bool = False) -> str:
+        """What :meth:`settle` waits for (with ``ends_only``, :meth:`told`), in words ("the
+        start of trial 4", "the end of trial 3"), for a message."""
         parts = []
         for what, ids in (
-            ("the start", (self._asking or ([], []))[0]),
-            ("the end", self._sending or []),
+            ("the start", [] if ends_only else (self._asking or ([], []))[0]),
+            ("the end", self._told.ends if self._told else [] if ends_only else self._sending),
         ):
-            numbers = [self._trial_id_to_study_id_and_number[t][1] for t in ids]
+            numbers = [self._trial_id_to_study_id_and_number[t][1] for t in ids or []]
             if numbers:
                 parts.append(f"{what} of trial {', '.join(map(str, numbers))}")
         return " and ".join(parts) or "a trial"
@@ -952,9 +1088,11 @@ class WorkerStorage(_CachedStorage):
     def settle(self) -> None:
         """Wait for the commits sent and not waited for: the making of the last trial
         (:meth:`one_transaction`'s block that made it), then the end of the last trial
-        told (``later``); ``StorageInternalError`` if one failed (the trials made are then
-        dropped, the trials ended read as the database has them)."""
+        told (``later``, read first if it was not, :meth:`told`); ``StorageInternalError``
+        if one failed (the trials made are then dropped, the trials ended read as the
+        database has them)."""
         self._settle_asking()
+        self.told()
         trial_ids, self._sending = self._sending, None
         if trial_ids is None:
             return
@@ -1069,6 +1207,8 @@ class WorkerStorage(_CachedStorage):
             if study_id in block.once:
                 return
             block.once.add(study_id)
+        if self._told is not None and self._told.study_id == study_id:
+            self.told()  # (the study's read sent with it, and what it ended)
         asked, watched, own = self._next_read(study_id)
         known = self._trial_id_to_study_id_and_number  # (this thread alone adds to it)
         seen = asked["seen"]
@@ -1277,6 +1417,23 @@ def _begin(channel: _Channel) -> list[tuple[str, None]]:
     """BEGIN, if ``channel`` has no transaction open."""
     idle = channel.driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
     return [("BEGIN", None)] if idle else []
+
+
+def _ended(results: list[Any]) -> _Written:
+    """A tell's statement's counts and the study's read after it, from their ``results``."""
+    *_, done, ahead = results
+    found = range(ahead.ntuples)
+    rows = [(int(ahead.get_value(r, 0)), ahead.get_value(r, 1).decode()) for r in found]
+    return _counts(done), rows
+
+
+def _trial_made(results: list[Any], study_id: int) -> tuple[int, int]:
+    """The id and number of the trial made (:func:`_making`) in study ``study_id``, from its
+    message's ``results``."""
+    *_, making = results
+    if making.ntuples == 0:
+        raise KeyError(f"No study with study_id {study_id} exists.")
+    return int(making.get_value(0, 0)), int(making.get_value(0, 1))
 
 
 def _counts(result: Any) -> list[int]:

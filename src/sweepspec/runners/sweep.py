@@ -478,6 +478,7 @@ class Worker:
         self.waited = False
         self.next_check = 0.0
         self.last: TrialRecord | None = None  # the trial ended last, until its line is shown
+        self.unlogged: TrialRecord | None = None  # the trial told last, until it is logged
 
     # ---- the loop
 
@@ -487,6 +488,8 @@ class Worker:
         try:
             return self._loop()
         except BaseException as exc:
+            with contextlib.suppress(Exception):  # the trial told last, logged all the same
+                self._log_told()
             with deferred_interrupt():
                 self._abandon(
                     interrupt_reason(exc)
@@ -505,6 +508,7 @@ class Worker:
                 self._ended(tally)
                 reason = self.budget.stop_reason(tally) or self.engine.exhausted()
                 asked = self.current = self.engine.ask() if reason is None else None
+            self._log_told()
             if asked is None:
                 if reason is not None and self._others_may_fail(tally):
                     self._wait_for_others(tally)
@@ -623,14 +627,23 @@ class Worker:
         return True
 
     def _trial(self, asked: Asked) -> TrialRecord:
-        """Run the trial asked (already :attr:`current`: the ask set it), tell its end."""
+        """Run the trial asked (already :attr:`current`: the ask set it), tell its end. The
+        tracker logs it after the next count and ask (:meth:`_log_told`): an engine may
+        finish writing the end there (a database reads the end's result with the next
+        trial's making), so the tracker never holds that write up."""
         pruning = functools.partial(self._report, asked) if self.prunable else None
         record = self.run_trial(asked.number, asked.params, pruning)
         with deferred_interrupt():
             self.engine.tell(asked, record)
             self.current = None
-        self.tracker.log_trial(record)
+            self.unlogged = record
         return record
+
+    def _log_told(self) -> None:
+        """The trial told last, logged to the tracker."""
+        record, self.unlogged = self.unlogged, None
+        if record is not None:
+            self.tracker.log_trial(record)
 
     def _report(self, asked: Asked, value: float, step: int) -> bool:
         with deferred_interrupt():
