@@ -615,8 +615,9 @@ class OptunaEngine:
         if database is not None and database.lost(live._trial_id):
             return  # its making was not committed (_settle said so): it is not in the study
         try:
-            # the trial's attributes with its end; on a database server its commit goes on
-            # while the loop does (.rdb): a refusal is raised here
+            # the trial's attributes with its end: a refusal is raised here, except on
+            # PostgreSQL, where the end is sent and its result read at the next ask (.rdb),
+            # which says a refusal the same way (_settle)
             with self._one_transaction(later=True):
                 self._tell(live, record)
         except optuna.exceptions.UpdateFinishedTrialError:
