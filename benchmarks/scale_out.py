@@ -373,8 +373,8 @@ def wakeups(make: Callable[[], AbstractContextManager[Callable[[], None]]]) -> s
     """Median times of a round trip (``make()`` gives one to run) back to back, and after a
     pause of :data:`PAUSE` as between a durable trial's waits. Where an idle CPU halts (a
     virtual machine without idle polling), the other side must be woken and the second is
-    several times the first, at each wait of a durable trial (on PostgreSQL three: its
-    making, its process, its end), which the in-memory run never has."""
+    several times the first, at each wait of a durable trial (on PostgreSQL two: its process,
+    and its making with the last trial's end), which the in-memory run never has."""
     with make() as trip:
         back, after = _median_trip(trip, 0.0), _median_trip(trip, PAUSE)
     return f"{back:.0f} us back to back, {after:.0f} us after a {PAUSE * 1e3:g} ms pause"

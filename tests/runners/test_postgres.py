@@ -359,7 +359,7 @@ def test_an_end_the_server_refused_stops_the_run_at_the_next_ask(
     has it (running: the heartbeat's rule fails it), and no trial after it."""
     url = _database(postgres_url, "refused_end")
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
-    (tmp_path / "shared_trial.py").write_text(TRIVIAL_SHARED)
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
     args = ["run", "sweep.yaml", "--storage", url, "--tracker", "none", "--trials"]
     assert _one_line(tmp_path, *args, "1")[0] == 0  # (the study's tables, for the trigger)
     with psycopg.connect(url, autocommit=True) as connection:
@@ -429,10 +429,6 @@ parameters:
   x: {{min: -5.0, max: 5.0}}
   n: {{min: 1, max: 10}}
   kind: {{values: [a, b, c]}}
-"""
-TRIVIAL_SHARED = """
-def objective(trial):
-    return {"loss": trial.params["x"]}
 """
 TRIVIAL = """
 def objective(trial):
@@ -637,7 +633,7 @@ def test_the_tracker_logs_a_trial_once_the_study_has_its_end(
     the study's own, from the tracker's ``log_trial``), the last trial's too."""
     url = _database(postgres_url, "logged")
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(SPEC).lstrip())
-    (tmp_path / "shared_trial.py").write_text(TRIVIAL_SHARED)
+    (tmp_path / "shared_trial.py").write_text(TRIAL)
     seen: list[tuple[int, str | None]] = []
 
     def log_trial(tracker: NoneTracker, record: TrialRecord) -> None:

@@ -153,9 +153,7 @@ class _Premade:
     """A trial's making sent when its block began (:meth:`WorkerStorage.premake`)."""
 
     study_id: int
-    now: datetime  # the trial's start
-    made: str  # the statement (:func:`_making`) and its values
-    params: dict[str, Any]
+    now: datetime  # the trial's start (its statement: :func:`_making`)
 
 
 _Written = tuple[list[int], list[tuple[int, str]]]
@@ -170,8 +168,7 @@ class _Told:
     write: Callable[[_Channel], _Written]  # the same, sent and read at once
     expected: list[tuple[int, int]]
     ends: list[int]  # the trials it ends
-    study_id: int
-    asked: dict[str, Any]  # the study's read sent with it
+    asked: dict[str, Any]  # the study's read sent with it (its study: ``asked["study"]``)
 
 
 class _Channel:
@@ -206,7 +203,7 @@ class _Channel:
         """``commands`` sent and their results waited for; a database error as psycopg
         raises it (a connection the server closed is then ``driver.broken``)."""
         self._send(commands)
-        return self._read(raised=True)
+        return self.collect()
 
     def collect(self) -> list[Any]:
         """The results of the commands sent (:meth:`send`), waited for, as :meth:`run` gives
@@ -409,7 +406,7 @@ class WorkerStorage(_CachedStorage):
         except optuna.exceptions.StorageInternalError:
             return  # (the connection is let go: the trial is made when asked, on a new one)
         block.raw = channel
-        block.premade = _Premade(study_id, now, made, params)
+        block.premade = _Premade(study_id, now)
 
     def _premade(self, block: _Block, premade: _Premade) -> tuple[int, int]:
         """The trial's id and number, from the making sent at the block's start; made
@@ -421,7 +418,8 @@ class WorkerStorage(_CachedStorage):
         def make(on: _Channel) -> tuple[int, int]:
             if on is sent:
                 return _trial_made(on.collect(), premade.study_id)
-            return self._make_on(on, premade.study_id, premade.made, premade.params)
+            made, params = _making(premade.study_id, premade.now, self.new_trial_attrs)
+            return self._make_on(on, premade.study_id, made, params)
 
         assert sent is not None
         block.raw, found = self._retrying("_asker", sent, make, again=True)
@@ -1026,7 +1024,7 @@ class WorkerStorage(_CachedStorage):
         def write(on: _Channel) -> _Written:  # BEGIN, the statement, the read: one round trip
             return _ended(on.run(*_begin(on), *commands))
 
-        told = _Told(channel, write, expected, list(ends), study_id, asked)
+        told = _Told(channel, write, expected, list(ends), asked)
         try:
             channel.send(*_begin(channel), *commands)
         except optuna.exceptions.StorageInternalError:  # (let go: sent again by told())
@@ -1070,17 +1068,19 @@ class WorkerStorage(_CachedStorage):
             raise
         channel.send(("COMMIT", None))  # (psycopg reads the transaction's state from libpq)
         self._sending = told.ends
-        self._ahead[told.study_id] = (told.asked, rows)
+        self._ahead[told.asked["study"]] = (told.asked, rows)
 
     def unsettled(self, ends_only: bool = False) -> str:
         """What :meth:`settle` waits for (with ``ends_only``, :meth:`told`), in words ("the
         start of trial 4", "the end of trial 3"), for a message."""
+        starts = [] if ends_only else (self._asking or ([], []))[0]
+        if self._told is not None:  # (its commit, in _sending, comes after it)
+            ends = self._told.ends
+        else:
+            ends = [] if ends_only else self._sending or []
         parts = []
-        for what, ids in (
-            ("the start", [] if ends_only else (self._asking or ([], []))[0]),
-            ("the end", self._told.ends if self._told else [] if ends_only else self._sending),
-        ):
-            numbers = [self._trial_id_to_study_id_and_number[t][1] for t in ids or []]
+        for what, ids in (("the start", starts), ("the end", ends)):
+            numbers = [self._trial_id_to_study_id_and_number[t][1] for t in ids]
             if numbers:
                 parts.append(f"{what} of trial {', '.join(map(str, numbers))}")
         return " and ".join(parts) or "a trial"
@@ -1207,7 +1207,7 @@ class WorkerStorage(_CachedStorage):
             if study_id in block.once:
                 return
             block.once.add(study_id)
-        if self._told is not None and self._told.study_id == study_id:
+        if self._told is not None and self._told.asked["study"] == study_id:
             self.told()  # (the study's read sent with it, and what it ended)
         asked, watched, own = self._next_read(study_id)
         known = self._trial_id_to_study_id_and_number  # (this thread alone adds to it)
