@@ -484,6 +484,63 @@ def test_a_tpe_study_through_blocks_is_what_plain_optuna_reads(tmp_path: Path) -
     assert len(read) == 24 and {t.state for t in read} == set(ends)
 
 
+def test_a_workers_list_of_trials_follows_the_journal_without_listing_it_again(
+    tmp_path: Path,
+) -> None:
+    """Two workers and a trial enqueued on one file, makings, ends and a failure between
+    the reads: each listing (all trials, and the WAITING ones) equals what plain Optuna
+    reads, while Optuna's full listing of the study ran once (later reads bring the
+    unfinished and new trials up to date)."""
+    path = tmp_path / "s.journal"
+    worker, study_id = _journals(path)
+    other = WorkerJournal(SafeFileBackend(str(path), str(path)))
+    replay = worker._replay_result
+    full = []
+    real_listing = replay.get_all_trials
+
+    def listing(study: int, states):  # type: ignore[no-untyped-def]
+        full.append(study)
+        return real_listing(study, states)
+
+    replay.get_all_trials = listing  # type: ignore[method-assign,assignment]
+    x = FloatDistribution(0.0, 1.0)
+
+    def same() -> None:
+        seen = _plain(path)
+        for states in (None, (TrialState.WAITING,), (TrialState.COMPLETE, TrialState.FAIL)):
+            kept = worker.get_all_trials(study_id, deepcopy=False, states=states)
+            read = seen.get_all_trials(study_id, deepcopy=False, states=states)
+            assert [trial_fields(t) for t in kept] == [trial_fields(t) for t in read]
+
+    first = worker.create_new_trial(study_id)
+    worker.set_trial_param(first, "x", 0.5, x)
+    same()
+    waiting = other.create_new_trial(
+        study_id,
+        template_trial=optuna.trial.create_trial(
+            state=TrialState.WAITING, params={"x": 0.25}, distributions={"x": x}
+        ),
+    )
+    theirs = other.create_new_trial(study_id)
+    same()
+    worker.set_trial_state_values(first, TrialState.COMPLETE, [0.5])
+    other.set_trial_state_values(theirs, TrialState.FAIL)
+    same()
+    other.set_trial_state_values(waiting, TrialState.RUNNING)
+    last = worker.create_new_trial(study_id)
+    same()
+    other.set_trial_state_values(waiting, TrialState.COMPLETE, [0.25])
+    worker.set_trial_state_values(last, TrialState.PRUNED)
+    same()
+    assert [t.state for t in worker.get_all_trials(study_id)] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.PRUNED,
+    ]
+    assert full == [study_id]
+
+
 def _counting_reads(worker: WorkerJournal) -> list[int]:
     """Records the worker reads from the file (a spy around its backend's real read)."""
     read: list[int] = []

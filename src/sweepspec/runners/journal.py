@@ -351,7 +351,7 @@ class WorkerJournal(JournalStorage):
     def __init__(self, backend: SafeFileBackend) -> None:
         self._local = threading.local()
         self.file = backend
-        self._listed: tuple[tuple[int, int] | None, list[FrozenTrial]] = (None, [])
+        self._listed = _Listed()
         super().__init__(backend)
 
     def flush(self) -> None:
@@ -364,14 +364,17 @@ class WorkerJournal(JournalStorage):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        """Optuna's, with a study's list of trials made once per change of the journal
-        read (a worker lists them several times per trial, most often with nothing new)."""
+        """Optuna's, with a study's list of trials brought up to date once per change of
+        the journal read (a worker lists them several times per trial, most often with
+        nothing new), its unfinished and new trials only (:class:`_Listed`). The WAITING
+        trials alone (Optuna's ask looks for them first, at every trial) are found among the
+        unfinished ones, as on a database (:meth:`.rdb.WorkerStorage.get_all_trials`)."""
         with self._thread_lock:
             self._sync_with_backend()
-            key = (study_id, self._replay_result.log_number_read)
-            if self._listed[0] != key:
-                self._listed = (key, self._replay_result.get_all_trials(study_id, None))
-            return listed(self._listed[1], states, deepcopy)
+            trials = self._listed.of(self._replay_result, study_id)
+            if states == (TrialState.WAITING,):
+                return listed(self._listed.unfinished(), states, deepcopy)
+            return listed(trials, states, deepcopy)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """Optuna's; in a block where only user attributes of this running trial wait (a
@@ -397,7 +400,7 @@ class WorkerJournal(JournalStorage):
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         del state["_local"]
-        state["_listed"] = (None, [])
+        state["_listed"] = _Listed()
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
@@ -475,6 +478,42 @@ class WorkerJournal(JournalStorage):
                 refused = refused or exc
         if refused is not None:
             raise refused
+
+
+class _Listed:
+    """A study's trials by number, as the journal's replay holds them, kept from one read
+    to the next: a finished trial never changes (Optuna refuses every write to it), so a
+    change of the read looks up the unfinished trials again and adds the new ones; the cost
+    of a read no longer grows with the study."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, int, int] | None = None  # (replay, study, its read's records)
+        self.trials: list[FrozenTrial] = []
+        self.open: list[int] = []  # the unfinished trials' numbers
+
+    def of(self, replay: Any, study_id: int) -> list[FrozenTrial]:
+        """The study's trials after ``replay``'s read (Optuna's ``KeyError`` for a study
+        not in it)."""
+        key = (replay, study_id, replay.log_number_read)
+        if self.key == key:
+            return self.trials
+        if self.key is None or self.key[:2] != key[:2] or study_id not in replay._studies:
+            self.trials, self.open = replay.get_all_trials(study_id, None), []
+            numbers: Iterable[int] = range(len(self.trials))
+        else:
+            trial_ids, found = replay._study_id_to_trial_ids[study_id], replay._trials
+            old = len(self.trials)
+            for number in self.open:
+                self.trials[number] = found[trial_ids[number]]
+            self.trials.extend(found[t] for t in trial_ids[old:])
+            numbers = [*self.open, *range(old, len(self.trials))]
+        self.open = [n for n in numbers if not self.trials[n].state.is_finished()]
+        self.key = key
+        return self.trials
+
+    def unfinished(self) -> list[FrozenTrial]:
+        """The unfinished trials of the study listed last, by number."""
+        return [self.trials[n] for n in self.open]
 
 
 def listed(
