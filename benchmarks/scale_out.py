@@ -26,7 +26,9 @@ package's (Optuna's were): see :func:`compiled`.
 The machine's load average is printed before and after: a loaded machine slows every
 process, CPU-bound ones (the sampler) most. On a virtual machine the hypervisor may take CPU
 time while a run goes on (``steal`` in ``/proc/stat``): it is printed for each run, as
-that run's time is then not this code's. The last line:
+that run's time is then not this code's; in the size comparison, a round (one run of each)
+in which it took more than 5% of a run's time is printed with a ``*``, left out of the
+medians and run again (:data:`DISTURBED`, at most ``2 * --repeat`` rounds). The last line:
 ``RESULT scale_journal=... scale_postgres=... target>=3.5 size_journal=... size_postgres=...
 target<=1.5``.
 
@@ -243,49 +245,25 @@ def size(
     """sweepspec (durable) over in-memory Optuna at each size; the ratio at the largest.
     With ``plain``, plain Optuna (``study.optimize``) on the same storage too. Each is run
     ``repeat`` times, alternating, and its median time is taken (a process's time varies by
-    a third from one run to the next on a shared machine)."""
+    a third from one run to the next on a shared machine). A round (one run of each) in
+    which the hypervisor took more than :data:`DISTURBED` of a run's time is printed, left
+    out and run again, up to ``2 * repeat`` rounds in all; with fewer than ``repeat`` rounds
+    left undisturbed, every round counts."""
     ratio = 0.0
     for n in sizes:
-        runs: dict[str, list[float]] = {}
-        stolen: dict[str, list[float]] = {}
-        kinds = ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory")
-        for kind in [k for _ in range(repeat) for k in ((*kinds, "optuna") if plain else kinds)]:
-            name = f"trivial-{uuid.uuid4().hex[:8]}"
-            folder = folder_with(
-                work,
-                {
-                    "trivial.py": TRIVIAL,
-                    "sweep.yaml": TRIVIAL_SPEC.format(name=name),
-                    "memory.py": IN_MEMORY,
-                },
-            )
-            if kind == "memory":
-                took, lost = timed([sys.executable, "memory.py", str(n)], folder)
-            elif kind == "optuna":
-                where = storage or str(folder / "plain.journal")
-                took, lost = timed([sys.executable, "memory.py", str(n), where], folder)
-            else:
-                args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
-                took, lost = timed(sweepspec(*args, *storage_args(storage)), folder)
-            runs.setdefault(kind, []).append(took)
-            stolen.setdefault(kind, []).append(lost)
-        times = {kind: statistics.median(took) for kind, took in runs.items()}
+        order = ("memory", "sweepspec") if n % 2 == 0 else ("sweepspec", "memory")
+        kinds = (*order, "optuna") if plain else order
+        rounds: list[dict[str, tuple[float, float]]] = []
+        kept: list[dict[str, tuple[float, float]]] = []
+        while len(kept) < repeat and len(rounds) < 2 * repeat:
+            one = {kind: _run_of(kind, work, storage, n) for kind in kinds}
+            rounds.append(one)
+            if all(lost <= DISTURBED * took for took, lost in one.values()):
+                kept.append(one)
+        counted = kept if len(kept) == repeat else rounds
+        times = {k: statistics.median(r[k][0] for r in counted) for k in kinds}
         if repeat > 1:
-            print(
-                "  each run: "
-                + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in runs.items())
-            )
-            print(
-                "  CPU time stolen by the hypervisor in each run: "
-                + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in stolen.items())
-            )
-            # runs side by side share the machine's state of the moment: their ratios too
-            pairs = [s / m for s, m in zip(runs["sweepspec"], runs["memory"], strict=True)]
-            print(
-                "  each pair of runs, sweepspec / in memory: "
-                + " ".join(f"{r:.2f}x" for r in pairs)
-                + f" (median {statistics.median(pairs):.2f}x)"
-            )
+            _show_rounds(rounds, kept, counted, kinds)
         ratio = times["sweepspec"] / times["memory"]
         print(
             f"  {n:5} trials: sweepspec {times['sweepspec']:7.2f} s, Optuna in memory "
@@ -299,6 +277,54 @@ def size(
                 flush=True,
             )
     return ratio
+
+
+DISTURBED = 0.05
+"""A run of which the hypervisor took more than this share of its wall time (CPU time stolen
+on all CPUs, ``/proc/stat``) was disturbed: that time is not this code's (:func:`size`)."""
+
+
+def _run_of(kind: str, work: Path, storage: str | None, n: int) -> tuple[float, float]:
+    """One timed run of ``kind`` (``memory``, ``optuna``: plain Optuna on the storage, or
+    ``sweepspec``) at ``n`` trials, in a folder of its own: its time, and the CPU time the
+    hypervisor took meanwhile."""
+    name = f"trivial-{uuid.uuid4().hex[:8]}"
+    files = {"trivial.py": TRIVIAL, "sweep.yaml": TRIVIAL_SPEC.format(name=name)}
+    folder = folder_with(work, {**files, "memory.py": IN_MEMORY})
+    if kind == "memory":
+        return timed([sys.executable, "memory.py", str(n)], folder)
+    if kind == "optuna":
+        where = storage or str(folder / "plain.journal")
+        return timed([sys.executable, "memory.py", str(n), where], folder)
+    args = ["run", "sweep.yaml", "--trials", str(n), "--tracker", "none"]
+    return timed(sweepspec(*args, *storage_args(storage)), folder)
+
+
+def _show_rounds(
+    rounds: list[dict[str, tuple[float, float]]],
+    kept: list[dict[str, tuple[float, float]]],
+    counted: list[dict[str, tuple[float, float]]],
+    kinds: tuple[str, ...],
+) -> None:
+    """Each run's time and the CPU time the hypervisor took in it (``*``: a disturbed
+    round, :data:`DISTURBED`), and each counted round's ratio sweepspec / in memory (runs
+    side by side share the machine's state of the moment)."""
+    marks = ["" if r in kept else "*" for r in rounds]
+    for label, at in (("each run", 0), ("CPU time stolen by the hypervisor in each run", 1)):
+        each = []
+        for kind in kinds:
+            runs = (f"{r[kind][at]:.2f}{mark}" for r, mark in zip(rounds, marks, strict=True))
+            each.append(f"{kind} {' '.join(runs)}")
+        print(f"  {label}: {'; '.join(each)}")
+    if "*" in marks:
+        what = "left out" if counted is kept else "counted (too few rounds undisturbed)"
+        print(f"  * the hypervisor took more than {DISTURBED:.0%} of a run's time: {what}")
+    pairs = [r["sweepspec"][0] / r["memory"][0] for r in counted]
+    print(
+        "  each pair of runs, sweepspec / in memory: "
+        + " ".join(f"{r:.2f}x" for r in pairs)
+        + f" (median {statistics.median(pairs):.2f}x)"
+    )
 
 
 # --------------------------------------------------------------------------- main
