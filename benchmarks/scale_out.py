@@ -262,7 +262,7 @@ def size(
                 kept.append(one)
         counted = kept if len(kept) == repeat else rounds
         times = {k: statistics.median(r[k][0] for r in counted) for k in kinds}
-        if repeat > 1:
+        if len(rounds) > 1:  # (one round alone: its times are the line below)
             _show_rounds(rounds, kept, counted, kinds)
         ratio = times["sweepspec"] / times["memory"]
         print(
