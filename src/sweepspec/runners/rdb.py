@@ -402,7 +402,7 @@ class WorkerStorage(_CachedStorage):
         now = datetime.now()
         made, params = _making(study_id, now, self.new_trial_attrs)
         try:
-            channel.send(*_begin(channel), (_LOCK_STUDY, {"study": study_id}), (made, params))
+            channel.send(*_making_message(channel, study_id, made, params))
         except optuna.exceptions.StorageInternalError:
             return  # (the connection is let go: the trial is made when asked, on a new one)
         block.raw = channel
@@ -467,10 +467,9 @@ class WorkerStorage(_CachedStorage):
     def _make_on(
         channel: _Channel, study_id: int, made: str, params: dict[str, Any]
     ) -> tuple[int, int]:
-        """:meth:`_make` on the storage's asking connection: BEGIN (unless its transaction
-        has begun), the study's lock and the making in one round trip."""
-        lock = (_LOCK_STUDY, {"study": study_id})
-        return _trial_made(channel.run(*_begin(channel), lock, (made, params)), study_id)
+        """:meth:`_make` on the storage's asking connection: its message
+        (:func:`_making_message`) in one round trip."""
+        return _trial_made(channel.run(*_making_message(channel, study_id, made, params)), study_id)
 
     def _made(self, trial_id: int) -> None:
         block = self._block()
@@ -1417,6 +1416,15 @@ def _begin(channel: _Channel) -> list[tuple[str, None]]:
     """BEGIN, if ``channel`` has no transaction open."""
     idle = channel.driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
     return [("BEGIN", None)] if idle else []
+
+
+def _making_message(
+    channel: _Channel, study_id: int, made: str, params: dict[str, Any]
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """A trial's making on ``channel``, as one message: BEGIN (unless its transaction has
+    begun), the study's lock, and the making (:func:`_making`); sent at once
+    (:meth:`WorkerStorage._make_on`) or when a block begins (:meth:`WorkerStorage.premake`)."""
+    return [*_begin(channel), (_LOCK_STUDY, {"study": study_id}), (made, params)]
 
 
 def _ended(results: list[Any]) -> _Written:
