@@ -321,6 +321,9 @@ class Server:
             stderr=subprocess.STDOUT,
             cwd=self.folder,
             start_new_session=True,
+            # a tracking server only: MLflow's job runner (eight more processes, ~25 s of
+            # CPU at each start) serves GenAI jobs, which no test uses
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         log.close()
         problem = _wait_healthy(self.url, self.proc, SERVER_START)
