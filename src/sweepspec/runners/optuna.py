@@ -46,6 +46,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -363,6 +364,7 @@ class OptunaEngine:
             self.heartbeat_interval = math.ceil(self.heartbeat_interval)
             self.grace_period = math.ceil(self.grace_period)
         self.beating: Heartbeat | None = None
+        self.presampled: _Presampled | None = None  # the next trial's TPE, run early
         if "://" in self.url:  # a database: the tracker's files go under ./.sweepspec
             state = str(default_journal(self.sweep_name).with_suffix(""))
         else:
@@ -519,6 +521,9 @@ class OptunaEngine:
             # Optuna's heartbeat is beaten here, not in optimize()
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
             trial = self.study.ask()
+            presampled, self.presampled = self.presampled, None
+            if presampled is not None:
+                presampled.give(trial, self.database)
             try:
                 params = self.plan.suggest(trial)
             except BaseException:  # the trial is still this worker's (its death fails it)
@@ -733,16 +738,24 @@ class OptunaEngine:
     @contextlib.contextmanager
     def _premaking(self) -> Iterator[None]:
         """A database's block: on PostgreSQL the next trial's making sent first
-        (:meth:`.rdb.WorkerStorage.premake`), then the last trial's end read, so that one
-        wait covers both round trips; at its end that end is committed (the ask waits for
-        it anyway), so what the loop does next (the tracker's log of the trial) comes after.
-        """
+        (:meth:`.rdb.WorkerStorage.premake`), and TPE's sample for it drawn while the server
+        makes it (:func:`_presample`), then the last trial's end read: the sample hides both
+        round trips, and the ask checks it is the one the sampler would draw then; at its
+        end that end is committed (the ask waits for it anyway), so what the loop does next
+        (the tracker's log of the trial) comes after. A sample no trial was asked for gives
+        the sampler's draws back."""
         with self._one_transaction():
             database = self.database
             if database is not None and not self.fresh:
                 database.premake(self.study._study_id)
-            self._settle(ends_only=True)
-            yield
+                self.presampled = _presample(self.study, database)
+            try:
+                self._settle(ends_only=True)
+                yield
+            finally:
+                presampled, self.presampled = self.presampled, None
+                if presampled is not None:  # no trial asked: TPE's draws given back
+                    presampled.undo()
             self._settle()  # (no trial asked: the last end's commit, before the loop goes on)
 
     @contextlib.contextmanager
@@ -783,6 +796,86 @@ class OptunaEngine:
 
 def _journal_beat(store: optuna.storages.BaseStorage, trial_id: int) -> None:
     store.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+
+@dataclass
+class _Presampled:
+    """TPE's relative sample for the trial an ask is about to make, drawn while the
+    database makes that trial and reads the last trial's end (:func:`_presample`)."""
+
+    sampler: optuna.samplers.TPESampler
+    number: int  # the trial's number, unless another worker made a trial meanwhile
+    changes: int  # the storage's :attr:`.rdb.WorkerStorage.changes` when it was drawn
+    space: dict[str, optuna.distributions.BaseDistribution]
+    params: dict[str, Any]
+    state: Any  # the sampler's random state before it
+
+    def give(self, trial: optuna.Trial, database: WorkerStorage | None) -> None:
+        """``trial``'s relative parameters are the sample, if it is the trial the sample
+        was drawn for and no read since has changed the trials it was drawn from; else the
+        sampler's draws are given back, and it samples as it would have. Optuna's own
+        ``sample_relative`` gives it (and writes, with ``constant_liar``, the trial's
+        attributes that share it)."""
+        if database is None or trial.number != self.number or database.changes != self.changes:
+            self.undo()
+            return
+        sampler, drawn = self.sampler, self.sampler._sample_relative
+
+        def sample(
+            study: optuna.Study,
+            frozen: FrozenTrial,
+            space: dict[str, optuna.distributions.BaseDistribution],
+        ) -> dict[str, Any]:
+            if space == self.space:
+                return dict(self.params)
+            self.undo()
+            return drawn(study, frozen, space)
+
+        sampler._sample_relative = sample  # type: ignore[method-assign, assignment]
+        try:
+            trial.relative_params  # noqa: B018  (drawn now, through Optuna's own method)
+        finally:
+            del sampler._sample_relative
+
+    def undo(self) -> None:
+        """The sampler's random state as it was before the sample."""
+        self.sampler._rng.rng.set_state(self.state)
+
+
+def _presample(study: optuna.Study, database: WorkerStorage) -> _Presampled | None:
+    """The relative sample of the trial an ask will make (its making sent, not read:
+    :meth:`.rdb.WorkerStorage.premake`), drawn now from the trials this worker keeps, so
+    that the database's round trips (the making, the last trial's end and the study's
+    read) go on meanwhile; :meth:`_Presampled.give` checks it is what the sampler would
+    draw then. Only for a study's TPE sampler whose trials are all finished (another
+    worker's running trial is read again at every read: the sample would be drawn again),
+    and no Hyperband pruner (which gives the sampler the trial's bracket alone)."""
+    from .rdb import _running  # (a database's run: imported already)
+
+    sampler = study.sampler
+    if type(sampler) is not optuna.samplers.TPESampler:
+        return None
+    if isinstance(study.pruner, optuna.pruners.HyperbandPruner):
+        return None
+    if not database.premaking(study._study_id):
+        return None
+    changes = database.changes
+    with database.as_kept():
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        if not all(t.state.is_finished() for t in trials):
+            return None
+        number = trials[-1].number + 1 if trials else 0
+        stand_in = _running(number, -1, datetime.now(), {})  # (its id is the making's)
+        state = sampler._rng.rng.get_state()
+        try:
+            space = sampler.infer_relative_search_space(study, stand_in)
+            params = sampler._sample_relative(study, stand_in, space)
+        except BaseException:
+            sampler._rng.rng.set_state(state)
+            raise
+        finally:
+            study._thread_local.cached_all_trials = None  # (the ask reads them again)
+    return _Presampled(sampler, number, changes, space, params, state)
 
 
 def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> dict[str, Any]:

@@ -323,6 +323,7 @@ class WorkerStorage(_CachedStorage):
         self._lost: set[int] = set()  # trials made here whose making was not committed
         self._told: _Told | None = None  # the last trial's end sent, its result not read
         self.refused: list[int] = []  # trials whose end was refused there (their numbers)
+        self.changes = 0  # times a read, a refused end or an unmade trial changed what is kept
         # one statement, outside a transaction: no BEGIN nor COMMIT to wait for
         self._single = backend.engine.execution_options(isolation_level="AUTOCOMMIT")
         # what a database error is, through SQLAlchemy or from the driver itself (:func:`_sql`)
@@ -407,6 +408,24 @@ class WorkerStorage(_CachedStorage):
             return  # (the connection is let go: the trial is made when asked, on a new one)
         block.raw = channel
         block.premade = _Premade(study_id, now)
+
+    def premaking(self, study_id: int) -> bool:
+        """Whether this thread's block has sent the making of a trial of ``study_id``
+        (:meth:`premake`) and not read it yet."""
+        block = self._block()
+        premade = block.premade if block is not None else None
+        return premade is not None and premade.study_id == study_id
+
+    @contextmanager
+    def as_kept(self) -> Iterator[None]:
+        """Reads of a study in it give the trials as this storage keeps them, asking the
+        database nothing (no read is waited for; the block's read of the study is still to
+        come). :attr:`changes` tells whether a later read changed what they gave."""
+        self._thread.as_kept = True
+        try:
+            yield
+        finally:
+            self._thread.as_kept = False
 
     def _premade(self, block: _Block, premade: _Premade) -> tuple[int, int]:
         """The trial's id and number, from the making sent at the block's start; made
@@ -858,6 +877,7 @@ class WorkerStorage(_CachedStorage):
     def _forget(self, trial_id: int) -> None:
         """Read ``trial_id`` from the database from now on (at the next read of its study)."""
         with self._lock:
+            self.changes += 1
             self._own.pop(trial_id, None)
             if trial_id in self._trial_id_to_study_id_and_number:
                 study_id = self._trial_id_to_study_id_and_number[trial_id][0]
@@ -866,6 +886,7 @@ class WorkerStorage(_CachedStorage):
     def _drop(self, trial_id: int) -> None:
         """``trial_id`` out of the cache: its making was rolled back."""
         with self._lock:
+            self.changes += 1
             self._own.pop(trial_id, None)
             found = self._trial_id_to_study_id_and_number.pop(trial_id, None)
             if found is not None:
@@ -1201,6 +1222,8 @@ class WorkerStorage(_CachedStorage):
         those new, or unfinished and not running here, or running here but ended by another
         worker, read whole as Optuna reads them. In :meth:`one_transaction`, only the first
         read of the study asks the database."""
+        if getattr(self._thread, "as_kept", False):
+            return
         block = self._block()
         if block is not None:
             if study_id in block.once:
@@ -1235,6 +1258,8 @@ class WorkerStorage(_CachedStorage):
                 self._seen[study_id] = max(seen, *(row[0] for row in rows))
         if not wanted:
             return
+        with self._lock:
+            self.changes += 1
         self._thread.left_out = {t for t in own if t not in wanted}
         try:
             trials = self._backend._get_trials(study_id, None, wanted, max(wanted))
