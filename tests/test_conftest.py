@@ -76,3 +76,22 @@ def test_a_test_that_changes_sigint_fails_loudly_and_the_next_one_finds_it_put_b
         "(put back: the processes that the tests after it start would inherit it)"
     )
     assert re.fullmatch(r"2 passed, 1 error in [\d.]+s", out[-1]), "\n".join(out)
+
+
+def test_the_package_is_compiled_before_the_tests_start_processes() -> None:
+    """Each module of the package has its bytecode, current, by the time a test runs (the
+    suite's `sweepspec` processes do not compile it again each)."""
+    import importlib.util
+
+    import sweepspec
+
+    package = Path(sweepspec.__file__).parent
+    sources = sorted(package.rglob("*.py"))
+    assert len(sources) > 50
+    stale = [
+        str(source.relative_to(package))
+        for source in sources
+        if not (cached := Path(importlib.util.cache_from_source(str(source)))).exists()
+        or cached.stat().st_mtime < source.stat().st_mtime
+    ]
+    assert stale == []
