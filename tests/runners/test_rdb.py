@@ -1081,3 +1081,25 @@ def test_a_fresh_sweep_run_by_one_worker_goes_through_no_orm(
     assert [(t.number, t.state, sorted(t.params)) for t in stored] == [
         (n, TrialState.COMPLETE, ["kind", "x"]) for n in range(3)
     ]
+
+
+def test_reads_as_kept_ask_nothing_and_later_reads_say_what_changed(
+    url: str, worker: WorkerStorage
+) -> None:
+    """In :meth:`WorkerStorage.as_kept`, a study's trials are those the worker keeps (none,
+    in a worker that has not read the study yet), and the database is asked nothing; the
+    next read asks it, and :attr:`WorkerStorage.changes` counts a read that brought trials,
+    not one that brought none."""
+    study_id = worker.get_study_id_from_name("s")
+    other = optuna.load_study(study_name="s", storage=url)
+    other.tell(other.ask({"x": FloatDistribution(0.0, 1.0)}), 0.5)
+    with _sent(worker, url) as sent, worker.as_kept():
+        assert worker.get_all_trials(study_id) == []
+    assert sent["statements"] == 0
+    before = worker.changes
+    assert [t.number for t in worker.get_all_trials(study_id)] == [0]
+    assert worker.changes == before + 1
+    with worker.as_kept():
+        assert [t.number for t in worker.get_all_trials(study_id)] == [0]
+    worker.get_all_trials(study_id)
+    assert worker.changes == before + 1

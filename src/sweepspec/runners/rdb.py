@@ -1223,6 +1223,8 @@ class WorkerStorage(_CachedStorage):
         worker, read whole as Optuna reads them. In :meth:`one_transaction`, only the first
         read of the study asks the database."""
         if getattr(self._thread, "as_kept", False):
+            with self._lock:
+                self._studies.setdefault(study_id, _StudyInfo())  # (none kept yet: none)
             return
         block = self._block()
         if block is not None:
