@@ -71,6 +71,12 @@ most of a durable sweep's cost (issue 10 item 4).
   values sent as text. psycopg's layer (converting each query and its values, its pipeline
   object) took more of a worker's CPU per trial than the server's work.
 
+* :meth:`WorkerStorage.as_kept` gives a study's trials as this process keeps them, asking
+  the database nothing: the Optuna engine draws TPE's sample for the next trial so while
+  that trial's making and the last trial's end are on their way, and uses it if
+  :attr:`WorkerStorage.changes` (the reads that changed what is kept) says the study's read
+  that follows brought nothing.
+
 :func:`open_rdb` opens the storage without Optuna's start-up checks (alembic's import and
 scripts, about 0.2 s) when the database's schema is already the head of Optuna's migrations
 (as its scripts give it); any other database (new, older, newer) gets Optuna's start-up and
