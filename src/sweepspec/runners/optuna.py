@@ -815,25 +815,19 @@ class _Presampled:
         was drawn for and no read since has changed the trials it was drawn from; else the
         sampler's draws are given back, and it samples as it would have. Optuna's own
         ``sample_relative`` gives it (and writes, with ``constant_liar``, the trial's
-        attributes that share it)."""
+        attributes that share it with other workers)."""
         if database is None or trial.number != self.number or database.changes != self.changes:
             self.undo()
             return
-        sampler, drawn = self.sampler, self.sampler._sample_relative
-
-        def sample(
-            study: optuna.Study,
-            frozen: FrozenTrial,
-            space: dict[str, optuna.distributions.BaseDistribution],
-        ) -> dict[str, Any]:
-            if space == self.space:
-                return dict(self.params)
-            self.undo()
-            return drawn(study, frozen, space)
-
-        sampler._sample_relative = sample  # type: ignore[method-assign, assignment]
+        sampler = self.sampler
+        sampler._sample_relative = lambda *_: dict(self.params)  # type: ignore[method-assign]
         try:
-            trial.relative_params  # noqa: B018  (drawn now, through Optuna's own method)
+            # what Trial.relative_params does, the search space being the one drawn in (the
+            # trials it is inferred from are the same; the trial made, running, is not one)
+            trial.relative_search_space = self.space
+            trial._relative_params = sampler.sample_relative(
+                trial.study, trial._cached_frozen_trial, self.space
+            )
         finally:
             del sampler._sample_relative
 
@@ -857,13 +851,11 @@ def _presample(study: optuna.Study, database: WorkerStorage) -> _Presampled | No
         return None
     if isinstance(study.pruner, optuna.pruners.HyperbandPruner):
         return None
-    if not database.premaking(study._study_id):
+    if not database.premaking(study._study_id) or not database.all_finished(study._study_id):
         return None
     changes = database.changes
     with database.as_kept():
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        if not all(t.state.is_finished() for t in trials):
-            return None
         number = trials[-1].number + 1 if trials else 0
         stand_in = _running(number, -1, datetime.now(), {})  # (its id is the making's)
         state = sampler._rng.rng.get_state()

@@ -422,6 +422,16 @@ class WorkerStorage(_CachedStorage):
         premade = block.premade if block is not None else None
         return premade is not None and premade.study_id == study_id
 
+    def all_finished(self, study_id: int) -> bool:
+        """Whether every trial of ``study_id`` this storage keeps is finished (none running
+        here, none of another worker's unfinished when last read), without looking at each."""
+        with self._lock:
+            study = self._studies.get(study_id)
+            if study is not None and study.unfinished_trial_ids:
+                return False
+            known = self._trial_id_to_study_id_and_number
+            return all(known[t][0] != study_id for t in self._own)
+
     @contextmanager
     def as_kept(self) -> Iterator[None]:
         """Reads of a study in it give the trials as this storage keeps them, asking the
