@@ -724,29 +724,44 @@ def _presamples(monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter
     yield counted
 
 
+@pytest.mark.parametrize(
+    ("options", "early"),
+    [
+        ("{seed: 7}", {"drawn": 26, "offered": 25, "given back": 1}),
+        ("{seed: 7, group: true}", {"drawn": 0}),
+    ],
+    ids=["tpe", "tpe-group"],
+)
 def test_tpe_drawn_while_the_server_works_is_what_optuna_draws(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: str,
+    early: dict[str, int],
 ) -> None:
     """A worker alone on PostgreSQL draws each trial's TPE sample while the server makes the
     trial and reads the last one's end (issue 10 item 4): 25 trials (15 of them TPE's past
     its 10 random ones) are exactly those of plain Optuna in memory with the same seeded
     sampler; every sample drawn early was the one used, and the last (no trial asked: the
-    budget is reached) was given back."""
+    budget is reached) was given back. With ``group`` (Optuna samples each group of the
+    search space on its own), none is drawn early."""
     loss = _tpe_folder(tmp_path)
-    url = _database(postgres_url, "drawn")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("{seed: 7}", options))
+    url = _database(postgres_url, f"drawn_{len(early)}")
     monkeypatch.chdir(tmp_path)
     with _presamples(monkeypatch) as counted:
         _run_here(url, 25)
-    assert counted == {"drawn": 26, "offered": 25, "given back": 1}
 
     from sweepspec.compiler.optuna import compile_optuna
 
     plan = compile_optuna(load("sweep.yaml"))
     alone = plan.create_study(storage=optuna.storages.InMemoryStorage(), study_name="memory")
     alone.optimize(lambda trial: loss(plan.suggest(trial)), n_trials=25)
-    drawn = [t.params for t in _trials(url, "drawn")]
+    drawn = [t.params for t in _trials(url, "drawn")]  # (the study's name, in any database)
     assert drawn == [t.params for t in alone.get_trials(deepcopy=False)]
     assert len({t["x"] for t in drawn}) == 25
+    assert counted == early
 
 
 def _alternating(url: str, tmp_path: Path, loss: Callable[[dict[str, Any]], float]) -> list[Any]:

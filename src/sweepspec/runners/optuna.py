@@ -841,14 +841,14 @@ def _presample(study: optuna.Study, database: WorkerStorage) -> _Presampled | No
     :meth:`.rdb.WorkerStorage.premake`), drawn now from the trials this worker keeps, so
     that the database's round trips (the making, the last trial's end and the study's
     read) go on meanwhile; :meth:`_Presampled.give` checks it is what the sampler would
-    draw then. Only for a study's TPE sampler whose trials are all finished (another
-    worker's running trial is read again at every read: the sample would be drawn again),
-    and no Hyperband pruner (which gives the sampler the trial's bracket alone)."""
+    draw then. Only for a study's TPE sampler (not ``group``) whose trials are all finished
+    (another worker's running trial is read again at every read: the sample would be drawn
+    again), and no Hyperband pruner (which gives the sampler the trial's bracket alone)."""
     from .rdb import _running  # (a database's run: imported already)
 
     sampler = study.sampler
-    if type(sampler) is not optuna.samplers.TPESampler:
-        return None
+    if type(sampler) is not optuna.samplers.TPESampler or sampler._group:
+        return None  # (with ``group``, Optuna samples each group of the space on its own)
     if isinstance(study.pruner, optuna.pruners.HyperbandPruner):
         return None
     if not database.premaking(study._study_id) or not database.all_finished(study._study_id):
