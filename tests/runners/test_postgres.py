@@ -764,7 +764,7 @@ def test_tpe_drawn_while_the_server_works_is_what_optuna_draws(
     assert counted == early
 
 
-def _alternating(url: str, tmp_path: Path, loss: Callable[[dict[str, Any]], float]) -> list[Any]:
+def _alternating(url: str, loss: Callable[[dict[str, Any]], float]) -> list[Any]:
     """One worker's 16 trials on ``url``, while another worker (plain Optuna) makes and ends
     a trial between the worker's tell and its next ask (after trial 11), and another between
     its trial's run and its tell (trial 13): the worker's parameters, in order."""
@@ -817,10 +817,10 @@ def test_tpe_drawn_early_is_drawn_again_when_another_worker_made_a_trial_meanwhi
     loss = _tpe_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
     with _presamples(monkeypatch) as counted:
-        early = _alternating(_database(postgres_url, "early"), tmp_path, loss)
+        early = _alternating(_database(postgres_url, "early"), loss)
 
     from sweepspec.runners import optuna as engine_module
 
     monkeypatch.setattr(engine_module, "_presample", lambda *args: None)
-    assert _alternating(_database(postgres_url, "late"), tmp_path, loss) == early
+    assert _alternating(_database(postgres_url, "late"), loss) == early
     assert counted == {"drawn": 16, "offered": 16, "given back": 3}

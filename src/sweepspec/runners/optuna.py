@@ -523,7 +523,7 @@ class OptunaEngine:
             trial = self.study.ask()
             presampled, self.presampled = self.presampled, None
             if presampled is not None:
-                presampled.give(trial, self.database)
+                presampled.give(trial)
             try:
                 params = self.plan.suggest(trial)
             except BaseException:  # the trial is still this worker's (its death fails it)
@@ -804,19 +804,20 @@ class _Presampled:
     database makes that trial and reads the last trial's end (:func:`_presample`)."""
 
     sampler: optuna.samplers.TPESampler
+    storage: WorkerStorage
     number: int  # the trial's number, unless another worker made a trial meanwhile
     changes: int  # the storage's :attr:`.rdb.WorkerStorage.changes` when it was drawn
     space: dict[str, optuna.distributions.BaseDistribution]
     params: dict[str, Any]
     state: Any  # the sampler's random state before it
 
-    def give(self, trial: optuna.Trial, database: WorkerStorage | None) -> None:
+    def give(self, trial: optuna.Trial) -> None:
         """``trial``'s relative parameters are the sample, if it is the trial the sample
         was drawn for and no read since has changed the trials it was drawn from; else the
         sampler's draws are given back, and it samples as it would have. Optuna's own
         ``sample_relative`` gives it (and writes, with ``constant_liar``, the trial's
         attributes that share it with other workers)."""
-        if database is None or trial.number != self.number or database.changes != self.changes:
+        if trial.number != self.number or self.storage.changes != self.changes:
             self.undo()
             return
         sampler = self.sampler
@@ -867,7 +868,7 @@ def _presample(study: optuna.Study, database: WorkerStorage) -> _Presampled | No
             raise
         finally:
             study._thread_local.cached_all_trials = None  # (the ask reads them again)
-    return _Presampled(sampler, number, changes, space, params, state)
+    return _Presampled(sampler, database, number, changes, space, params, state)
 
 
 def trial_row(trial: FrozenTrial, plan: OptunaPlan) -> dict[str, Any]:
