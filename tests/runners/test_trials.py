@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from multiprocessing.connection import Pipe
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -809,3 +811,56 @@ def test_a_worker_whose_environment_changed_gets_a_new_trial_process(
     trials.reap_trials()
     assert (first["seen"], same["seen"], changed["seen"]) == (-1.0, -1.0, 7.0)
     assert first["pid"] == same["pid"] != changed["pid"]
+
+
+def test_each_function_trial_gets_its_own_parameters_in_its_workers_wandb_file(
+    tmp_path: Path,
+) -> None:
+    """W&B's agent gives a run its parameters in a file (``WANDB_SWEEP_PARAM_PATH``): a
+    worker writes one file again for each of its trials (they run one at a time), and each
+    trial finds its own parameters there, under a run id of its own."""
+
+    def given(trial: Trial) -> dict[str, float]:
+        import yaml
+
+        path = os.environ["WANDB_SWEEP_PARAM_PATH"]
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh)
+        with open(tmp_path / "seen.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps([path, os.environ["WANDB_RUN_ID"]]) + "\n")
+        return {"loss": 0.0, "lr": config["lr"]["value"], "version": config["wandb_version"]}
+
+    metrics = []
+    for lr in (0.1, 0.2, 0.3):
+        outcome = run_function(
+            given, {"lr": lr}, 0, 0, Monitor("loss"), ["loss"], folder=str(tmp_path)
+        )
+        assert outcome.state == "COMPLETE", outcome.error
+        metrics.append(outcome.metrics)
+    trials.reap_trials()
+    assert [(m["lr"], m["version"]) for m in metrics] == [(0.1, 1.0), (0.2, 1.0), (0.3, 1.0)]
+    seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    assert len({path for path, _ in seen}) == 1
+    assert len({run for _, run in seen}) == 3
+
+
+def test_a_worker_polls_for_a_short_trials_end_before_it_sleeps() -> None:
+    """:func:`trials._spun`: what is already there, what comes while it polls, and a trial
+    process that is gone (its end of the pipe closed) are seen; nothing within the time
+    given is not."""
+    here, there = Pipe()
+    assert trials._spun(here, 0.0) is False
+    assert trials._spun(here, 0.001) is False
+    there.send("done")
+    assert trials._spun(here, 0.0) is True
+    assert here.recv() == "done"
+    later = threading.Timer(0.01, there.send, ("late",))
+    later.start()
+    assert trials._spun(here, 30.0) is True  # returns as soon as it comes
+    later.join()
+    assert here.recv() == "late"
+    there.close()
+    assert trials._spun(here, 0.0) is True
+    with pytest.raises(EOFError):
+        here.recv()
+    here.close()

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import pickle
+import select
 import selectors
 import shutil
 import signal
@@ -93,6 +94,13 @@ __all__ = [
 
 TERM_GRACE = 10.0
 """Seconds between SIGTERM and SIGKILL for a command that must stop."""
+
+SPIN = 0.001
+"""Seconds a worker polls its trial process's pipe without sleeping, right after giving it a
+trial, before it sleeps on the pipe (:func:`_spun`). A short trial's end then finds the
+worker awake: on a virtual machine, waking a process whose CPU went idle costs a few
+hundred microseconds, more than a trivial trial itself (issue 10 item 4). A trial that runs
+longer costs the worker at most this much CPU time."""
 
 Prune = Callable[[float, int], bool]
 Echo = Callable[[str, str], None]
@@ -514,22 +522,19 @@ def run_function(
     forked.env = dict(env or {})
     if folder is None:
         return forked.run(function, params, seed, number, objectives, argv0)
-    forked.wandb = WandbRun(folder, sweep, params, param_dir=_param_dir())
+    forked.wandb = WandbRun(folder, sweep, params, param_path=_param_file())
     forked.bare = bare
-    try:
-        return forked.run(function, params, seed, number, objectives, argv0)
-    finally:
-        with contextlib.suppress(OSError):
-            forked.wandb.param_path.unlink()
+    return forked.run(function, params, seed, number, objectives, argv0)
 
 
 @functools.cache
-def _param_dir() -> str:
-    """The worker's folder for its trials' W&B parameter files (each removed after its
-    trial; the folder when the worker ends)."""
+def _param_file() -> Path:
+    """The worker's W&B parameter file, written again for each of its trials (they run one
+    at a time; a file made and removed per trial cost a trivial trial about 0.1 ms, issue 10
+    item 4), in a folder of its own, removed when the worker ends."""
     folder = tempfile.mkdtemp(prefix="sweepspec-trials-")
     atexit.register(_remove_param_dir, folder, os.getpid())
-    return folder
+    return Path(folder) / "config.yaml"
 
 
 def _remove_param_dir(folder: str, pid: int) -> None:
@@ -796,13 +801,15 @@ class _Forked:
             self._end()
 
     def _follow(self, conn: Connection, objectives: list[str]) -> Outcome:
+        spin = SPIN
         while True:
             if self.follow_wandb is not None:
                 self.follow_wandb()
                 if self.bare and self.monitor.pruned:  # W&B's style: stopped by killing it
                     self.ending = "kill"
                     return conclude(None, self.monitor, objectives)
-            if conn.poll(self._wait()):
+            came, spin = spin > 0 and _spun(conn, spin), 0.0
+            if came or conn.poll(self._wait()):
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
@@ -883,6 +890,18 @@ class _Forked:
             _killpg(server.pid, signal.SIGINT)
             server.wait_exit(self.grace)
         server.kill()
+
+
+def _spun(conn: Connection, seconds: float) -> bool:
+    """Whether ``conn`` has something to read within ``seconds``, polled without sleeping
+    (one ``poll`` system call each time; :data:`SPIN`)."""
+    waiting = select.poll()
+    waiting.register(conn.fileno(), select.POLLIN)
+    ends = time.perf_counter() + seconds
+    while not waiting.poll(0):
+        if time.perf_counter() >= ends:
+            return False
+    return True
 
 
 HELD_OVER_FORK = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
