@@ -85,6 +85,20 @@ def test_the_parameter_file_is_the_one_wandbs_agent_writes(tmp_path: Path):
     assert config_util.dict_from_config_file(str(path)) == {"lr": 0.1, "opt": {"m": 0.9}}
 
 
+def test_a_parameter_file_written_again_holds_the_new_parameters_only(tmp_path: Path) -> None:
+    """A worker writes its file again for each trial (over the last one's, cut to its
+    length): W&B reads the new trial's parameters, nothing of a longer file before."""
+    from wandb.sdk.lib import config_util
+
+    path = tmp_path / "config.yaml"
+    long = {"lr": 0.123456789, "name": "a rather long value", "layers": 12}
+    for params in (long, {"lr": 0.5}, {"lr": 0.25, "layers": 3}):
+        env = WandbRun(str(tmp_path), "abc", params, param_path=path).env()
+        assert env["WANDB_SWEEP_PARAM_PATH"] == str(path)
+        assert config_util.dict_from_config_file(str(path)) == params
+        assert path.read_text() == config_text(params)
+
+
 def test_the_parameter_file_is_written_as_yaml_dump_writes_it(tmp_path: Path) -> None:
     """The file's text is ``yaml.dump``'s (what sweepspec wrote before, and W&B's agent
     writes), value by value, name by name, whatever the type; W&B reads it back as given."""

@@ -197,11 +197,15 @@ def _metric(key: str, value: Any) -> bool:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """``data`` as the whole file at ``path`` (one ``write``: a trial's file is small)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """``data`` as the whole file at ``path`` (one ``write``: a trial's file is small),
+    written over what was there and cut to its length: a file emptied first
+    (``O_TRUNC``) gives its disk block back and takes a new one, which cost 0.1 ms to
+    0.3 ms here each time a worker wrote its file again (issue 10 item 4)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
