@@ -11,6 +11,7 @@ import math
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -1103,3 +1104,32 @@ def test_reads_as_kept_ask_nothing_and_later_reads_say_what_changed(
         assert [t.number for t in worker.get_all_trials(study_id)] == [0]
     worker.get_all_trials(study_id)
     assert worker.changes == before + 1
+
+
+def _until(ready: Callable[[], bool]) -> bool:
+    """``ready()``, asked again until it is true (a server's answer on its way): at most
+    for a minute."""
+    ends = time.monotonic() + 60.0
+    while not ready() and time.monotonic() < ends:
+        time.sleep(0.001)
+    return ready()
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+def test_an_ends_result_is_known_to_have_come_before_it_is_read(
+    url: str, worker: WorkerStorage
+) -> None:
+    """:meth:`WorkerStorage.told_arrived`: no end sent, nothing has come; once the server
+    has answered the end sent, it has (the ask then reads it and sends its commit before
+    TPE's sample); once :meth:`told` read it, nothing is left to come."""
+    study_id = worker.get_study_id_from_name("s")
+    trial_id = worker.create_new_trial(study_id)
+    assert worker.told_arrived() is False
+    with worker.one_transaction(later=True):
+        worker.set_trial_state_values(trial_id, TrialState.COMPLETE, [1.0])
+    assert _until(worker.told_arrived) is True
+    worker.told()
+    assert worker.told_arrived() is False
+    worker.settle()
+    (stored,) = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert (stored.state, stored.values) == (TrialState.COMPLETE, [1.0])

@@ -49,7 +49,8 @@ most of a durable sweep's cost (issue 10 item 4).
   either: the trial's rows are that transaction's until the server has committed it (and
   waited for its disk), which goes on while the worker asks for its next trial. The next
   ask's block reads that result just after it has sent its making (below), so the two round
-  trips are waited for once; :meth:`WorkerStorage.settle` waits for the commit (the ask
+  trips are waited for once (if it has come already, before TPE's sample, so that the
+  commit's wait for the disk goes on during the sample: :meth:`WorkerStorage.told_arrived`); :meth:`WorkerStorage.settle` waits for the commit (the ask
   does, before its own commit, and the end of the run). A worker killed before the commit
   left leaves its trial RUNNING, as one killed before its tell: the heartbeat's rule fails
   it. The study's next read (which trials are new or unfinished) goes in the same message,
@@ -1105,6 +1106,15 @@ class WorkerStorage(_CachedStorage):
         channel.send(("COMMIT", None))  # (psycopg reads the transaction's state from libpq)
         self._sending = told.ends
         self._ahead[told.asked["study"]] = (told.asked, rows)
+
+    def told_arrived(self) -> bool:
+        """Whether the result of the trial's end sent last (:meth:`_send`) has begun to
+        come back, so that :meth:`told` reads it without waiting for the server (and sends
+        its commit at once)."""
+        told = self._told
+        if told is None or told.channel is None or told.channel.dropped:
+            return False
+        return bool(wait_on([told.channel.driver.pgconn.socket], [], [], 0)[0])
 
     def unsettled(self, ends_only: bool = False) -> str:
         """What :meth:`settle` waits for (with ``ends_only``, :meth:`told`), in words ("the
