@@ -50,8 +50,9 @@ most of a durable sweep's cost (issue 10 item 4).
   waited for its disk), which goes on while the worker asks for its next trial. The next
   ask's block reads that result just after it has sent its making (below), so the two round
   trips are waited for once (if it has come already, before TPE's sample, so that the
-  commit's wait for the disk goes on during the sample: :meth:`WorkerStorage.told_arrived`); :meth:`WorkerStorage.settle` waits for the commit (the ask
-  does, before its own commit, and the end of the run). A worker killed before the commit
+  commit's wait for the disk goes on during the sample: :meth:`WorkerStorage.told_arrived`);
+  :meth:`WorkerStorage.settle` waits for the commit (the ask does, before its own commit,
+  and the end of the run). A worker killed before the commit
   left leaves its trial RUNNING, as one killed before its tell: the heartbeat's rule fails
   it. The study's next read (which trials are new or unfinished) goes in the same message,
   after the statement; the read that follows (the budget's count) uses it if what it would
