@@ -40,21 +40,17 @@ class WandbRun:
         sweep_id: str,
         params: dict[str, Any],
         run_id: str | None = None,
-        param_dir: str | None = None,
         param_path: Path | None = None,
     ) -> None:
         self.base = os.environ.get("WANDB_DIR") or folder
         self.sweep_id = sweep_id
         self.run_id = run_id or uuid.uuid4().hex[:8]
-        # W&B's agent keeps the file under $WANDB_DIR/wandb/sweep-<id>/; a temporary folder
-        # (``param_dir``: a trial's own; ``param_path``: a file its worker writes again for
-        # each trial) leaves nothing behind for programs without W&B
-        if param_path is None:
-            folder_of_file = (
-                Path(param_dir) if param_dir else Path(self.base) / "wandb" / f"sweep-{sweep_id}"
-            )
-            param_path = folder_of_file / f"config-{self.run_id}.yaml"
-        self.param_path = param_path
+        # W&B's agent keeps the file under $WANDB_DIR/wandb/sweep-<id>/; a file in a
+        # temporary folder (``param_path``: a command trial's own, or the one a worker writes
+        # again for each function trial) leaves nothing behind for programs without W&B
+        self.param_path = param_path or (
+            Path(self.base) / "wandb" / f"sweep-{sweep_id}" / f"config-{self.run_id}.yaml"
+        )
         self.params = params
         self.log: RunLog | None = None
         self.rows = 0
